@@ -1,0 +1,1 @@
+"""lab: market-data recorder and replay backtesting pipeline."""
