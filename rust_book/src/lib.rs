@@ -1,1 +1,594 @@
-use pyo3::prelude::*; #[pymodule] fn rust_book(_m: &Bound<PyModule>) -> PyResult<()> { Ok(()) }
+//! `lab.rust_book`: the L2 order book engine and exact fixed-point helpers.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyString, PyType};
+
+pub mod book;
+pub mod fixed;
+
+use book::Book;
+use fixed::{push_fixed, MAX_PRECISION, POW10};
+
+/// Row flag: this row is the last one of its message.
+pub const FLAG_LAST: u8 = 1;
+/// Row flag: clear the book before applying this row (snapshot start).
+pub const FLAG_CLEAR: u8 = 2;
+
+static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn check_precision(p: i64, what: &str) -> PyResult<u32> {
+    if !(0..=MAX_PRECISION as i64).contains(&p) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be between 0 and {MAX_PRECISION}, got {p}"
+        )));
+    }
+    Ok(p as u32)
+}
+
+fn fixed_string(value: i64, precision: u32) -> String {
+    let mut buf = Vec::with_capacity(24);
+    push_fixed(&mut buf, value, precision);
+    // only ASCII digits, '-' and '.'
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// A read-only, C-contiguous view of any object exporting the buffer protocol
+/// (bytes, memoryview, array.array, pyarrow.Buffer, numpy arrays...). Released on drop.
+struct RawBuf {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl RawBuf {
+    fn get(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
+        // SAFETY: Py_buffer is a plain C struct; zeroed is a valid "empty" value that
+        // PyObject_GetBuffer fills in.
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) };
+        if rc != 0 {
+            let cause = PyErr::fetch(obj.py());
+            let err = PyTypeError::new_err(format!(
+                "{name} must support the buffer protocol (contiguous), got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            ));
+            err.set_cause(obj.py(), Some(cause));
+            return Err(err);
+        }
+        Ok(RawBuf { view })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.view.buf.is_null() || self.view.len <= 0 {
+            return &[];
+        }
+        // SAFETY: the exporter guarantees `len` readable bytes at `buf` while the view is held.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for RawBuf {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by a successful PyObject_GetBuffer; RawBuf only lives
+        // inside methods called with the GIL held.
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+    }
+}
+
+#[inline]
+fn read_int(buf: &[u8], row: usize, width: usize) -> Option<i64> {
+    let off = row * width;
+    if width == 8 {
+        Some(i64::from_le_bytes(buf[off..off + 8].try_into().ok()?))
+    } else {
+        i64::try_from(i128::from_le_bytes(buf[off..off + 16].try_into().ok()?)).ok()
+    }
+}
+
+fn check_width(w: usize, name: &str) -> PyResult<()> {
+    if w != 8 && w != 16 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be 8 (int64) or 16 (int128 / decimal128), got {w}"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_side(side: i64) -> PyResult<bool> {
+    match side {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(PyValueError::new_err(format!(
+            "side must be 0 (bid) or 1 (ask), got {side}"
+        ))),
+    }
+}
+
+/// L2 order book in integer ticks (prices) and lots (amounts), plus feed metadata.
+///
+/// `OrderBook(venue, symbol, price_precision, amount_precision, depth=0)`; depth 0 means
+/// unbounded, otherwise each side keeps its best `depth` levels after every message.
+#[pyclass(module = "lab.rust_book", subclass)]
+#[derive(Clone)]
+pub struct OrderBook {
+    #[pyo3(get, set)]
+    venue: String,
+    #[pyo3(get, set)]
+    symbol: String,
+    /// Exchange time of the last applied message, ns since the epoch.
+    #[pyo3(get, set)]
+    timestamp: i64,
+    /// Local receive time of the last applied message, ns since the epoch.
+    #[pyo3(get, set)]
+    local_timestamp: i64,
+    #[pyo3(get, set)]
+    seq: i64,
+    #[pyo3(get, set)]
+    synced: bool,
+    #[pyo3(get)]
+    price_precision: u32,
+    #[pyo3(get)]
+    amount_precision: u32,
+    book: Book,
+    price_scale: f64,
+    amount_scale: f64,
+}
+
+impl OrderBook {
+    #[inline]
+    fn px(&self, ticks: i64) -> f64 {
+        ticks as f64 / self.price_scale
+    }
+
+    #[inline]
+    fn qty(&self, lots: i64) -> f64 {
+        lots as f64 / self.amount_scale
+    }
+
+    fn float_levels(&self, ask: bool) -> Vec<(f64, f64)> {
+        self.book
+            .side(ask)
+            .iter_best_first()
+            .map(|&(p, a)| (self.px(p), self.qty(a)))
+            .collect()
+    }
+
+    fn decimal_levels<'py>(
+        &self,
+        py: Python<'py>,
+        ask: bool,
+        n: Option<usize>,
+    ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let dec = DECIMAL.import(py, "decimal", "Decimal")?;
+        let n = n.unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(n.min(self.book.side(ask).len()));
+        for &(p, a) in self.book.side(ask).iter_best_first().take(n) {
+            out.push((
+                dec.call1((fixed_string(p, self.price_precision),))?,
+                dec.call1((fixed_string(a, self.amount_precision),))?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl OrderBook {
+    #[new]
+    #[pyo3(signature = (venue, symbol, price_precision, amount_precision, depth = 0))]
+    fn new(
+        venue: String,
+        symbol: String,
+        price_precision: i64,
+        amount_precision: i64,
+        depth: i64,
+    ) -> PyResult<Self> {
+        let pp = check_precision(price_precision, "price_precision")?;
+        let ap = check_precision(amount_precision, "amount_precision")?;
+        if depth < 0 {
+            return Err(PyValueError::new_err(format!(
+                "depth must be >= 0 (0 = unbounded), got {depth}"
+            )));
+        }
+        Ok(OrderBook {
+            venue,
+            symbol,
+            timestamp: 0,
+            local_timestamp: 0,
+            seq: 0,
+            synced: false,
+            price_precision: pp,
+            amount_precision: ap,
+            book: Book::new(depth as usize),
+            price_scale: POW10[pp as usize] as f64,
+            amount_scale: POW10[ap as usize] as f64,
+        })
+    }
+
+    /// Maximum levels per side (0 = unbounded).
+    #[getter]
+    fn depth(&self) -> usize {
+        self.book.depth
+    }
+
+    /// Remove every level (metadata is kept).
+    fn clear(&mut self) {
+        self.book.clear();
+    }
+
+    /// Set one level: side 0 = bid, 1 = ask; amount 0 deletes (absent level: no-op).
+    /// Does not truncate to depth (call `truncate()` after the message, or use `apply_rows`).
+    fn apply(&mut self, side: i64, price_ticks: i64, amount_lots: i64) -> PyResult<()> {
+        let ask = parse_side(side)?;
+        if amount_lots < 0 {
+            return Err(PyValueError::new_err(format!(
+                "amount_lots must be >= 0, got {amount_lots}"
+            )));
+        }
+        self.book.side_mut(ask).set(price_ticks, amount_lots);
+        Ok(())
+    }
+
+    /// Keep only the best `depth` levels per side (no-op when depth is 0).
+    fn truncate(&mut self) {
+        self.book.truncate();
+    }
+
+    /// Apply one message from columnar buffers, starting at row `start` and ending at the first
+    /// row (inclusive) whose flags has FLAG_LAST (1). A row with FLAG_CLEAR (2) clears the book
+    /// before it is applied. Truncates to depth afterwards. Returns the index after the last
+    /// applied row. The whole message is validated before anything is applied: on ValueError
+    /// the book is unchanged.
+    ///
+    /// sides: int8 (0 bid / 1 ask); prices, amounts: little-endian signed ints of
+    /// `price_width` / `amount_width` bytes (8 = int64, 16 = int128 / decimal128); flags: uint8.
+    /// Any buffer-protocol object works (pyarrow.Buffer, bytes, memoryview, array.array).
+    /// Note: pyarrow `.buffers()` ignore an array's offset; pass row indexes accordingly.
+    #[pyo3(signature = (sides, prices, amounts, flags, start, price_width = 8, amount_width = 8))]
+    #[allow(clippy::too_many_arguments)]
+    fn apply_rows(
+        &mut self,
+        sides: &Bound<'_, PyAny>,
+        prices: &Bound<'_, PyAny>,
+        amounts: &Bound<'_, PyAny>,
+        flags: &Bound<'_, PyAny>,
+        start: i64,
+        price_width: usize,
+        amount_width: usize,
+    ) -> PyResult<usize> {
+        check_width(price_width, "price_width")?;
+        check_width(amount_width, "amount_width")?;
+        let sides_b = RawBuf::get(sides, "sides")?;
+        let prices_b = RawBuf::get(prices, "prices")?;
+        let amounts_b = RawBuf::get(amounts, "amounts")?;
+        let flags_b = RawBuf::get(flags, "flags")?;
+        let (sides, prices, amounts, flags) = (
+            sides_b.bytes(),
+            prices_b.bytes(),
+            amounts_b.bytes(),
+            flags_b.bytes(),
+        );
+        if start < 0 || start as usize >= flags.len() {
+            return Err(PyValueError::new_err(format!(
+                "start {start} out of range for {} flag rows",
+                flags.len()
+            )));
+        }
+        let start = start as usize;
+        let end = match flags[start..].iter().position(|f| f & FLAG_LAST != 0) {
+            Some(k) => start + k + 1,
+            None => {
+                return Err(PyValueError::new_err(format!(
+                    "no row with the LAST flag at or after row {start} ({} flag rows)",
+                    flags.len()
+                )))
+            }
+        };
+        if sides.len() < end {
+            return Err(PyValueError::new_err(format!(
+                "sides buffer too short: {} rows, need {end}",
+                sides.len()
+            )));
+        }
+        if prices.len() < end * price_width {
+            return Err(PyValueError::new_err(format!(
+                "prices buffer too short: {} bytes, need {} ({end} rows x {price_width})",
+                prices.len(),
+                end * price_width
+            )));
+        }
+        if amounts.len() < end * amount_width {
+            return Err(PyValueError::new_err(format!(
+                "amounts buffer too short: {} bytes, need {} ({end} rows x {amount_width})",
+                amounts.len(),
+                end * amount_width
+            )));
+        }
+        // validate first so a bad message leaves the book untouched
+        for row in start..end {
+            if sides[row] > 1 {
+                return Err(PyValueError::new_err(format!(
+                    "row {row}: side must be 0 or 1, got {}",
+                    sides[row] as i8
+                )));
+            }
+            if read_int(prices, row, price_width).is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "row {row}: price does not fit in int64"
+                )));
+            }
+            match read_int(amounts, row, amount_width) {
+                Some(a) if a >= 0 => {}
+                Some(a) => {
+                    return Err(PyValueError::new_err(format!(
+                        "row {row}: negative amount {a}"
+                    )))
+                }
+                None => {
+                    return Err(PyValueError::new_err(format!(
+                        "row {row}: amount does not fit in int64"
+                    )))
+                }
+            }
+        }
+        let book = &mut self.book;
+        for row in start..end {
+            if flags[row] & FLAG_CLEAR != 0 {
+                book.clear();
+            }
+            // validated above
+            let p = read_int(prices, row, price_width).unwrap_or(0);
+            let a = read_int(amounts, row, amount_width).unwrap_or(0);
+            book.side_mut(sides[row] == 1).set(p, a);
+        }
+        book.truncate();
+        Ok(end)
+    }
+
+    /// (best bid price, best ask price) as floats, None for an empty side. O(1).
+    fn top(&self) -> (Option<f64>, Option<f64>) {
+        (
+            self.book.bids.best().map(|l| self.px(l.0)),
+            self.book.asks.best().map(|l| self.px(l.0)),
+        )
+    }
+
+    /// (price_ticks, amount_lots) of the best bid, or None.
+    fn best_bid(&self) -> Option<(i64, i64)> {
+        self.book.bids.best()
+    }
+
+    /// (price_ticks, amount_lots) of the best ask, or None.
+    fn best_ask(&self) -> Option<(i64, i64)> {
+        self.book.asks.best()
+    }
+
+    /// Bids best first as (price, qty) floats.
+    #[getter]
+    fn bids(&self) -> Vec<(f64, f64)> {
+        self.float_levels(false)
+    }
+
+    /// Asks best first as (price, qty) floats.
+    #[getter]
+    fn asks(&self) -> Vec<(f64, f64)> {
+        self.float_levels(true)
+    }
+
+    #[pyo3(signature = (n = None))]
+    fn bids_ticks(&self, n: Option<usize>) -> Vec<(i64, i64)> {
+        self.book.bids.top_n(n)
+    }
+
+    #[pyo3(signature = (n = None))]
+    fn asks_ticks(&self, n: Option<usize>) -> Vec<(i64, i64)> {
+        self.book.asks.top_n(n)
+    }
+
+    /// Bids best first as exact (decimal.Decimal, decimal.Decimal).
+    #[pyo3(signature = (n = None))]
+    fn bids_decimal<'py>(
+        &self,
+        py: Python<'py>,
+        n: Option<usize>,
+    ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.decimal_levels(py, false, n)
+    }
+
+    /// Asks best first as exact (decimal.Decimal, decimal.Decimal).
+    #[pyo3(signature = (n = None))]
+    fn asks_decimal<'py>(
+        &self,
+        py: Python<'py>,
+        n: Option<usize>,
+    ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.decimal_levels(py, true, n)
+    }
+
+    /// Top `n` levels (all when None) of `side` (0 bid, 1 ask), best first, in ticks/lots.
+    #[pyo3(signature = (side, n = None))]
+    fn levels(&self, side: i64, n: Option<usize>) -> PyResult<Vec<(i64, i64)>> {
+        Ok(self.book.side(parse_side(side)?).top_n(n))
+    }
+
+    #[getter]
+    fn bid_count(&self) -> usize {
+        self.book.bids.len()
+    }
+
+    #[getter]
+    fn ask_count(&self) -> usize {
+        self.book.asks.len()
+    }
+
+    /// Best bid >= best ask (False when a side is empty).
+    fn crossed(&self) -> bool {
+        self.book.crossed()
+    }
+
+    /// Independent copy with the same levels and metadata.
+    fn copy(&self) -> Self {
+        self.clone()
+    }
+
+    fn __copy__(&self) -> Self {
+        self.clone()
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+        self.clone()
+    }
+
+    /// Mock venue checksum (CRC-32 of "<price>:<amount>;" for all asks ascending then all bids
+    /// descending, fixed precision). Unsigned 32-bit.
+    fn mock_checksum(&self) -> u32 {
+        self.book
+            .mock_checksum(self.price_precision, self.amount_precision)
+    }
+
+    /// Kraken book checksum (v1 and v2 rule) over the top 10 levels per side. Equals the
+    /// wire-string checksum when the wire strings carry the pair's fixed decimals.
+    fn kraken_checksum(&self) -> u32 {
+        self.book.kraken_checksum()
+    }
+
+    fn __repr__(&self) -> String {
+        let fmt = |l: Option<(i64, i64)>| match l {
+            Some((p, _)) => fixed_string(p, self.price_precision),
+            None => "None".to_string(),
+        };
+        format!(
+            "OrderBook(venue={:?}, symbol={:?}, seq={}, bid={}, ask={}, levels={}/{})",
+            self.venue,
+            self.symbol,
+            self.seq,
+            fmt(self.book.bids.best()),
+            fmt(self.book.asks.best()),
+            self.book.bids.len(),
+            self.book.asks.len()
+        )
+    }
+}
+
+/// Text of a decimal-ish Python value: str as is, bytes as ASCII, decimal.Decimal via
+/// format(x, "f") (keeps trailing zeros, never scientific notation).
+fn decimal_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(s.to_str()?.to_owned());
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(String::from_utf8_lossy(b.as_bytes()).into_owned());
+    }
+    let dec = DECIMAL.import(obj.py(), "decimal", "Decimal")?;
+    if obj.is_instance(dec.as_any())? {
+        let s = obj
+            .py()
+            .import("builtins")?
+            .getattr("format")?
+            .call1((obj, "f"))?;
+        return Ok(s.cast::<PyString>()?.to_str()?.to_owned());
+    }
+    Err(PyTypeError::new_err(format!(
+        "expected a decimal string, got {}",
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into())
+    )))
+}
+
+fn kraken_levels(levels: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in levels.try_iter()? {
+        let item = item?;
+        let p = decimal_text(&item.get_item(0)?)?;
+        let q = decimal_text(&item.get_item(1)?)?;
+        for s in [&p, &q] {
+            if fixed::decimal_key(s.as_bytes()).is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "{what}: not a plain decimal string: {s:?}"
+                )));
+            }
+        }
+        out.push((p, q));
+    }
+    Ok(out)
+}
+
+fn push_kraken_text(buf: &mut Vec<u8>, s: &str) {
+    let mut leading = true;
+    for &c in s.as_bytes() {
+        if c == b'.' {
+            continue;
+        }
+        if leading && c == b'0' {
+            continue;
+        }
+        leading = false;
+        buf.push(c);
+    }
+}
+
+/// Kraken book checksum from wire strings: `asks` and `bids` are iterables of (price, qty, ...)
+/// strings in any order; asks are sorted ascending and bids descending by numeric value, the
+/// top 10 of each are used. Returns the unsigned CRC32.
+#[pyfunction]
+fn kraken_checksum(asks: &Bound<'_, PyAny>, bids: &Bound<'_, PyAny>) -> PyResult<u32> {
+    let mut a = kraken_levels(asks, "asks")?;
+    let mut b = kraken_levels(bids, "bids")?;
+    fn key(s: &str) -> (&[u8], &[u8]) {
+        // validated in kraken_levels
+        fixed::decimal_key(s.as_bytes()).unwrap_or((&[], &[]))
+    }
+    a.sort_by(|x, y| fixed::cmp_decimal_key(&key(&x.0), &key(&y.0)));
+    b.sort_by(|x, y| fixed::cmp_decimal_key(&key(&y.0), &key(&x.0)));
+    let mut buf = Vec::with_capacity(20 * 40);
+    for (p, q) in a.iter().take(10).chain(b.iter().take(10)) {
+        push_kraken_text(&mut buf, p);
+        push_kraken_text(&mut buf, q);
+    }
+    Ok(crc32fast::hash(&buf))
+}
+
+/// Exact decimal string (str or bytes) -> integer mantissa at `precision` decimals.
+/// Pads missing decimals, accepts trailing zeros beyond the precision; raises ValueError for a
+/// non-zero digit beyond it, malformed text, or a result outside int64.
+#[pyfunction]
+fn parse_fixed(s: &Bound<'_, PyAny>, precision: i64) -> PyResult<i64> {
+    let p = check_precision(precision, "precision")?;
+    let parsed = if let Ok(st) = s.cast::<PyString>() {
+        let text = st.to_str()?;
+        fixed::parse_fixed(text.as_bytes(), p).map_err(|e| e.message(text, p))
+    } else if let Ok(b) = s.cast::<PyBytes>() {
+        let bytes = b.as_bytes();
+        fixed::parse_fixed(bytes, p).map_err(|e| e.message(&String::from_utf8_lossy(bytes), p))
+    } else {
+        return Err(PyTypeError::new_err("parse_fixed expects str or bytes"));
+    };
+    parsed.map_err(PyValueError::new_err)
+}
+
+/// Integer mantissa -> decimal text at exactly `precision` decimals ("100.25", "-0.05").
+#[pyfunction]
+fn format_fixed(value: i64, precision: i64) -> PyResult<String> {
+    let p = check_precision(precision, "precision")?;
+    Ok(fixed_string(value, p))
+}
+
+#[pymodule]
+fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<OrderBook>()?;
+    m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
+    m.add("BID", 0)?;
+    m.add("ASK", 1)?;
+    m.add("FLAG_LAST", FLAG_LAST)?;
+    m.add("FLAG_CLEAR", FLAG_CLEAR)?;
+    m.add("MAX_PRECISION", MAX_PRECISION)?;
+    Ok(())
+}

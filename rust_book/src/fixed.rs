@@ -1,0 +1,268 @@
+//! Exact fixed-point decimal text <-> integer mantissa conversions.
+//!
+//! Everything here is allocation free on the hot path: numbers are written into a caller
+//! supplied byte buffer, never through `format!`.
+
+/// Powers of ten that fit in an i64 / u64.
+pub const POW10: [u64; 20] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+    10_000_000_000_000_000,
+    100_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+    10_000_000_000_000_000_000,
+];
+
+/// Largest precision accepted by the book (10**18 is the largest power of ten in an i64).
+pub const MAX_PRECISION: u32 = 18;
+
+/// Write the decimal digits of `v` (no sign, no padding) into `out`.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Write `value / 10**precision` at exactly `precision` decimals ("100.25", "0.50000000",
+/// "-0.05"; precision 0 writes a plain integer). `precision` may be up to 19.
+#[inline]
+pub fn push_fixed(out: &mut Vec<u8>, value: i64, precision: u32) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    let mag = value.unsigned_abs();
+    if precision == 0 {
+        push_u64(out, mag);
+        return;
+    }
+    let scale = POW10[precision as usize];
+    push_u64(out, mag / scale);
+    out.push(b'.');
+    let mut frac = mag % scale;
+    // exactly `precision` digits, zero padded on the left
+    let start = out.len();
+    out.resize(start + precision as usize, b'0');
+    let mut i = out.len();
+    while frac != 0 {
+        i -= 1;
+        out[i] = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+}
+
+/// Kraken checksum form of a non-negative mantissa: the fixed-precision text with "." removed
+/// and leading zeros stripped, which is just the decimal digits of the mantissa (and the empty
+/// string for zero, as `"0.000".replace(".", "").lstrip("0")` is empty).
+#[inline]
+pub fn push_kraken(out: &mut Vec<u8>, value: i64) {
+    if value == 0 {
+        return;
+    }
+    if value < 0 {
+        // never happens for real books; keep the text unambiguous
+        out.push(b'-');
+    }
+    push_u64(out, value.unsigned_abs());
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    Syntax,
+    TooPrecise,
+    Overflow,
+}
+
+impl ParseError {
+    pub fn message(&self, s: &str, precision: u32) -> String {
+        match self {
+            ParseError::Syntax => format!("invalid decimal string: {s:?}"),
+            ParseError::TooPrecise => {
+                format!("{s:?} has non-zero digits beyond precision {precision}")
+            }
+            ParseError::Overflow => {
+                format!("{s:?} at precision {precision} does not fit in a signed 64-bit integer")
+            }
+        }
+    }
+}
+
+/// Parse an exact decimal string (`[+-]digits[.digits][e[+-]digits]`, at least one digit) into
+/// its integer mantissa at `precision` decimals. Fewer decimals are padded; trailing zeros
+/// beyond the precision are accepted; a non-zero digit beyond it is an error (never rounded).
+pub fn parse_fixed(s: &[u8], precision: u32) -> Result<i64, ParseError> {
+    let mut i = 0;
+    let n = s.len();
+    let mut negative = false;
+    if i < n && (s[i] == b'+' || s[i] == b'-') {
+        negative = s[i] == b'-';
+        i += 1;
+    }
+    let int_start = i;
+    while i < n && s[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_digits = &s[int_start..i];
+    let mut frac_digits: &[u8] = &[];
+    if i < n && s[i] == b'.' {
+        i += 1;
+        let fs = i;
+        while i < n && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac_digits = &s[fs..i];
+    }
+    if int_digits.is_empty() && frac_digits.is_empty() {
+        return Err(ParseError::Syntax);
+    }
+    let mut exp: i64 = 0;
+    if i < n && (s[i] == b'e' || s[i] == b'E') {
+        i += 1;
+        let mut eneg = false;
+        if i < n && (s[i] == b'+' || s[i] == b'-') {
+            eneg = s[i] == b'-';
+            i += 1;
+        }
+        let es = i;
+        while i < n && s[i].is_ascii_digit() {
+            // saturate: absurd exponents only matter through their sign
+            exp = (exp * 10 + (s[i] - b'0') as i64).min(1_000_000_000);
+            i += 1;
+        }
+        if i == es {
+            return Err(ParseError::Syntax);
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+    if i != n {
+        return Err(ParseError::Syntax);
+    }
+    // value = D * 10**(exp - frac_len), D = int_digits ++ frac_digits
+    // mantissa = D * 10**shift with shift = precision + exp - frac_len
+    let shift = precision as i64 + exp - frac_digits.len() as i64;
+    let digits = int_digits.iter().chain(frac_digits.iter());
+    let total = int_digits.len() + frac_digits.len();
+    // digits kept (the rest must be zeros when shift < 0)
+    let keep = if shift < 0 {
+        total.saturating_sub(shift.unsigned_abs() as usize)
+    } else {
+        total
+    };
+    let limit: u128 = if negative { 1u128 << 63 } else { (1u128 << 63) - 1 };
+    let mut acc: u128 = 0;
+    for (k, &d) in digits.enumerate() {
+        let d = (d - b'0') as u128;
+        if k < keep {
+            acc = acc * 10 + d;
+            if acc > limit {
+                return Err(ParseError::Overflow);
+            }
+        } else if d != 0 {
+            return Err(ParseError::TooPrecise);
+        }
+    }
+    if shift > 0 && acc != 0 {
+        if shift > 19 {
+            return Err(ParseError::Overflow);
+        }
+        acc *= POW10[shift as usize] as u128;
+        if acc > limit {
+            return Err(ParseError::Overflow);
+        }
+    }
+    Ok(if negative {
+        (acc as i128).wrapping_neg() as i64
+    } else {
+        acc as i64
+    })
+}
+
+/// Numeric comparison key of a plain decimal string (digits with at most one "."), exact and
+/// overflow free: (integer digits without leading zeros, fraction digits without trailing zeros).
+pub fn decimal_key(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut dot = None;
+    for (k, &c) in s.iter().enumerate() {
+        if c == b'.' {
+            if dot.is_some() {
+                return None;
+            }
+            dot = Some(k);
+        } else if !c.is_ascii_digit() {
+            return None;
+        }
+    }
+    let (int, frac) = match dot {
+        Some(k) => (&s[..k], &s[k + 1..]),
+        None => (s, &s[s.len()..]),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let lead = int.iter().take_while(|&&c| c == b'0').count();
+    let trail = frac.iter().rev().take_while(|&&c| c == b'0').count();
+    Some((&int[lead..], &frac[..frac.len() - trail]))
+}
+
+pub fn cmp_decimal_key(a: &(&[u8], &[u8]), b: &(&[u8], &[u8])) -> std::cmp::Ordering {
+    a.0.len()
+        .cmp(&b.0.len())
+        .then_with(|| a.0.cmp(b.0))
+        .then_with(|| a.1.cmp(b.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(v: i64, p: u32) -> String {
+        let mut b = Vec::new();
+        push_fixed(&mut b, v, p);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt(10025, 2), "100.25");
+        assert_eq!(fmt(50_000_000, 8), "0.50000000");
+        assert_eq!(fmt(-5, 2), "-0.05");
+        assert_eq!(fmt(7, 0), "7");
+        assert_eq!(fmt(i64::MIN, 0), "-9223372036854775808");
+    }
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse_fixed(b"100.25", 2), Ok(10025));
+        assert_eq!(parse_fixed(b"0.5", 8), Ok(50_000_000));
+        assert_eq!(parse_fixed(b"1.2300", 2), Ok(123));
+        assert_eq!(parse_fixed(b"1.231", 2), Err(ParseError::TooPrecise));
+        assert_eq!(parse_fixed(b"-9223372036854775808", 0), Ok(i64::MIN));
+        assert_eq!(parse_fixed(b"9223372036854775808", 0), Err(ParseError::Overflow));
+        assert_eq!(parse_fixed(b"1e-8", 8), Ok(1));
+        assert_eq!(parse_fixed(b".", 8), Err(ParseError::Syntax));
+        assert_eq!(parse_fixed(b"", 8), Err(ParseError::Syntax));
+    }
+}
