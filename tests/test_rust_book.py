@@ -345,3 +345,175 @@ def test_kraken_checksum_numeric_sort_and_errors() -> None:
         kraken_checksum([("-1", "1")], [])
     with pytest.raises(TypeError):
         kraken_checksum([(1.5, "1")], [])
+
+
+# --------------------------------------------------------------------------- apply_rows
+
+LAST, CLEAR = rb.FLAG_LAST, rb.FLAG_CLEAR
+
+
+def columns(rows: list[tuple[int, int, int, int]], width: int = 8, pp: int = PP, ap: int = AP):
+    """(side, price, amount, flags) rows -> pyarrow buffers (int64 or decimal128)."""
+    sides = pa.array([r[0] for r in rows], pa.int8()).buffers()[1]
+    flags = pa.array([r[3] for r in rows], pa.uint8()).buffers()[1]
+    if width == 8:
+        prices = pa.array([r[1] for r in rows], pa.int64()).buffers()[1]
+        amounts = pa.array([r[2] for r in rows], pa.int64()).buffers()[1]
+    else:
+        prices = pa.array(
+            [Decimal(r[1]).scaleb(-pp) for r in rows], pa.decimal128(38, pp)
+        ).buffers()[1]
+        amounts = pa.array(
+            [Decimal(r[2]).scaleb(-ap) for r in rows], pa.decimal128(38, ap)
+        ).buffers()[1]
+    return sides, prices, amounts, flags
+
+
+def test_apply_rows_messages_int64_and_decimal128() -> None:
+    rows = [
+        (0, 10025, 5, CLEAR),  # snapshot starts: clear
+        (0, 10024, 6, 0),
+        (1, 10027, 7, 0),
+        (1, 10028, 8, LAST),
+        (0, 10025, 0, 0),  # delta: delete best bid
+        (1, 10026, 9, LAST),
+        (1, 10099, 1, CLEAR | LAST),  # new snapshot replaces everything
+    ]
+    for width in (8, 16):
+        b = OrderBook("mock", "BTC-USD", PP, AP)
+        b.apply(0, 1, 1)  # stale level, removed by CLEAR
+        cols = columns(rows, width)
+        kw = dict(price_width=width, amount_width=width)
+        assert b.apply_rows(*cols, 0, **kw) == 4
+        assert b.bids_ticks() == [(10025, 5), (10024, 6)]
+        assert b.asks_ticks() == [(10027, 7), (10028, 8)]
+        assert b.apply_rows(*cols, 4, **kw) == 6
+        assert b.bids_ticks() == [(10024, 6)]
+        assert b.asks_ticks() == [(10026, 9), (10027, 7), (10028, 8)]
+        assert b.apply_rows(*cols, 6, **kw) == 7
+        assert b.bids_ticks() == [] and b.asks_ticks() == [(10099, 1)]
+
+
+def test_apply_rows_mixed_widths_and_buffer_types() -> None:
+    rows = [(0, 100, 1, 0), (1, 101, 2, 0), (0, 99, 3, LAST)]
+    sides = bytes(r[0] for r in rows)
+    flags = bytearray(r[3] for r in rows)
+    prices = array.array("q", [r[1] for r in rows])
+    amounts16 = b"".join(r[2].to_bytes(16, "little", signed=True) for r in rows)
+    b = OrderBook("v", "s", 0, 0)
+    assert b.apply_rows(memoryview(sides), prices, amounts16, flags, 0, 8, 16) == 3
+    assert b.bids_ticks() == [(100, 1), (99, 3)] and b.asks_ticks() == [(101, 2)]
+    # a memoryview of a wider array works too (read as raw bytes)
+    b2 = OrderBook("v", "s", 0, 0)
+    amounts = array.array("q", [r[2] for r in rows])
+    assert b2.apply_rows(sides, memoryview(prices), memoryview(amounts), flags, 0) == 3
+    assert b2.bids_ticks() == b.bids_ticks() and b2.asks_ticks() == b.asks_ticks()
+
+
+def test_apply_rows_truncates_to_depth() -> None:
+    rows = [(0, p, 1, 0) for p in range(10)] + [(1, 100 + p, 1, 0) for p in range(10)]
+    rows[-1] = (1, 109, 1, LAST)
+    b = OrderBook("v", "s", 0, 0, depth=3)
+    assert b.apply_rows(*columns(rows), 0) == 20
+    assert b.bids_ticks() == [(9, 1), (8, 1), (7, 1)]
+    assert b.asks_ticks() == [(100, 1), (101, 1), (102, 1)]
+
+
+def test_apply_rows_bad_input() -> None:
+    good = [(0, 100, 1, 0), (1, 101, 2, LAST)]
+    s, p, a, f = columns(good)
+    b = OrderBook("v", "s", 0, 0)
+    b.apply(0, 50, 5)
+    before = (b.bids_ticks(), b.asks_ticks())
+
+    def bad(*args, **kw) -> None:
+        with pytest.raises(ValueError):
+            b.apply_rows(*args, **kw)
+        assert (b.bids_ticks(), b.asks_ticks()) == before  # untouched
+
+    bad(s, p, a, f, 0, price_width=4)
+    bad(s, p, a, f, 0, amount_width=32)
+    bad(s, p, a, f, 0, price_width=16)  # prices buffer too short for int128
+    bad(s, p.slice(0, 8), a, f, 0)  # short prices
+    bad(s, p, a.slice(0, 15), f, 0)  # short amounts
+    bad(s.slice(0, 1), p, a, f, 0)  # short sides
+    bad(s, p, a, f, 2)  # start past the end
+    bad(s, p, a, f, -1)
+    bad(s, p, a, bytes([0, 0]), 0)  # no LAST row
+    bad(s, p, a, b"", 0)
+    bad(bytes([0, 2]), p, a, f, 0)  # bad side
+    bad(bytes([0, 255]), p, a, f, 0)  # side -1
+    neg = array.array("q", [1, -1])
+    bad(s, p, neg, f, 0)  # negative amount
+    huge = (2**63).to_bytes(16, "little", signed=True) * 2
+    bad(s, huge, a, f, 0, price_width=16)  # decimal128 beyond int64
+    bad(s, p, huge, f, 0, amount_width=16)
+    with pytest.raises(TypeError):
+        b.apply_rows([0, 1], p, a, f, 0)
+    assert b.apply_rows(s, p, a, f, 0) == 2  # and the good call still works
+
+
+# --------------------------------------------------------------------------- property tests
+
+row_st = st.tuples(
+    st.integers(0, 1),  # side
+    st.integers(95, 110),  # price ticks: narrow, so updates collide and books cross
+    st.one_of(st.just(0), st.integers(1, 10**9)),  # amount lots, 0 = delete
+    st.sampled_from([False] * 12 + [True]),  # CLEAR before this row (rare, also mid-message)
+)
+message_st = st.lists(row_st, min_size=1, max_size=8)
+
+
+@given(
+    messages=st.lists(message_st, min_size=1, max_size=12),
+    depth=st.sampled_from([0, 0, 1, 3, 5]),
+    width=st.sampled_from([8, 16]),
+)
+@settings(max_examples=150, deadline=None)
+def test_property_against_reference(messages, depth, width) -> None:
+    pp, ap = 1, 8
+    ref = RefBook(pp, ap, depth)
+    via_apply = OrderBook("mock", "X", pp, ap, depth=depth)
+    via_rows = OrderBook("mock", "X", pp, ap, depth=depth)
+    rows = []
+    for msg in messages:
+        for i, (side, price, amount, clear) in enumerate(msg):
+            flag = (LAST if i == len(msg) - 1 else 0) | (CLEAR if clear else 0)
+            rows.append((side, price, amount, flag))
+    cols = columns(rows, width, pp, ap)
+    pos = 0
+    for msg in messages:
+        for side, price, amount, clear in msg:
+            if clear:
+                ref.clear()
+                via_apply.clear()
+            ref.apply(side, price, amount)
+            via_apply.apply(side, price, amount)
+        ref.truncate()
+        via_apply.truncate()
+        pos = via_rows.apply_rows(*cols, pos, price_width=width, amount_width=width)
+        assert_same(via_apply, ref)
+        assert_same(via_rows, ref)
+        snapshot = via_rows.copy()
+        assert snapshot.mock_checksum() == via_rows.mock_checksum()
+    assert pos == len(rows)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 10**7), st.integers(1, 10**10)), max_size=25),
+    st.lists(st.tuples(st.integers(0, 10**7), st.integers(1, 10**10)), max_size=25),
+    st.integers(0, 6),
+    st.integers(0, 10),
+)
+@settings(max_examples=150, deadline=None)
+def test_property_kraken_wire_strings_match_book(asks, bids, pp, ap) -> None:
+    """The module function on padded wire strings equals the book method."""
+    book = OrderBook("kraken", "X", pp, ap)
+    wire_asks, wire_bids = {}, {}
+    for side, levels, wire in ((1, asks, wire_asks), (0, bids, wire_bids)):
+        for p, q in levels:
+            book.apply(side, p, q)
+            wire[p] = (format_fixed(p, pp), format_fixed(q, ap))
+    assert kraken_checksum(list(wire_asks.values()), list(wire_bids.values())) == (
+        book.kraken_checksum()
+    )
