@@ -1,0 +1,246 @@
+"""The `lab` command: parses options, calls the packages, prints. Nothing more."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import click
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = _DURATION.match(text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration (examples: 500ms, 20s, 5m, 1h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"lab: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Record, rebuild, replay and query crypto market data."""
+
+
+@main.command()
+def venues() -> None:
+    """List the venues lab can record."""
+    from lab.venues.registry import venues as names
+
+    for name in names():
+        click.echo(name)
+
+
+@main.command()
+@click.option("--venue", required=True, help="Venue to record (see `lab venues`).")
+@click.option("--symbol", "symbols", multiple=True, help="Venue symbol; repeat for several. Default: all.")
+@click.option("--duration", default=None, help="Stop after this long (20s, 5m, 1h). Default: until Ctrl-C.")
+@click.option("--out", "root", default="captures", show_default=True, type=click.Path(file_okay=False), help="Capture root.")
+@click.option("--depth", default=0, type=int, help="Book depth to subscribe (venue-specific; 0 = venue default).")
+@click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy, sandbox).")
+@click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
+@click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
+@click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, flush_interval, rotate_interval, as_json) -> None:
+    """Record a venue's books and trades into hive-partitioned Parquet."""
+    from lab.recorder.feed import VenueError
+    from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
+    from lab.venues.registry import UnknownVenue
+
+    try:
+        rec = Recorder(
+            RecordOptions(
+                venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
+                duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
+                rotate_interval=parse_duration(rotate_interval),
+            )
+        )
+        summary = rec.run()
+    except (UnknownVenue, VenueError, DiskFull) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(
+            f"recorded {summary['venue']} session {summary['session']}: {summary['frames']:,} frames, "
+            f"{summary['book_messages']:,} book messages, {summary['gaps']} gaps, {summary['resyncs']} resyncs, "
+            f"{summary['reconnects']} reconnects, {summary['files']} files ({summary['bytes'] / 1e6:.1f} MB) "
+            f"in {summary['seconds']:.1f}s -> {summary['root']}"
+        )
+
+
+@main.command()
+@click.option("--venue", default="mock", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--rate", default=1000.0, show_default=True, type=float, help="Messages per second (wall time).")
+@click.option("--time-scale", default=1.0, show_default=True, type=float, help="Simulated seconds per wall second.")
+@click.option("--disconnect-after", type=int, default=None, help="Fault: close each connection after N messages.")
+@click.option("--drop-every", type=int, default=None, help="Fault: skip every Nth book message (a seq gap).")
+@click.option("--bad-checksum-every", type=int, default=None, help="Fault: corrupt every Nth checksum.")
+@click.option("--malformed-every", type=int, default=None, help="Fault: send an invalid frame every N messages.")
+@click.option("--stall-after", type=int, default=None, help="Fault: stall after N messages...")
+@click.option("--stall-seconds", type=float, default=None, help="...for this many seconds.")
+def simulate(venue, host, port, seed, rate, time_scale, **faults) -> None:
+    """Run a venue simulator on loopback (REST + WebSocket)."""
+    from lab.venues.simulator import simulate_main
+
+    faults = {k: v for k, v in faults.items() if v is not None}
+    try:
+        simulate_main(venue, port, seed, rate, time_scale, host=host, **faults)
+    except KeyError:
+        fail(f"no simulator for venue {venue!r}")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--root", default="captures", show_default=True, type=click.Path(file_okay=False))
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@click.option("--parquet", "parquet_out", default=None, type=click.Path(dir_okay=False), help="Write the result to a Parquet file.")
+def query(sql, root, as_csv, as_json, parquet_out) -> None:
+    """Run DuckDB SQL over the capture (views raw, book, trades, events, instruments, ...)."""
+    from lab.datasets.catalog import QueryError
+    from lab.datasets.catalog import query as run_query
+
+    if not os.path.isdir(root):
+        fail(f"capture root {root!r} does not exist")
+    try:
+        table = run_query(root, sql)
+    except QueryError as exc:
+        fail(str(exc))
+    if parquet_out:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, parquet_out)
+        click.echo(f"{table.num_rows} rows -> {parquet_out}")
+    elif as_csv:
+        import pyarrow.csv as pacsv
+
+        sys.stdout.flush()
+        pacsv.write_csv(table, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    elif as_json:
+        for row in table.to_pylist():
+            click.echo(json.dumps(row, default=str))
+    else:
+        _print_table(table)
+
+
+def _print_table(table) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(show_edge=False, pad_edge=False)
+    for name in table.column_names:
+        out.add_column(name, no_wrap=True)
+    for row in table.slice(0, 1000).to_pylist():
+        out.add_row(*["NULL" if v is None else (v.hex() if isinstance(v, bytes) and not _printable(v) else str(v if not isinstance(v, bytes) else v.decode())) for v in row.values()])
+    Console(width=max(80, min(250, os.get_terminal_size(0).columns if sys.stdout.isatty() else 250))).print(out)
+    if table.num_rows > 1000:
+        click.echo(f"... {table.num_rows - 1000} more rows (use --csv or --parquet for all)")
+
+
+def _printable(b: bytes) -> bool:
+    try:
+        return b.decode().isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--venue", default=None)
+@click.option("--session", default=None)
+def normalize(root, venue, session) -> None:
+    """Re-derive book, trades, events and instruments from raw (after a parser fix)."""
+    from lab.datasets.writer import normalize_root
+
+    for line in normalize_root(root, venue=venue, session=session):
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()
+
+
+def _ns_of(text: str | None) -> int | None:
+    if text is None:
+        return None
+    import datetime as dt
+
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return int(value.timestamp() * 1e9)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--venue", default=None)
+@click.option("--symbol", "symbols", multiple=True)
+@click.option("--from", "start", default=None, help="ISO time (UTC): callbacks from here on.")
+@click.option("--to", "end", default=None, help="ISO time (UTC): stop here.")
+@click.option("--speed", default="max", show_default=True, help="max, or a multiple of real time (1, 10, ...).")
+@click.option("--json", "as_json", is_flag=True)
+def replay(path, venue, symbols, start, end, speed, as_json) -> None:
+    """Replay a capture (one file, a folder, or a root) through the Rust book."""
+    from lab.replay.connector import ReplayConnector
+    from lab.replay.reader import CaptureError
+
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError:
+        fail(f"--speed must be 'max' or a number, not {speed!r}")
+    try:
+        conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=_ns_of(start), end_ns=_ns_of(end), speed=pace)
+        conn.start_stream("*", lambda book: None)
+        summary = conn.run()
+    except CaptureError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"replayed {summary['messages']:,} book messages, {summary['trades']:,} trades, {summary['gaps']} gaps")
+    for name, s in summary["streams"].items():
+        click.echo(f"  {name}: seq {s['seq']}  bid {s['best_bid']}  ask {s['best_ask']}  {'synced' if s['synced'] else 'NOT synced'}")
+
+
+@main.command()
+@click.argument("root", type=click.Path())
+@click.option("--strict", is_flag=True, help="Fail on any gap, even one closed by a resync.")
+@click.option("--repair", is_flag=True, help="Recover leftover journals first.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(root, strict, repair, as_json) -> None:
+    """Check a capture: messages, checksums, gaps, resyncs, file health. Exit 1 when unhealthy."""
+    from lab.datasets.verify import verify as run_verify
+    from lab.replay.reader import CaptureError
+
+    try:
+        report = run_verify(root, strict=strict, repair=repair)
+    except CaptureError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+    else:
+        for name, s in report["streams"].items():
+            click.echo(
+                f"{name}: {s['messages']:,} messages, checksums {s['checksums_ok']:,} ok / {s['checksums_bad']} bad, "
+                f"{s['gaps']} gaps, {s['resyncs']} resyncs, {s['files']} files"
+            )
+        click.echo(f"{report['files']} files, {len(report['bad_files'])} unreadable, {len(report['journals'])} leftover journals")
+        for problem in report["problems"]:
+            click.echo(f"PROBLEM: {problem}")
+        click.echo("healthy" if report["ok"] else "UNHEALTHY")
+    sys.exit(0 if report["ok"] else 1)

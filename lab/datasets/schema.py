@@ -1,0 +1,121 @@
+"""The capture dataset: every table's Arrow schema, in one place.
+
+Decisions beyond DESIGN.md (see docs/DATASET.md):
+- prices and amounts are Parquet DECIMAL(18, precision) (physical INT64 mantissas), the precision
+  taken from the venue's instrument metadata and recorded in the file metadata;
+- `side` is a dictionary-free string (`bid`/`ask`, `buy`/`sell`) that Parquet dictionary-encodes;
+- `flags` is a uint8 bit set: LAST = 1 (last row of one wire message), CLEAR = 2 (the book is
+  reset before this row is applied).
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+FLAG_LAST = 1
+FLAG_CLEAR = 2
+
+TS = pa.timestamp("ns", tz="UTC")
+
+TABLES = ("raw", "book", "trades", "events", "instruments")
+
+
+def decimal(precision: int) -> pa.DataType:
+    return pa.decimal128(18, precision)
+
+
+RAW = pa.schema(
+    [
+        ("local_timestamp", TS),
+        ("rec_id", pa.int64()),
+        ("session", pa.string()),
+        ("conn_id", pa.int32()),
+        ("conn_seq", pa.int64()),
+        ("kind", pa.string()),
+        ("channel", pa.string()),
+        ("symbol", pa.string()),
+        ("payload", pa.binary()),
+    ]
+)
+
+
+def book_schema(price_precision: int, amount_precision: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("timestamp", TS),
+            ("local_timestamp", TS),
+            ("is_snapshot", pa.bool_()),
+            ("side", pa.string()),
+            ("price", decimal(price_precision)),
+            ("amount", decimal(amount_precision)),
+            ("first_seq", pa.int64()),
+            ("last_seq", pa.int64()),
+            ("checksum", pa.uint32()),
+            ("flags", pa.uint8()),
+            ("rec_id", pa.int64()),
+            ("venue_symbol", pa.string()),
+        ]
+    )
+
+
+def trades_schema(price_precision: int, amount_precision: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("timestamp", TS),
+            ("local_timestamp", TS),
+            ("id", pa.string()),
+            ("side", pa.string()),
+            ("price", decimal(price_precision)),
+            ("amount", decimal(amount_precision)),
+            ("rec_id", pa.int64()),
+            ("venue_symbol", pa.string()),
+        ]
+    )
+
+
+EVENTS = pa.schema(
+    [
+        ("local_timestamp", TS),
+        ("rec_id", pa.int64()),
+        ("kind", pa.string()),
+        ("symbol", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+INSTRUMENTS = pa.schema(
+    [
+        ("venue_symbol", pa.string()),
+        ("symbol", pa.string()),
+        ("base", pa.string()),
+        ("quote", pa.string()),
+        ("price_precision", pa.int32()),
+        ("amount_precision", pa.int32()),
+        ("tick", pa.string()),
+        ("lot", pa.string()),
+        ("valid_from", TS),
+        ("rec_id", pa.int64()),
+    ]
+)
+
+# Parquet key-value metadata keys carried by every file.
+META_SCHEMA_VERSION = b"lab.schema_version"
+META_TABLE = b"lab.table"
+META_SESSION = b"lab.session"
+META_VENUE = b"lab.venue"
+META_SYMBOL = b"lab.symbol"
+META_VENUE_SYMBOL = b"lab.venue_symbol"
+META_PRICE_PRECISION = b"lab.price_precision"
+META_AMOUNT_PRECISION = b"lab.amount_precision"
+META_DEPTH = b"lab.depth"
+META_SOURCE_RAW = b"lab.source_raw"
+META_REC_ID_RANGE = b"lab.rec_id_range"
+
+
+def canonical_symbol(venue_symbol: str) -> str:
+    """URL-safe canonical form used as the partition value: `XBT/USD` -> `XBT-USD`."""
+    out = venue_symbol.upper().replace("/", "-").replace("_", "-").replace(" ", "")
+    if not out or any(not (c.isalnum() or c in "-.") for c in out):
+        raise ValueError(f"symbol {venue_symbol!r} has no URL-safe canonical form")
+    return out

@@ -1,0 +1,192 @@
+"""Files of the capture root: partition paths, atomic Parquet writes, column buffers."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schema as S
+from .journal import RawRow, fsync_dir
+
+NS_PER_DAY = 86_400_000_000_000
+JOURNAL_DIR = ".journal"
+
+
+def new_session_id() -> str:
+    """Sortable and unique enough that several recorders can share one root."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def day_of(ns: int) -> str:
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(days=ns // NS_PER_DAY)).strftime("%Y-%m-%d")
+
+
+def partition_dir(root: str, table: str, venue: str, symbol: str | None, date: str | None) -> str:
+    parts = [root, table, f"venue={venue}"]
+    if symbol is not None:
+        parts.append(f"symbol={symbol}")
+    if date is not None:
+        parts.append(f"date={date}")
+    return os.path.join(*parts)
+
+
+def file_name(session: str, seq: int) -> str:
+    return f"{session}-{seq:06d}.parquet"
+
+
+def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes]) -> None:
+    """tmp (dot-prefixed so readers skip it) -> fsync -> rename -> fsync the directory."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, "." + os.path.basename(path) + ".tmp")
+    meta = dict(table.schema.metadata or {})
+    meta.update(metadata)
+    meta[S.META_SCHEMA_VERSION] = S.SCHEMA_VERSION.encode()
+    table = table.replace_schema_metadata(meta)
+    with open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd", compression_level=3, use_dictionary=["side", "kind", "channel", "symbol", "session", "venue_symbol"])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(directory)
+
+
+def decimal_array(mantissas, precision: int) -> pa.Array:
+    """Exact DECIMAL(18, precision) from integer mantissas (no float, no value cast)."""
+    lo = np.asarray(mantissas, dtype=np.int64)
+    words = np.empty((len(lo), 2), dtype=np.int64)
+    words[:, 0] = lo
+    words[:, 1] = lo >> 63
+    return pa.Array.from_buffers(S.decimal(precision), len(lo), [None, pa.py_buffer(words)])
+
+
+def mantissas(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Integer mantissas of a decimal128 column whose values fit in int64."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    buf = array.buffers()[1]
+    words = np.frombuffer(buf, dtype=np.int64, count=2 * (array.offset + len(array)))
+    return words[2 * array.offset :: 2].copy()
+
+
+def raw_table(rows: list[RawRow], session: str) -> pa.Table:
+    return pa.table(
+        [
+            pa.array([r.local_ts for r in rows], S.TS),
+            pa.array([r.rec_id for r in rows], pa.int64()),
+            pa.array([session] * len(rows), pa.string()),
+            pa.array([r.conn_id for r in rows], pa.int32()),
+            pa.array([r.conn_seq for r in rows], pa.int64()),
+            pa.array([r.kind for r in rows], pa.string()),
+            pa.array([r.channel for r in rows], pa.string()),
+            pa.array([r.symbol for r in rows], pa.string()),
+            pa.array([r.payload for r in rows], pa.binary()),
+        ],
+        schema=S.RAW,
+    )
+
+
+def raw_rows(table: pa.Table) -> list[RawRow]:
+    cols = table.to_pydict()
+    return [
+        RawRow(
+            rec_id=cols["rec_id"][i],
+            local_ts=_ns(cols["local_timestamp"][i]),
+            conn_id=cols["conn_id"][i],
+            conn_seq=cols["conn_seq"][i],
+            kind=cols["kind"][i],
+            channel=cols["channel"][i],
+            symbol=cols["symbol"][i],
+            payload=cols["payload"][i],
+        )
+        for i in range(table.num_rows)
+    ]
+
+
+def _ns(value) -> int:
+    if isinstance(value, int):
+        return value
+    return int(value.value) if hasattr(value, "value") else int(value.timestamp() * 1e9)
+
+
+@dataclass
+class BookColumns:
+    timestamp: list = field(default_factory=list)
+    local_timestamp: list = field(default_factory=list)
+    is_snapshot: list = field(default_factory=list)
+    side: list = field(default_factory=list)
+    price: list = field(default_factory=list)
+    amount: list = field(default_factory=list)
+    first_seq: list = field(default_factory=list)
+    last_seq: list = field(default_factory=list)
+    checksum: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    rec_id: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rec_id)
+
+    def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
+        n = len(self)
+        return pa.table(
+            [
+                pa.array(self.timestamp, pa.int64()).cast(S.TS),
+                pa.array(self.local_timestamp, pa.int64()).cast(S.TS),
+                pa.array(self.is_snapshot, pa.bool_()),
+                pa.array(self.side, pa.string()),
+                decimal_array(self.price, pp),
+                decimal_array(self.amount, ap),
+                pa.array(self.first_seq, pa.int64()),
+                pa.array(self.last_seq, pa.int64()),
+                pa.array(self.checksum, pa.uint32()),
+                pa.array(self.flags, pa.uint8()),
+                pa.array(self.rec_id, pa.int64()),
+                pa.array([venue_symbol] * n, pa.string()),
+            ],
+            schema=S.book_schema(pp, ap),
+        )
+
+
+@dataclass
+class TradeColumns:
+    timestamp: list = field(default_factory=list)
+    local_timestamp: list = field(default_factory=list)
+    id: list = field(default_factory=list)
+    side: list = field(default_factory=list)
+    price: list = field(default_factory=list)
+    amount: list = field(default_factory=list)
+    rec_id: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rec_id)
+
+    def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
+        return pa.table(
+            [
+                pa.array(self.timestamp, pa.int64()).cast(S.TS),
+                pa.array(self.local_timestamp, pa.int64()).cast(S.TS),
+                pa.array(self.id, pa.string()),
+                pa.array(self.side, pa.string()),
+                decimal_array(self.price, pp),
+                decimal_array(self.amount, ap),
+                pa.array(self.rec_id, pa.int64()),
+                pa.array([venue_symbol] * len(self), pa.string()),
+            ],
+            schema=S.trades_schema(pp, ap),
+        )
+
+
+def split_by_day(local_ts: list[int]) -> list[tuple[str, int, int]]:
+    """(date, start, stop) runs of a list sorted by local time (book and raw rows are)."""
+    if not local_ts:
+        return []
+    days = np.asarray(local_ts, dtype=np.int64) // NS_PER_DAY
+    cuts = np.flatnonzero(np.diff(days)) + 1
+    bounds = [0, *cuts.tolist(), len(local_ts)]
+    return [(day_of(int(days[a]) * NS_PER_DAY), a, b) for a, b in zip(bounds[:-1], bounds[1:])]

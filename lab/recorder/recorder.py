@@ -1,0 +1,207 @@
+"""`lab record`: one venue, one session, one WebSocket; raw and derived tables into the root.
+
+Threads: the asyncio loop (socket reader, REST) stamps rows into a bounded queue; one writer
+thread journals, normalizes and rotates. The reader never waits on disk. SIGINT/SIGTERM stop the
+reader, drain the queue and rotate the last segment, so nothing received is lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from lab.datasets.journal import RawRow
+from lab.datasets.store import new_session_id
+from lab.datasets.writer import CaptureWriter, recover
+from lab.recorder.feed import FeedClient, VenueError
+from lab.venues.registry import feed_module
+
+
+class DiskFull(RuntimeError):
+    pass
+
+
+@dataclass
+class RecordOptions:
+    venue: str
+    symbols: list[str]
+    root: str
+    rest_url: str | None = None
+    ws_url: str | None = None
+    depth: int = 0
+    duration: float | None = None
+    flush_interval: float = 1.0
+    rotate_interval: float = 60.0
+    rotate_rows: int = 250_000
+    max_queue: int = 1_000_000
+    min_free_bytes: int = 64 << 20
+    status: bool = True
+
+
+class Recorder:
+    def __init__(self, opts: RecordOptions):
+        self.opts = opts
+        self.module = feed_module(opts.venue)
+        self.session = new_session_id()
+        self.queue: collections.deque[RawRow] = collections.deque()
+        self.dropped = 0
+        self.overflows = 0
+        self.error: BaseException | None = None
+        self.recovered: list[dict] = []
+        self.client = FeedClient(
+            self.module,
+            opts.symbols,
+            rest_url=opts.rest_url or self.module.DEFAULT_REST_URL,
+            ws_url=opts.ws_url or self.module.DEFAULT_WS_URL,
+            sink=self._sink,
+            depth=opts.depth,
+        )
+        self.normalizer = self.module.Normalizer(request=self.client.request, depth=opts.depth)
+        self._writer_done = threading.Event()
+        self._drain = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the queue between the reader and the writer ------------------------------------------
+    def _sink(self, row: RawRow) -> None:
+        q = self.queue
+        if len(q) >= self.opts.max_queue:
+            self.dropped += 1
+            return
+        q.append(row)
+        if self.dropped and len(q) < self.opts.max_queue // 2:
+            dropped, self.dropped = self.dropped, 0
+            self.overflows += 1
+            self.client.note("overflow", f"{dropped} frames dropped: writer queue full")
+
+    def _writer_loop(self, writer: CaptureWriter) -> None:
+        q = self.queue
+        append = writer.append
+        try:
+            while True:
+                if q:
+                    for _ in range(min(len(q), 20000)):
+                        append(q.popleft())
+                elif self._drain.is_set():
+                    break
+                else:
+                    time.sleep(0.002)
+                rotating = writer.rows and (len(writer.rows) >= writer.rotate_rows or time.monotonic() - writer.segment_started >= writer.rotate_interval)
+                if rotating:
+                    self._check_disk()
+                writer.tick()
+            self._check_disk()
+            writer.close()
+        except BaseException as exc:  # surfaced by run(); the journal keeps what was received
+            self.error = exc
+            try:
+                writer.journal.sync()
+            except Exception:
+                pass
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
+        finally:
+            self._writer_done.set()
+
+    def _check_disk(self) -> None:
+        free = shutil.disk_usage(self.opts.root).free
+        if free < self.opts.min_free_bytes:
+            raise DiskFull(f"disk almost full under {self.opts.root}: {free >> 20} MiB free, below the {self.opts.min_free_bytes >> 20} MiB watermark; stopped writing")
+
+    # -- main ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        os.makedirs(self.opts.root, exist_ok=True)
+        self.recovered = recover(self.opts.root)
+        writer = CaptureWriter(
+            self.opts.root, self.opts.venue, self.session, self.normalizer, depth=self.opts.depth,
+            flush_interval=self.opts.flush_interval, rotate_interval=self.opts.rotate_interval,
+            rotate_rows=self.opts.rotate_rows,
+        )
+        thread = threading.Thread(target=self._writer_loop, args=(writer,), name="lab-writer", daemon=True)
+        thread.start()
+        started = time.monotonic()
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._drain.set()
+            thread.join()
+        elapsed = time.monotonic() - started
+        if self.error is not None:
+            raise self.error
+        stats = self.normalizer.stats
+        return {
+            "venue": self.opts.venue,
+            "session": self.session,
+            "root": self.opts.root,
+            "seconds": round(elapsed, 3),
+            "raw_rows": writer.stats.rows,
+            "frames": self.client.frames,
+            "book_messages": stats["messages"],
+            "gaps": stats["gaps"],
+            "resyncs": stats["resyncs"],
+            "checksum_mismatches": stats["checksum_mismatches"],
+            "malformed": stats["malformed"],
+            "connections": self.client.connections,
+            "reconnects": max(0, self.client.connections - 1),
+            "overflows": self.overflows,
+            "files": writer.stats.files,
+            "bytes": writer.stats.bytes,
+            "recovered_journals": len(self.recovered),
+        }
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        status = asyncio.ensure_future(self._status(stop)) if self.opts.status and sys.stderr.isatty() else None
+        feed = asyncio.ensure_future(self._feed(stop))
+        waiter = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({feed, waiter}, timeout=self.opts.duration, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await self.client.close_ws()
+        await feed  # re-raises VenueError from instrument checks
+        waiter.cancel()
+        if status is not None:
+            status.cancel()
+            sys.stderr.write("\n")
+
+    async def _feed(self, stop: asyncio.Event) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(headers={"User-Agent": "lab-recorder/0.1"}) as http:
+            self.client._http = http
+            instruments = await self.client.fetch_instruments()
+        known = {i.venue_symbol for i in instruments}
+        if not self.opts.symbols:
+            self.client.symbols = self.opts.symbols = sorted(known)
+        unknown = [s for s in self.opts.symbols if s not in known]
+        if unknown:
+            raise VenueError(
+                f"unknown symbol {', '.join(unknown)} for venue {self.opts.venue} (known: {', '.join(sorted(known)[:20])})"
+            )
+        await self.client.run(stop)
+
+    async def _status(self, stop: asyncio.Event) -> None:
+        last_frames, last_t = 0, time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            frames = self.client.frames
+            rate = (frames - last_frames) / (now - last_t)
+            last_frames, last_t = frames, now
+            s = self.normalizer.stats
+            sys.stderr.write(
+                f"\r{self.opts.venue} {rate:>9,.0f} msg/s  frames {frames:,}  gaps {s['gaps']}  resyncs {s['resyncs']}"
+                f"  reconnects {max(0, self.client.connections - 1)}  queue {len(self.queue):,}   "
+            )
+            sys.stderr.flush()

@@ -1,0 +1,181 @@
+"""The sync state machine's shared half: raw rows in, derived rows (and resync requests) out.
+
+A venue's normalizer subclasses `Normalizer`. The live recorder, the live connector and
+`lab normalize` all run the same normalizer over the same raw rows, so a capture re-derived from
+`raw` is identical to what was written live.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable
+
+from lab.datasets import schema as S
+from lab.datasets.journal import RawRow
+from lab.datasets.store import BookColumns, TradeColumns
+from lab.rust_book import OrderBook
+
+
+@dataclass(frozen=True)
+class Instrument:
+    venue_symbol: str
+    symbol: str  # canonical, URL-safe
+    base: str
+    quote: str
+    price_precision: int
+    amount_precision: int
+
+    @property
+    def tick(self) -> str:
+        return str(Decimal(1).scaleb(-self.price_precision))
+
+    @property
+    def lot(self) -> str:
+        return str(Decimal(1).scaleb(-self.amount_precision))
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    venue: str
+    symbol: str
+    timestamp: int
+    local_timestamp: int
+    id: str
+    side: str  # taker side: buy or sell
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass
+class Derived:
+    """Rows derived from one run of raw rows, keyed by canonical symbol."""
+
+    book: dict[str, BookColumns] = field(default_factory=dict)
+    trades: dict[str, TradeColumns] = field(default_factory=dict)
+    events: list[tuple] = field(default_factory=list)  # (local_ts, rec_id, kind, symbol, detail)
+    instruments: list[tuple[Instrument, int, int]] = field(default_factory=list)  # (instrument, valid_from, rec_id)
+
+    def is_empty(self) -> bool:
+        return not (self.book or self.trades or self.events or self.instruments)
+
+
+# Requests a normalizer makes of the live side (ignored when re-deriving from raw).
+REQUEST_SNAPSHOT = "snapshot"
+REQUEST_RESUBSCRIBE = "resubscribe"
+
+
+class Normalizer:
+    venue = "?"
+
+    def __init__(
+        self,
+        on_book: Callable[[OrderBook], None] | None = None,
+        on_trade: Callable[[Trade], None] | None = None,
+        request: Callable[[str, str], None] | None = None,
+        depth: int = 0,
+    ):
+        self.on_book = on_book
+        self.on_trade = on_trade
+        self.request = request or (lambda action, symbol: None)
+        self.depth = depth
+        self.instruments: dict[str, Instrument] = {}  # by venue symbol
+        self.books: dict[str, OrderBook] = {}  # by venue symbol
+        self.out = Derived()
+        self.stats = {"messages": 0, "gaps": 0, "resyncs": 0, "checksum_mismatches": 0, "malformed": 0}
+
+    # -- output -------------------------------------------------------------------------------
+    def take(self) -> Derived:
+        out, self.out = self.out, Derived()
+        return out
+
+    def event(self, row: RawRow, kind: str, symbol: str | None, detail: str = "") -> None:
+        canonical = self.instruments[symbol].symbol if symbol in self.instruments else symbol
+        self.out.events.append((row.local_ts, row.rec_id, kind, canonical, detail))
+
+    def add_instrument(self, inst: Instrument, row: RawRow) -> None:
+        old = self.instruments.get(inst.venue_symbol)
+        if old == inst:
+            return
+        if old is not None:
+            self.event(row, "precision_change", inst.venue_symbol, f"{old} -> {inst}")
+        self.instruments[inst.venue_symbol] = inst
+        self.out.instruments.append((inst, row.local_ts, row.rec_id))
+        book = OrderBook(self.venue, inst.symbol, inst.price_precision, inst.amount_precision, self.depth)
+        book.synced = False
+        self.books[inst.venue_symbol] = book
+
+    def book_columns(self, inst: Instrument) -> BookColumns:
+        cols = self.out.book.get(inst.symbol)
+        if cols is None:
+            cols = self.out.book[inst.symbol] = BookColumns()
+        return cols
+
+    def emit_trade(self, inst: Instrument, row: RawRow, ts: int, trade_id: str, side: str, price: int, amount: int) -> None:
+        cols = self.out.trades.get(inst.symbol)
+        if cols is None:
+            cols = self.out.trades[inst.symbol] = TradeColumns()
+        cols.timestamp.append(ts)
+        cols.local_timestamp.append(row.local_ts)
+        cols.id.append(trade_id)
+        cols.side.append(side)
+        cols.price.append(price)
+        cols.amount.append(amount)
+        cols.rec_id.append(row.rec_id)
+        if self.on_trade is not None:
+            self.on_trade(
+                Trade(
+                    self.venue, inst.symbol, ts, row.local_ts, trade_id, side,
+                    Decimal(price).scaleb(-inst.price_precision), Decimal(amount).scaleb(-inst.amount_precision),
+                )
+            )
+
+    def emit_levels(
+        self,
+        inst: Instrument,
+        book: OrderBook,
+        levels: list[tuple[int, int, int]],
+        *,
+        ts: int,
+        local_ts: int,
+        rec_id: int,
+        first_seq: int,
+        last_seq: int,
+        checksum: int | None,
+        snapshot: bool,
+    ) -> None:
+        """Book rows of one applied wire message: (side 0 bid / 1 ask, price ticks, amount lots).
+
+        A snapshot starts with CLEAR; every message ends with LAST. An empty snapshot is one
+        CLEAR|LAST row deleting the absent bid at price 0, so the reset is still in the table."""
+        cols = self.book_columns(inst)
+        if not levels:
+            if not snapshot:
+                return
+            levels = [(0, 0, 0)]
+        n = len(levels)
+        cols.timestamp.extend([ts] * n)
+        cols.local_timestamp.extend([local_ts] * n)
+        cols.is_snapshot.extend([snapshot] * n)
+        cols.side.extend(["bid" if s == 0 else "ask" for s, _, _ in levels])
+        cols.price.extend([p for _, p, _ in levels])
+        cols.amount.extend([a for _, _, a in levels])
+        cols.first_seq.extend([first_seq] * n)
+        cols.last_seq.extend([last_seq] * n)
+        cols.checksum.extend([None] * (n - 1))
+        cols.checksum.append(checksum)
+        flags = [0] * n
+        if snapshot:
+            flags[0] |= S.FLAG_CLEAR
+        flags[-1] |= S.FLAG_LAST
+        cols.flags.extend(flags)
+        cols.rec_id.extend([rec_id] * n)
+        book.timestamp = ts
+        book.local_timestamp = local_ts
+        book.seq = last_seq
+        self.stats["messages"] += 1
+        if self.on_book is not None and book.synced:
+            self.on_book(book)
+
+    # -- input --------------------------------------------------------------------------------
+    def feed(self, row: RawRow) -> None:
+        raise NotImplementedError

@@ -1,0 +1,3 @@
+from .connector import ReplayConnector
+
+__all__ = ["ReplayConnector"]

@@ -1,0 +1,141 @@
+"""Finding and loading capture files for replay: one file, a folder, or a root with filters."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lab.datasets import schema as S
+from lab.datasets.store import mantissas
+
+_PART = re.compile(r"(venue|symbol|date)=([^/]+)")
+
+
+class CaptureError(RuntimeError):
+    """A capture file is missing, truncated or not a lab file."""
+
+
+def _partition(path: str) -> dict[str, str]:
+    return dict(_PART.findall(path.replace(os.sep, "/")))
+
+
+def find_files(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> list[str]:
+    """Files of one table under `path` (a file of that table, a partition folder, or a root)."""
+    if os.path.isfile(path):
+        files = [path] if _table_of(path) == table else []
+    elif os.path.isdir(path):
+        here = glob.glob(os.path.join(os.path.abspath(path), "**", "*.parquet"), recursive=True)
+        files = [f for f in here if _table_of(f) == table]
+    else:
+        raise CaptureError(f"no such file or folder: {path}")
+    out = []
+    for f in files:
+        if os.path.basename(f).startswith("."):
+            continue
+        part = _partition(f)
+        if venue and part.get("venue") not in (None, venue):
+            continue
+        if symbols and part.get("symbol") not in (None, *symbols):
+            continue
+        out.append(f)
+    return sorted(out, key=lambda f: (os.path.basename(f), f))
+
+
+def _table_of(path: str) -> str | None:
+    parts = path.replace(os.sep, "/").split("/")
+    for i, p in enumerate(parts):
+        if p.startswith("venue=") and i > 0:
+            return parts[i - 1]
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:
+        return None
+    t = meta.get(S.META_TABLE)
+    return t.decode() if t else None
+
+
+def read_file(path: str) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CaptureError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def meta_of(table: pa.Table) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"lab.")}
+
+
+@dataclass
+class BookStream:
+    """One (venue, symbol) book stream, columns ready for `OrderBook.apply_rows`."""
+
+    venue: str
+    symbol: str
+    venue_symbol: str
+    price_precision: int
+    amount_precision: int
+    depth: int
+    sides: np.ndarray  # int8, 0 bid, 1 ask
+    prices: np.ndarray  # int64 ticks
+    amounts: np.ndarray  # int64 lots
+    flags: np.ndarray  # uint8
+    timestamp: np.ndarray  # int64 ns
+    local_timestamp: np.ndarray
+    last_seq: np.ndarray
+    rec_id: np.ndarray
+    checksum: list = field(default_factory=list)
+
+    @property
+    def message_ends(self) -> np.ndarray:
+        """Index of each message's LAST row."""
+        return np.flatnonzero(self.flags & S.FLAG_LAST)
+
+
+def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
+    tables = [read_file(f) for f in files]
+    metas = [meta_of(t) for t in tables]
+    pp = {int(m.get("lab.price_precision", -1)) for m in metas}
+    ap = {int(m.get("lab.amount_precision", -1)) for m in metas}
+    if len(pp) != 1 or len(ap) != 1 or -1 in pp or -1 in ap:
+        raise CaptureError(f"{venue} {symbol}: files disagree on or lack instrument precisions {sorted(pp)} / {sorted(ap)}")
+    price_precision, amount_precision = pp.pop(), ap.pop()
+    table = pa.concat_tables([t.drop_columns([c for c in t.column_names if c in ("venue", "symbol", "date")]) for t in tables])
+
+    def ns(col: str) -> np.ndarray:
+        return table.column(col).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+    return BookStream(
+        venue=venue,
+        symbol=symbol,
+        venue_symbol=metas[0].get("lab.venue_symbol", symbol),
+        price_precision=price_precision,
+        amount_precision=amount_precision,
+        depth=int(metas[0].get("lab.depth", "0")),
+        sides=pc.equal(table.column("side"), "ask").combine_chunks().cast(pa.int8()).to_numpy(zero_copy_only=False),
+        prices=mantissas(table.column("price")),
+        amounts=mantissas(table.column("amount")),
+        flags=table.column("flags").combine_chunks().to_numpy(zero_copy_only=False).astype(np.uint8),
+        timestamp=ns("timestamp"),
+        local_timestamp=ns("local_timestamp"),
+        last_seq=table.column("last_seq").combine_chunks().to_numpy(zero_copy_only=False),
+        rec_id=table.column("rec_id").combine_chunks().to_numpy(zero_copy_only=False),
+        checksum=table.column("checksum").to_pylist(),
+    )
+
+
+def streams_in(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> dict[tuple[str, str], list[str]]:
+    by_stream: dict[tuple[str, str], list[str]] = {}
+    for f in find_files(path, table, venue, symbols):
+        part = _partition(f)
+        v, s = part.get("venue"), part.get("symbol")
+        if v is None or s is None:
+            meta = {k.decode(): val.decode() for k, val in (pq.read_schema(f).metadata or {}).items()}
+            v, s = v or meta.get("lab.venue"), s or meta.get("lab.symbol")
+        by_stream.setdefault((v, s), []).append(f)
+    return by_stream
