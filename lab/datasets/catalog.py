@@ -77,7 +77,9 @@ def _with_partitions(table: str, schema: pa.Schema) -> pa.Schema:
 def query(root: str, sql: str, threads: int | None = None) -> pa.Table:
     con = connect(root, threads)
     try:
-        return con.execute(sql).fetch_arrow_table()
+        result = con.execute(sql)
+        # duckdb 2 renamed fetch_arrow_table to to_arrow_table
+        return (getattr(result, "to_arrow_table", None) or result.fetch_arrow_table)()
     except duckdb.Error as exc:
         raise QueryError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     finally:

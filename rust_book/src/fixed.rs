@@ -30,46 +30,127 @@ pub const POW10: [u64; 20] = [
 /// Largest precision accepted by the book (10**18 is the largest power of ten in an i64).
 pub const MAX_PRECISION: u32 = 18;
 
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Write the digits of `v` right to left ending just before `tmp[pos]`, at least `min_digits`
+/// of them (zero padded); returns the index of the first digit written.
+#[inline(always)]
+fn digits_rev(tmp: &mut [u8; 48], mut pos: usize, mut v: u64, min_digits: usize) -> usize {
+    let end = pos;
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        pos -= 2;
+        tmp[pos] = DIGIT_PAIRS[r];
+        tmp[pos + 1] = DIGIT_PAIRS[r + 1];
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        pos -= 2;
+        tmp[pos] = DIGIT_PAIRS[r];
+        tmp[pos + 1] = DIGIT_PAIRS[r + 1];
+    } else {
+        pos -= 1;
+        tmp[pos] = b'0' + v as u8;
+    }
+    while end - pos < min_digits {
+        pos -= 1;
+        tmp[pos] = b'0';
+    }
+    pos
+}
+
 /// Write the decimal digits of `v` (no sign, no padding) into `out`.
 #[inline]
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+pub fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let mut tmp = [0u8; 48];
+    let pos = digits_rev(&mut tmp, 48, v, 1);
+    out.extend_from_slice(&tmp[pos..]);
+}
+
+#[cfg(test)]
+#[test]
+fn digit_counts() {
+    assert_eq!(digit_count(0), 1);
+    for k in 1..20 {
+        assert_eq!(digit_count(POW10[k]), k + 1, "{k}");
+        assert_eq!(digit_count(POW10[k] - 1), k, "{k}");
     }
-    out.extend_from_slice(&tmp[i..]);
+    assert_eq!(digit_count(u64::MAX), 20);
+}
+
+/// Number of decimal digits of `v` (1 for 0).
+#[inline(always)]
+fn digit_count(v: u64) -> usize {
+    // floor(log10) estimate from the bit length, corrected by one comparison
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12; // ~ bits * log10(2)
+    if guess < 20 && v >= POW10[guess] {
+        guess + 1
+    } else {
+        guess.max(1)
+    }
 }
 
 /// Write `value / 10**precision` at exactly `precision` decimals ("100.25", "0.50000000",
 /// "-0.05"; precision 0 writes a plain integer). `precision` may be up to 19.
+/// Digits go straight into `out` (right to left into reserved space), no temporary.
 #[inline]
 pub fn push_fixed(out: &mut Vec<u8>, value: i64, precision: u32) {
-    if value < 0 {
-        out.push(b'-');
-    }
     let mag = value.unsigned_abs();
-    if precision == 0 {
-        push_u64(out, mag);
-        return;
-    }
-    let scale = POW10[precision as usize];
-    push_u64(out, mag / scale);
-    out.push(b'.');
-    let mut frac = mag % scale;
-    // exactly `precision` digits, zero padded on the left
+    let p = precision as usize;
+    let digits = digit_count(mag).max(p + 1);
+    let neg = (value < 0) as usize;
+    let len = neg + digits + (p > 0) as usize;
     let start = out.len();
-    out.resize(start + precision as usize, b'0');
-    let mut i = out.len();
-    while frac != 0 {
-        i -= 1;
-        out[i] = b'0' + (frac % 10) as u8;
-        frac /= 10;
+    out.resize(start + len, b'0');
+    let buf = &mut out[start..];
+    if neg == 1 {
+        buf[0] = b'-';
+    }
+    let mut pos = len;
+    let mut v = mag;
+    // fraction digits (exactly p of them), then the point
+    if p > 0 {
+        let mut k = 0;
+        while k + 2 <= p && v != 0 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            pos -= 2;
+            buf[pos] = DIGIT_PAIRS[r];
+            buf[pos + 1] = DIGIT_PAIRS[r + 1];
+            k += 2;
+        }
+        while k < p && v != 0 {
+            pos -= 1;
+            buf[pos] = b'0' + (v % 10) as u8;
+            v /= 10;
+            k += 1;
+        }
+        // remaining fraction digits are the '0' fill
+        pos -= p - k;
+        pos -= 1;
+        buf[pos] = b'.';
+    }
+    // integer digits; the fill already holds a single '0' when v == 0
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        pos -= 2;
+        buf[pos] = DIGIT_PAIRS[r];
+        buf[pos + 1] = DIGIT_PAIRS[r + 1];
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        buf[pos - 2] = DIGIT_PAIRS[r];
+        buf[pos - 1] = DIGIT_PAIRS[r + 1];
+    } else if v > 0 {
+        buf[pos - 1] = b'0' + v as u8;
     }
 }
 
