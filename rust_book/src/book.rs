@@ -99,6 +99,11 @@ impl Ladder {
         self.levels.len()
     }
 
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
     pub fn clear(&mut self) {
         self.levels.clear();
     }
@@ -240,24 +245,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod bench_tmp {
-    use super::*;
-    #[test]
-    fn bench_tmp() {
-        let mut b = Book::new(50);
-        for i in 0..50 { b.bids.set(10000 - i, 100000000 + i); b.asks.set(10001 + i, 200000000 + i); }
-        let n = 200000;
-        let t = std::time::Instant::now();
-        let mut x = 0u32;
-        for _ in 0..n { x ^= b.mock_checksum(2, 8); }
-        eprintln!("mock {:?} per call {}", t.elapsed() / n, x);
-        let mut buf = Vec::new();
-        for &(p, a) in b.asks.iter_best_first().chain(b.bids.iter_best_first()) {
-            crate::fixed::push_fixed(&mut buf, p, 2); buf.push(b':'); crate::fixed::push_fixed(&mut buf, a, 8); buf.push(b';');
-        }
-        let t = std::time::Instant::now();
-        for _ in 0..n { x ^= crc32fast::hash(std::hint::black_box(&buf)); }
-        eprintln!("crc only {:?} len {} {}", t.elapsed() / n, buf.len(), x);
-    }
-}
