@@ -1,0 +1,1 @@
+"""The mock venue: wire protocol, market generator, simulator plugin and feed client."""

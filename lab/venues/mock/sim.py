@@ -1,0 +1,191 @@
+"""The mock venue as a simulator plugin: exactly the protocol of docs/ARCHITECTURE.md.
+
+REST ``/api/instruments`` and ``/api/depth?symbol=S``; WebSocket ``/ws`` (hello, subscribe,
+book deltas, trades, heartbeats); ``/control/book`` answers from the market's history.
+Data messages come from a seeded ``Market`` whose event timestamps are simulated time, so the
+stream's content depends only on the seed (and symbols), never on wall-clock timing.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from aiohttp import web
+
+from lab.venues.mock import protocol as P
+from lab.venues.mock.market import BookEvent, Market, SymbolSpec, DEFAULT_SYMBOLS
+from lab.venues.simulator import Item, VenuePlugin, ws_frame
+
+VENUE = "mock"
+
+
+class _Fmt:
+    """``format_fixed`` with a bounded cache (prices near the touch repeat a lot)."""
+
+    __slots__ = ("precision", "cache", "limit")
+
+    def __init__(self, precision: int, limit: int = 200_000):
+        self.precision = precision
+        self.cache: dict[int, str] = {}
+        self.limit = limit
+
+    def __call__(self, value: int) -> str:
+        s = self.cache.get(value)
+        if s is None:
+            s = P.format_fixed(value, self.precision)
+            if len(self.cache) >= self.limit:
+                self.cache.clear()
+            self.cache[value] = s
+        return s
+
+
+class MockVenue(VenuePlugin):
+    name = VENUE
+    heartbeat_interval = 1.0
+
+    def __init__(
+        self,
+        sim,
+        symbols: Sequence[SymbolSpec] | None = None,
+        *,
+        heartbeat_interval: float | None = 1.0,
+        idle_timeout: float | None = None,
+        max_connection_age: float | None = None,
+        trade_probability: float = 0.15,
+    ):
+        super().__init__(sim)
+        self.heartbeat_interval = heartbeat_interval
+        self.idle_timeout = idle_timeout
+        self.max_connection_age = max_connection_age
+        clock = sim.clock
+        self.market = Market(
+            sim.seed,
+            tuple(symbols) if symbols else DEFAULT_SYMBOLS,
+            start_ns=clock.start_ns,
+            mean_interval_ns=1e9 * clock.time_scale / sim.rate,
+            trade_probability=trade_probability,
+        )
+        self.specs = {s.symbol: s for s in self.market.specs}
+        self._instruments_body = P.render_instruments(self.market.instruments())
+        self._fmt = {
+            s.symbol: (_Fmt(s.price_precision), _Fmt(s.amount_precision)) for s in self.market.specs
+        }
+        self._sym_json = {s.symbol: P._dumps(s.symbol).decode() for s in self.market.specs}
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_event(self, ev, checksum: int | None = None) -> bytes:
+        """Exact bytes of a market event (identical to ``protocol.render_book/render_trade``)."""
+        fp, fa = self._fmt[ev.symbol]
+        sym = self._sym_json[ev.symbol]
+        if type(ev) is BookEvent:
+            bids = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.bids])
+            asks = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.asks])
+            cs = ev.checksum if checksum is None else checksum
+            return (f'{{"type":"book","symbol":{sym},"seq":{ev.seq},"timestamp":{ev.timestamp},'
+                    f'"bids":[{bids}],"asks":[{asks}],"checksum":{cs}}}').encode()
+        return (f'{{"type":"trade","symbol":{sym},"id":{ev.id},"timestamp":{ev.timestamp},'
+                f'"side":"{ev.side}","price":"{fp(ev.price)}","amount":"{fa(ev.amount)}"}}').encode()
+
+    def next_due_ns(self) -> int | None:
+        return self.market.next_timestamp
+
+    def produce(self, until_ns: int, limit: int) -> list[Item]:
+        market = self.market
+        if market.next_timestamp > until_ns:
+            return []
+        render = self.render_event
+        out = []
+        append = out.append
+        for ev in market.take_until(until_ns, limit):
+            if type(ev) is BookEvent:
+                append(Item(ws_frame(render(ev)), ("book", ev.symbol), "book", ev.symbol, ev.seq, ev))
+            else:
+                append(Item(ws_frame(render(ev)), ("trades", ev.symbol), "trade", ev.symbol, None, ev))
+        return out
+
+    def bad_checksum(self, item: Item) -> bytes:
+        ev = item.event
+        return self.render_event(ev, checksum=ev.checksum ^ 0xFFFFFFFF)
+
+    # ------------------------------------------------------------------ REST
+
+    def routes(self):
+        return [
+            ("GET", "/api/instruments", self._instruments),
+            ("GET", "/api/depth", self._depth),
+        ]
+
+    def rate_limit_response(self, request: web.Request) -> web.Response:
+        return _json_bytes(P.render_rest_error("rate limit exceeded"), 429)
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        return _json_bytes(self._instruments_body)
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol")
+        if symbol is None:
+            return _json_bytes(P.render_rest_error("missing parameter: symbol"), 400)
+        if symbol not in self.specs:
+            return _json_bytes(P.render_rest_error(f"unknown symbol: {symbol}"), 404)
+        return _json_bytes(self.render_depth(self.market.book(symbol)))
+
+    @staticmethod
+    def render_depth(book) -> bytes:
+        return P.render_depth(book.symbol, book.seq, book.timestamp, book.bids, book.asks,
+                              book.checksum, book.price_precision, book.amount_precision)
+
+    def control_book(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol")
+        if symbol is None:
+            return _json_bytes(P.render_rest_error("missing parameter: symbol"), 400)
+        if symbol not in self.specs:
+            return _json_bytes(P.render_rest_error(f"unknown symbol: {symbol}"), 404)
+        seq_text = request.query.get("seq")
+        if seq_text is None:
+            return _json_bytes(self.render_depth(self.market.book(symbol)))
+        try:
+            seq = int(seq_text)
+        except ValueError:
+            return _json_bytes(P.render_rest_error(f"bad seq: {seq_text}"), 400)
+        try:
+            book = self.market.book_at(symbol, seq)
+        except LookupError as exc:
+            return _json_bytes(P.render_rest_error(str(exc)), 404)
+        return _json_bytes(self.render_depth(book))
+
+    def seqs(self) -> dict[str, int]:
+        return self.market.seqs()
+
+    # ------------------------------------------------------------------ WebSocket
+
+    async def on_open(self, conn) -> None:
+        conn.send(P.render_hello(self.sim.clock.now_ns()))
+
+    async def on_text(self, conn, data: str) -> None:
+        try:
+            msg = P.parse_message(data)
+        except ValueError as exc:
+            conn.send(P.render_error(f"invalid request: {exc}"))
+            return
+        if not isinstance(msg, P.Subscribe):
+            conn.send(P.render_error("invalid request: expected {\"op\":\"subscribe\",...}"))
+            return
+        for s in msg.symbols:
+            if s not in self.specs:
+                conn.send(P.render_error(f"unknown symbol: {s}"))
+                return
+        for c in msg.channels:
+            if c not in P.CHANNELS:
+                conn.send(P.render_error(f"unknown channel: {c}"))
+                return
+        conn.subscribe((c, s) for s in msg.symbols for c in msg.channels)
+        conn.send(P.render_subscribed(msg.symbols, msg.channels))
+
+    def heartbeat(self, conn) -> bytes:
+        return P.render_heartbeat(self.sim.clock.now_ns())
+
+
+def _json_bytes(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+__all__ = ["MockVenue", "VENUE"]

@@ -1,0 +1,342 @@
+"""The simulator framework and the mock venue, driven by real clients on loopback."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+import orjson
+import pytest
+
+from lab.venues.mock import protocol as P
+from lab.venues.mock.market import BookEvent, Market, SymbolSpec, TradeEvent
+from lab.venues.simulator import SIMULATORS, Faults, SimClock, SimulatorThread, get_plugin_class, ws_frame
+
+SYMBOLS = ("BTC-USD", "ETH-USD")
+PREC = {"BTC-USD": (2, 8), "ETH-USD": (2, 8)}
+
+
+# ----------------------------------------------------------------------------- market
+
+def _key(ev):
+    if isinstance(ev, BookEvent):
+        return ("book", ev.symbol, ev.seq, tuple(ev.bids), tuple(ev.asks), ev.checksum, ev.timestamp)
+    return ("trade", ev.symbol, ev.id, ev.side, ev.price, ev.amount, ev.timestamp)
+
+
+def test_market_is_deterministic():
+    a = [_key(e) for e in Market(seed=42).take(5000)]
+    b = [_key(e) for e in Market(seed=42).take(5000)]
+    c = [_key(e) for e in Market(seed=43).take(5000)]
+    assert a == b
+    assert a != c
+    # the content does not depend on timing parameters (only the timestamps do)
+    d = [_key(e)[:-1] for e in Market(seed=42, mean_interval_ns=10, start_ns=5).take(5000)]
+    assert [k[:-1] for k in a] == d
+
+
+def test_market_shape():
+    m = Market(seed=7)
+    events = m.take(20000)
+    books = {s: (dict(m.book_at(s, 0).bids), dict(m.book_at(s, 0).asks)) for s in SYMBOLS}
+    seqs = {s: 0 for s in SYMBOLS}
+    trade_ids = {s: 0 for s in SYMBOLS}
+    deletes = levels = 0
+    last_ts = 0
+    for ev in events:
+        assert ev.timestamp >= last_ts
+        last_ts = ev.timestamp
+        bids, asks = books[ev.symbol]
+        if isinstance(ev, TradeEvent):
+            assert ev.id > trade_ids[ev.symbol]
+            trade_ids[ev.symbol] = ev.id
+            # at the touch, at most the level's amount
+            touch = min(asks) if ev.side == "buy" else max(bids)
+            assert ev.price == touch
+            assert 0 < ev.amount <= (asks if ev.side == "buy" else bids)[touch]
+            continue
+        assert ev.seq == seqs[ev.symbol] + 1
+        seqs[ev.symbol] = ev.seq
+        assert 1 <= len(ev.bids) + len(ev.asks) <= 5
+        for side, changes in ((bids, ev.bids), (asks, ev.asks)):
+            for price, amount in changes:
+                levels += 1
+                if amount == 0:
+                    deletes += 1
+                    del side[price]
+                else:
+                    side[price] = amount
+        assert len(bids) <= 50 and len(asks) <= 50
+        assert max(bids) + 1 <= min(asks), "spread >= 1 tick"
+        assert P.mock_checksum(bids, asks, 2, 8) == ev.checksum
+    assert 0.15 < deletes / levels < 0.35
+    assert sum(trade_ids.values()) > 1000
+    for s in SYMBOLS:
+        snap = m.book(s)
+        assert (dict(snap.bids), dict(snap.asks)) == books[s]
+        assert list(snap.bids) == sorted(snap.bids, reverse=True)
+        assert list(snap.asks) == sorted(snap.asks)
+    # mids near the configured ones
+    btc = m.book("BTC-USD")
+    assert 5_900_000 < btc.bids[0][0] < 6_100_000
+    assert 290_000 < m.book("ETH-USD").bids[0][0] < 310_000
+
+
+def test_market_book_at_replays_history():
+    m = Market(seed=5, checkpoint_every=100, max_checkpoints=8)  # forces thinning
+    history = {s: {0: m.book(s)} for s in SYMBOLS}
+    for _ in range(3000):
+        ev = m.next_event()
+        if isinstance(ev, BookEvent):
+            history[ev.symbol][ev.seq] = m.book(ev.symbol)
+    assert len(m._checkpoints) <= 9
+    for s in SYMBOLS:
+        for seq in (0, 1, 2, 99, 100, 101, 777, max(history[s]) - 1, max(history[s])):
+            assert m.book_at(s, seq) == history[s][seq]
+        with pytest.raises(LookupError):
+            m.book_at(s, max(history[s]) + 1)
+        with pytest.raises(LookupError):
+            m.book_at(s, -1)
+    with pytest.raises(KeyError):
+        m.book("XRP-USD")
+
+
+def test_market_custom_symbols():
+    spec = SymbolSpec("SOL-USDT", "SOL", "USDT", 3, 4, "150.000", amount_scale="10")
+    m = Market(seed=1, symbols=[spec])
+    assert m.instruments() == [P.Instrument("SOL-USDT", "SOL", "USDT", 3, 4)]
+    evs = m.take(500)
+    assert {e.symbol for e in evs} == {"SOL-USDT"}
+    b = m.book("SOL-USDT")
+    assert b.checksum == P.mock_checksum(b.bids, b.asks, 3, 4)
+
+
+# ----------------------------------------------------------------------------- framework units
+
+def test_ws_frame_headers():
+    assert ws_frame(b"ab") == b"\x81\x02ab"
+    assert ws_frame(b"x" * 125)[:2] == b"\x81\x7d"
+    assert ws_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
+    assert ws_frame(b"x" * 70000)[:10] == b"\x81\x7f" + (70000).to_bytes(8, "big")
+
+
+def test_faults_validation():
+    f = Faults(drop_every=3)
+    assert f.as_dict()["drop_every"] == 3
+    f.update({"stall-seconds": 1.5, "drop_every": None})
+    assert f.stall_seconds == 1.5 and f.drop_every == 0
+    for bad in ({"nope": 1}, {"drop_every": -1}, {"drop_every": "3"}, {"drop_every": 1.5}, {"rate_limit": True}):
+        with pytest.raises(ValueError):
+            f.update(bad)
+
+
+def test_clock_time_compression():
+    c = SimClock(time_scale=3600.0, start_ns=0)
+    t0 = c.now_ns(c.mono0)
+    assert t0 == 0
+    assert c.now_ns(c.mono0 + 1.0) == 3600 * 10**9
+    assert abs(c.mono_at(7200 * 10**9) - (c.mono0 + 2.0)) < 1e-9
+    assert c.wall_seconds(86400) == 24.0
+
+
+def test_registry():
+    assert "mock" in SIMULATORS
+    from lab.venues.mock.sim import MockVenue
+    assert get_plugin_class("mock") is MockVenue
+    with pytest.raises(ValueError):
+        get_plugin_class("nope")
+
+
+# ----------------------------------------------------------------------------- a syncing client
+
+class BookSync:
+    """Binance-style sync of one symbol from REST depth + buffered deltas (a dict book)."""
+
+    def __init__(self, symbol):
+        self.symbol = symbol
+        self.pp, self.ap = PREC[symbol]
+        self.buffer: list[P.BookDelta] = []
+        self.bids: dict[int, int] | None = None
+        self.asks: dict[int, int] | None = None
+        self.seq = None
+        self.applied = 0
+        self.checksums_ok = 0
+
+    def load(self, depth: P.Depth):
+        assert depth.symbol == self.symbol
+        self.bids = dict(depth.bid_ints(self.pp, self.ap))
+        self.asks = dict(depth.ask_ints(self.pp, self.ap))
+        assert P.mock_checksum(self.bids, self.asks, self.pp, self.ap) == depth.checksum
+        self.seq = depth.seq
+        pending, self.buffer = self.buffer, []
+        kept = [d for d in pending if d.seq > depth.seq]
+        if kept:
+            assert kept[0].seq == depth.seq + 1, (kept[0].seq, depth.seq)
+        for d in kept:
+            self.on_delta(d)
+
+    def on_delta(self, d: P.BookDelta):
+        if self.seq is None:
+            self.buffer.append(d)
+            return
+        if d.seq <= self.seq:
+            return
+        assert d.seq == self.seq + 1, f"gap: {self.seq} -> {d.seq}"
+        for side, levels in ((self.bids, d.bid_ints(self.pp, self.ap)), (self.asks, d.ask_ints(self.pp, self.ap))):
+            for price, amount in levels:
+                if amount:
+                    side[price] = amount
+                else:
+                    del side[price]
+        self.seq = d.seq
+        self.applied += 1
+        assert P.mock_checksum(self.bids, self.asks, self.pp, self.ap) == d.checksum, f"checksum at {d.seq}"
+        self.checksums_ok += 1
+
+
+async def _get(session, url):
+    async with session.get(url) as r:
+        return r.status, await r.read()
+
+
+async def _sync_session(base, ws_url, seconds=1.0, symbols=SYMBOLS):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(ws_url) as ws:
+            hello = P.parse_message((await ws.receive()).data)
+            assert isinstance(hello, P.Hello)
+            await ws.send_bytes(P.render_subscribe(list(symbols)))
+            sub = P.parse_message((await ws.receive()).data)
+            assert sub == P.Subscribed(tuple(symbols), ("book", "trades"))
+            syncs = {s: BookSync(s) for s in symbols}
+            trades = {s: [] for s in symbols}
+            counts = {"book": 0, "trade": 0, "heartbeat": 0}
+
+            async def reader(deadline):
+                while time.monotonic() < deadline:
+                    m = await ws.receive(timeout=5)
+                    assert m.type == aiohttp.WSMsgType.TEXT, m
+                    msg = P.parse_message(m.data)
+                    if isinstance(msg, P.BookDelta):
+                        counts["book"] += 1
+                        syncs[msg.symbol].on_delta(msg)
+                    elif isinstance(msg, P.Trade):
+                        counts["trade"] += 1
+                        trades[msg.symbol].append(msg)
+                    elif isinstance(msg, P.Heartbeat):
+                        counts["heartbeat"] += 1
+
+            task = asyncio.create_task(reader(time.monotonic() + seconds))
+            await asyncio.sleep(0.05)  # let some deltas pile up in the buffer first
+            for s in symbols:
+                status, body = await _get(session, f"{base}/api/depth?symbol={s}")
+                assert status == 200
+                syncs[s].load(P.parse_message(body))
+            await task
+            for s in symbols:
+                ids = [t.id for t in trades[s]]
+                assert ids == sorted(ids) and len(set(ids)) == len(ids)
+            # compare with the simulator's book at the last seq we applied
+            for s, sync in syncs.items():
+                status, body = await _get(session, f"{base}/control/book?symbol={s}&seq={sync.seq}")
+                assert status == 200, body
+                ref = P.parse_message(body)
+                assert ref.seq == sync.seq
+                assert dict(ref.bid_ints(2, 8)) == sync.bids
+                assert dict(ref.ask_ints(2, 8)) == sync.asks
+                assert ref.checksum == P.mock_checksum(sync.bids, sync.asks, 2, 8)
+            status, body = await _get(session, f"{base}/control/stats")
+            stats = orjson.loads(body)
+            return syncs, counts, stats
+
+
+def test_client_syncs_book_and_matches_control_book():
+    with SimulatorThread("mock", seed=11, rate=4000) as st:
+        syncs, counts, stats = asyncio.run(_sync_session(st.url, st.ws_url, seconds=1.0))
+    for s in SYMBOLS:
+        assert syncs[s].applied > 100, syncs[s].applied
+        assert syncs[s].checksums_ok == syncs[s].applied
+    assert counts["trade"] > 50
+    conn = stats["connections"][0]
+    # everything the server says it wrote (except the last in-flight batch) was received
+    assert conn["book_messages"]["BTC-USD"] >= syncs["BTC-USD"].applied
+    assert conn["last_seq"]["BTC-USD"] >= syncs["BTC-USD"].seq
+
+
+def test_rest_endpoints():
+    async def main(base):
+        async with aiohttp.ClientSession() as session:
+            status, body = await _get(session, f"{base}/api/instruments")
+            assert status == 200
+            assert P.parse_message(body) == P.Instruments((
+                P.Instrument("BTC-USD", "BTC", "USD", 2, 8), P.Instrument("ETH-USD", "ETH", "USD", 2, 8)))
+            status, body = await _get(session, f"{base}/api/depth?symbol=XRP-USD")
+            assert (status, body) == (404, b'{"error":"unknown symbol: XRP-USD"}')
+            status, body = await _get(session, f"{base}/api/depth?symbol=ETH-USD")
+            depth = P.parse_message(body)
+            assert 10 <= len(depth.bids) <= 50
+            assert depth.checksum == P.mock_checksum(depth.bid_ints(2, 8), depth.ask_ints(2, 8), 2, 8)
+            prices = [p for p, _ in depth.bid_ints(2, 8)]
+            assert prices == sorted(prices, reverse=True)
+            status, body = await _get(session, f"{base}/control/book?symbol=ETH-USD&seq=0")
+            assert status == 200 and P.parse_message(body).seq == 0
+            status, body = await _get(session, f"{base}/control/book?symbol=ETH-USD&seq=999999999")
+            assert status == 404
+            # the stream is the seeded market, whatever the rate and the wall clock
+            ref = Market(seed=3).book_at("ETH-USD", 0)
+            status, body = await _get(session, f"{base}/control/book?symbol=ETH-USD&seq=0")
+            got = P.parse_message(body)
+            assert got.bid_ints(2, 8) == list(ref.bids) and got.checksum == ref.checksum
+
+    with SimulatorThread("mock", seed=3, rate=500) as st:
+        asyncio.run(main(st.url))
+
+
+def test_subscribe_errors_and_partial_subscription():
+    async def main(base, ws_url):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                assert isinstance(P.parse_message((await ws.receive()).data), P.Hello)
+                await ws.send_str('{"op":"subscribe","symbols":["XRP-USD"],"channels":["book"]}')
+                assert P.parse_message((await ws.receive()).data) == P.Error("unknown symbol: XRP-USD")
+                await ws.send_str('{"op":"subscribe","symbols":["ETH-USD"],"channels":["candles"]}')
+                assert P.parse_message((await ws.receive()).data) == P.Error("unknown channel: candles")
+                await ws.send_str("not json")
+                err = P.parse_message((await ws.receive()).data)
+                assert isinstance(err, P.Error) and err.message.startswith("invalid request")
+                await ws.send_bytes(P.render_subscribe(["ETH-USD"], ["trades"]))
+                assert P.parse_message((await ws.receive()).data) == P.Subscribed(("ETH-USD",), ("trades",))
+                got = []
+                while len(got) < 20:
+                    msg = P.parse_message((await ws.receive(timeout=5)).data)
+                    if not isinstance(msg, P.Heartbeat):
+                        got.append(msg)
+                assert all(isinstance(m, P.Trade) and m.symbol == "ETH-USD" for m in got)
+
+    with SimulatorThread("mock", seed=4, rate=5000) as st:
+        asyncio.run(main(st.url, st.ws_url))
+
+
+def test_heartbeat_uses_simulated_time():
+    async def main(ws_url):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                hello = P.parse_message((await ws.receive()).data)
+                t0 = time.monotonic()
+                hbs = []
+                while len(hbs) < 3:
+                    msg = P.parse_message((await ws.receive(timeout=2)).data)
+                    assert isinstance(msg, P.Heartbeat)  # nothing subscribed: only heartbeats
+                    hbs.append(msg.timestamp)
+                wall = time.monotonic() - t0
+                return hello.timestamp, hbs, wall
+
+    # 1 s of simulated silence is 10 ms of wall time at time_scale 100
+    with SimulatorThread("mock", seed=1, rate=10, time_scale=100.0) as st:
+        hello_ts, hbs, wall = asyncio.run(main(st.ws_url))
+    assert wall < 1.0
+    gaps = [b - a for a, b in zip([hello_ts] + hbs, hbs)]
+    assert all(0.99e9 <= g <= 3e9 for g in gaps), gaps
