@@ -340,3 +340,205 @@ def test_heartbeat_uses_simulated_time():
     assert wall < 1.0
     gaps = [b - a for a, b in zip([hello_ts] + hbs, hbs)]
     assert all(0.99e9 <= g <= 3e9 for g in gaps), gaps
+
+
+# ----------------------------------------------------------------------------- faults
+
+async def _collect(ws_url, n_data=None, seconds=3.0, symbols=SYMBOLS, channels=("book", "trades")):
+    """Subscribe and record ``(wall_time, message or ValueError)`` until n data messages, close or timeout."""
+    out = []
+    close = None
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(ws_url) as ws:
+            await ws.receive()  # hello
+            await ws.send_bytes(P.render_subscribe(list(symbols), list(channels)))
+            assert isinstance(P.parse_message((await ws.receive()).data), P.Subscribed)
+            deadline = time.monotonic() + seconds
+            data = 0
+            while time.monotonic() < deadline and (n_data is None or data < n_data):
+                try:
+                    m = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    break
+                if m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    close = (ws.close_code, m.extra)
+                    break
+                try:
+                    msg = P.parse_message(m.data)
+                except ValueError as exc:
+                    msg = exc
+                if not isinstance(msg, P.Heartbeat):
+                    data += 1
+                out.append((time.monotonic(), msg))
+    return out, close
+
+
+def _books(records, symbol="BTC-USD"):
+    return [m for _, m in records if isinstance(m, P.BookDelta) and m.symbol == symbol]
+
+
+def _stats(st):
+    return st.stats()
+
+
+def test_fault_drop_every_makes_a_seq_gap():
+    with SimulatorThread("mock", seed=21, rate=3000, faults={"drop_every": 10}) as st:
+        records, _ = asyncio.run(_collect(st.ws_url, n_data=400, symbols=["BTC-USD"], channels=["book"]))
+        stats = _stats(st)
+    seqs = [m.seq for m in _books(records)]
+    steps = [b - a for a, b in zip(seqs, seqs[1:])]
+    assert set(steps) == {1, 2}, set(steps)
+    # every 10th book message on this connection is missing
+    assert 30 <= steps.count(2) <= 45
+    assert stats["connections"][0]["dropped"] >= steps.count(2)
+
+
+def test_fault_bad_checksum_every_is_visible_and_book_stays_right():
+    async def main(st):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(st.ws_url) as ws:
+                await ws.receive()
+                await ws.send_bytes(P.render_subscribe(["ETH-USD"], ["book"]))
+                await ws.receive()
+                sync = BookSync("ETH-USD")
+                first = P.parse_message((await ws.receive()).data)
+                sync.on_delta(first)
+                _, body = await _get(session, f"{st.url}/api/depth?symbol=ETH-USD")
+                depth = P.parse_message(body)
+                bad = ok = 0
+                sync.seq = None
+                sync.buffer = [first]
+                while ok + bad < 300:
+                    d = P.parse_message((await ws.receive(timeout=5)).data)
+                    if sync.seq is None:
+                        sync.buffer.append(d)
+                        if d.seq > depth.seq:
+                            sync.load(depth)
+                            ok += 1
+                        continue
+                    try:
+                        sync.on_delta(d)
+                        ok += 1
+                    except AssertionError as exc:
+                        assert "checksum" in str(exc)
+                        bad += 1
+                        # the levels were right, only the checksum field lies
+                        assert d.checksum != P.mock_checksum(sync.bids, sync.asks, 2, 8)
+                        sync.seq = d.seq
+                return ok, bad
+
+    with SimulatorThread("mock", seed=22, rate=3000, faults={"bad_checksum_every": 7}) as st:
+        ok, bad = asyncio.run(main(st))
+        stats = _stats(st)
+    assert 30 <= bad <= 50, (ok, bad)
+    assert stats["connections"][0]["bad_checksums"] >= bad
+
+
+def test_fault_malformed_every_sends_invalid_json():
+    with SimulatorThread("mock", seed=23, rate=3000, faults={"malformed_every": 25}) as st:
+        records, _ = asyncio.run(_collect(st.ws_url, n_data=200))
+        stats = _stats(st)
+    errors = [m for _, m in records if isinstance(m, ValueError)]
+    assert len(errors) == 8, len(errors)
+    assert all("invalid JSON" in str(e) for e in errors)
+    assert stats["connections"][0]["malformed"] >= 8
+
+
+def test_fault_disconnect_after_closes_each_connection():
+    with SimulatorThread("mock", seed=24, rate=3000, faults={"disconnect_after": 50}) as st:
+        for _ in range(2):
+            records, close = asyncio.run(_collect(st.ws_url, seconds=5))
+            data = [m for _, m in records if not isinstance(m, P.Heartbeat)]
+            assert len(data) == 50
+            assert close is not None and close[0] == 1001
+        stats = _stats(st)
+    assert [c["data_messages"] for c in stats["connections"]] == [50, 50]
+    assert not any(c["open"] for c in stats["connections"])
+
+
+def test_fault_stall_then_resume_with_backlog():
+    # 5 simulated seconds of silence at time_scale 10 = 0.5 s of wall time
+    faults = {"stall_after": 100, "stall_seconds": 5}
+    with SimulatorThread("mock", seed=25, rate=2000, time_scale=10, faults=faults) as st:
+        records, _ = asyncio.run(_collect(st.ws_url, n_data=400, seconds=5))
+    times = [t for t, m in records]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
+    assert worst == 99, worst  # silent right after the 100th data message
+    assert 0.4 <= gaps[worst] <= 1.5, gaps[worst]
+    # no heartbeat during the stall, and the stream resumes without a gap
+    seqs = [m.seq for m in _books(records)]
+    assert all(b - a == 1 for a, b in zip(seqs, seqs[1:]))
+
+
+def test_fault_rate_limit_and_control_faults_endpoint():
+    async def main(base):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/control/faults", json={"rate_limit": 2}) as r:
+                assert r.status == 200
+                assert (await r.json())["faults"]["rate_limit"] == 2
+            statuses = []
+            for _ in range(3):
+                status, body = await _get(session, f"{base}/api/depth?symbol=BTC-USD")
+                statuses.append(status)
+                if status == 429:
+                    assert body == b'{"error":"rate limit exceeded"}'
+                    assert P.parse_message(body) == P.RestError("rate limit exceeded")
+            assert statuses == [429, 429, 200]
+            # control endpoints are not rate limited
+            async with session.post(f"{base}/control/faults", json={"rate_limit": 1}) as r:
+                assert r.status == 200
+            assert (await _get(session, f"{base}/control/stats"))[0] == 200
+            assert (await _get(session, f"{base}/api/instruments"))[0] == 429
+            async with session.post(f"{base}/control/faults", json={"bogus": 1}) as r:
+                assert r.status == 400
+            async with session.get(f"{base}/control/faults") as r:
+                assert (await r.json())["faults"]["rate_limit"] == 0
+
+    with SimulatorThread("mock", seed=26, rate=500) as st:
+        asyncio.run(main(st.url))
+
+
+def test_faults_switched_on_a_live_connection():
+    async def main(st):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(st.ws_url) as ws:
+                await ws.receive()
+                await ws.send_bytes(P.render_subscribe(["BTC-USD"], ["book"]))
+                await ws.receive()
+                seqs = []
+                while len(seqs) < 400:
+                    d = P.parse_message((await ws.receive(timeout=5)).data)
+                    if isinstance(d, P.BookDelta):
+                        seqs.append(d.seq)
+                    if len(seqs) == 100:
+                        async with session.post(f"{st.url}/control/faults", json={"drop_every": 5}) as r:
+                            assert r.status == 200
+                return seqs
+
+    with SimulatorThread("mock", seed=27, rate=3000) as st:
+        seqs = asyncio.run(main(st))
+    steps = [b - a for a, b in zip(seqs, seqs[1:])]
+    assert set(steps[:90]) == {1}
+    assert steps[150:].count(2) >= 30
+
+
+def test_slow_consumer_is_disconnected_not_buffered_forever():
+    async def main(st):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(st.ws_url, max_msg_size=0) as ws:
+                await ws.receive()
+                await ws.send_bytes(P.render_subscribe(list(SYMBOLS)))
+                await asyncio.sleep(2.0)  # read nothing
+                kinds = set()
+                while True:
+                    m = await ws.receive(timeout=5)
+                    kinds.add(m.type)
+                    if m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                        return ws.close_code
+
+    with SimulatorThread("mock", seed=28, rate=20000, max_lag=5000, high_water=64 << 10) as st:
+        code = asyncio.run(main(st))
+        stats = _stats(st)
+    assert code == 1008
+    assert stats["connections"][0]["close_reason"] == "slow consumer"

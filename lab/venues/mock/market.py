@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import bisect
 import random
+from math import log as _log
 import zlib
+from zlib import crc32 as _crc32
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,10 +65,10 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
 class BookEvent:
     """A book delta: ``bids``/``asks`` are ``[(price_ticks, amount_lots)]`` in apply order."""
 
-    __slots__ = ("index", "timestamp", "symbol", "seq", "bids", "asks", "checksum")
+    __slots__ = ("index", "timestamp", "symbol", "seq", "bids", "asks", "checksum", "texts")
     kind = "book"
 
-    def __init__(self, index, timestamp, symbol, seq, bids, asks, checksum):
+    def __init__(self, index, timestamp, symbol, seq, bids, asks, checksum, texts=None):
         self.index = index
         self.timestamp = timestamp
         self.symbol = symbol
@@ -74,6 +76,9 @@ class BookEvent:
         self.bids = bids
         self.asks = asks
         self.checksum = checksum
+        #: ``(bid_texts, ask_texts)``: the same levels as ``(price, amount)`` strings at the
+        #: instrument's precisions (renderers use them instead of formatting again), or None
+        self.texts = texts
 
     def __repr__(self) -> str:
         return (f"BookEvent(index={self.index}, ts={self.timestamp}, {self.symbol} seq={self.seq}, "
@@ -81,7 +86,7 @@ class BookEvent:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, BookEvent) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+            getattr(self, k) == getattr(other, k) for k in self.__slots__ if k != "texts")
 
 
 class TradeEvent:
@@ -123,85 +128,115 @@ class BookSnapshot:
     amount_precision: int
 
 
+class _Side:
+    """One side of a book, best level first.
+
+    ``keys`` is ascending: the price for asks, minus the price for bids, so index 0 is the
+    touch on both sides. ``segs`` holds each level's checksum text ``"<price>:<amount>;"`` in
+    the same order, so the side's part of the checksum is one ``"".join``.
+    """
+
+    __slots__ = ("sign", "keys", "segs", "amounts", "blob")
+
+    def __init__(self, sign: int):
+        self.sign = sign
+        self.keys: list[int] = []
+        self.segs: list[str] = []
+        self.amounts: dict[int, int] = {}
+        self.blob: bytes | None = b""
+
+    def copy(self) -> "_Side":
+        s = _Side.__new__(_Side)
+        s.sign = self.sign
+        s.keys = self.keys.copy()
+        s.segs = self.segs.copy()
+        s.amounts = self.amounts.copy()
+        s.blob = self.blob
+        return s
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def price(self, j: int) -> int:
+        """Price of the j-th level from the touch (negative j counts from the far end)."""
+        return self.sign * self.keys[j]
+
+    def set(self, price: int, amount: int, price_text: str, amount_text: str) -> None:
+        keys = self.keys
+        k = self.sign * price
+        i = bisect.bisect_left(keys, k)
+        if amount:
+            seg = f"{price_text}:{amount_text};"
+            if i < len(keys) and keys[i] == k:
+                self.segs[i] = seg
+            else:
+                keys.insert(i, k)
+                self.segs.insert(i, seg)
+            self.amounts[price] = amount
+        else:
+            del keys[i]
+            del self.segs[i]
+            del self.amounts[price]
+        self.blob = None
+
+    def text(self) -> bytes:
+        blob = self.blob
+        if blob is None:
+            blob = self.blob = "".join(self.segs).encode()
+        return blob
+
+    def levels(self) -> tuple[tuple[int, int], ...]:
+        sign, amounts = self.sign, self.amounts
+        return tuple((sign * k, amounts[sign * k]) for k in self.keys)
+
+
 class _Book:
-    """One symbol's book plus what the generator needs (fair price, ids, cached checksum text)."""
+    """One symbol's book plus what the generator needs (fair price, ids, formatting caches)."""
 
-    __slots__ = ("spec", "bid_prices", "ask_prices", "bids", "asks", "bid_seg", "ask_seg",
-                 "bid_blob", "ask_blob", "seq", "trade_id", "fair", "timestamp", "pp", "ap")
+    __slots__ = ("spec", "bids", "asks", "seq", "trade_id", "fair", "timestamp", "pp", "ap",
+                 "ptext", "pool", "zero")
 
-    def __init__(self, spec: SymbolSpec):
+    def __init__(self, spec: SymbolSpec, pool: list[tuple[int, str]]):
         self.spec = spec
         self.pp = spec.price_precision
         self.ap = spec.amount_precision
-        self.bid_prices: list[int] = []  # ascending; best bid is the last
-        self.ask_prices: list[int] = []  # ascending; best ask is the first
-        self.bids: dict[int, int] = {}
-        self.asks: dict[int, int] = {}
-        self.bid_seg: dict[int, bytes] = {}
-        self.ask_seg: dict[int, bytes] = {}
-        self.bid_blob: bytes | None = b""
-        self.ask_blob: bytes | None = b""
+        self.bids = _Side(-1)
+        self.asks = _Side(1)
         self.seq = 0
         self.trade_id = 0
         self.fair = 0.0
         self.timestamp = 0
+        self.ptext: dict[int, str] = {}  # price text cache (bounded)
+        self.pool = pool  # shared, read-only: (amount_lots, amount_text)
+        self.zero = format_fixed(0, self.ap)
 
     def copy(self) -> "_Book":
         b = _Book.__new__(_Book)
-        b.spec, b.pp, b.ap = self.spec, self.pp, self.ap
-        b.bid_prices = self.bid_prices.copy()
-        b.ask_prices = self.ask_prices.copy()
+        b.spec, b.pp, b.ap, b.pool, b.zero = self.spec, self.pp, self.ap, self.pool, self.zero
         b.bids = self.bids.copy()
         b.asks = self.asks.copy()
-        b.bid_seg = self.bid_seg.copy()
-        b.ask_seg = self.ask_seg.copy()
-        b.bid_blob = self.bid_blob
-        b.ask_blob = self.ask_blob
         b.seq, b.trade_id, b.fair, b.timestamp = self.seq, self.trade_id, self.fair, self.timestamp
+        b.ptext = {}
         return b
 
-    def set_bid(self, price: int, amount: int) -> None:
-        if amount:
-            if price not in self.bids:
-                bisect.insort(self.bid_prices, price)
-            self.bids[price] = amount
-            self.bid_seg[price] = f"{format_fixed(price, self.pp)}:{format_fixed(amount, self.ap)};".encode()
-        else:
-            del self.bids[price]
-            del self.bid_seg[price]
-            self.bid_prices.pop(bisect.bisect_left(self.bid_prices, price))
-        self.bid_blob = None
-
-    def set_ask(self, price: int, amount: int) -> None:
-        if amount:
-            if price not in self.asks:
-                bisect.insort(self.ask_prices, price)
-            self.asks[price] = amount
-            self.ask_seg[price] = f"{format_fixed(price, self.pp)}:{format_fixed(amount, self.ap)};".encode()
-        else:
-            del self.asks[price]
-            del self.ask_seg[price]
-            self.ask_prices.pop(bisect.bisect_left(self.ask_prices, price))
-        self.ask_blob = None
+    def ptxt(self, price: int) -> str:
+        t = self.ptext.get(price)
+        if t is None:
+            if len(self.ptext) > 100_000:
+                self.ptext.clear()
+            t = self.ptext[price] = format_fixed(price, self.pp)
+        return t
 
     def checksum(self) -> int:
-        ab = self.ask_blob
-        if ab is None:
-            seg = self.ask_seg
-            ab = self.ask_blob = b"".join([seg[p] for p in self.ask_prices])
-        bb = self.bid_blob
-        if bb is None:
-            seg = self.bid_seg
-            bb = self.bid_blob = b"".join([seg[p] for p in reversed(self.bid_prices)])
-        return zlib.crc32(bb, zlib.crc32(ab))
+        return zlib.crc32(self.bids.text(), zlib.crc32(self.asks.text()))
 
     def snapshot(self) -> BookSnapshot:
         return BookSnapshot(
             symbol=self.spec.symbol,
             seq=self.seq,
             timestamp=self.timestamp,
-            bids=tuple((p, self.bids[p]) for p in reversed(self.bid_prices)),
-            asks=tuple((p, self.asks[p]) for p in self.ask_prices),
+            bids=self.bids.levels(),
+            asks=self.asks.levels(),
             checksum=self.checksum(),
             price_precision=self.pp,
             amount_precision=self.ap,
@@ -217,6 +252,9 @@ class _Checkpoint:
     pending: list
     books: list
     seqs: list[int] = field(default_factory=list)
+
+
+POOL_BITS = 13  # 8192 pre-drawn level amounts per symbol
 
 
 class Market:
@@ -239,6 +277,7 @@ class Market:
         checkpoint_every: int = 4096,
         max_checkpoints: int = 512,
         _checkpointing: bool = True,
+        _pools: list | None = None,
     ):
         if not symbols:
             raise ValueError("a market needs at least one symbol")
@@ -262,8 +301,16 @@ class Market:
             acc += max(0.0, s.weight) / total
             self._cum.append(acc)
         self._cum[-1] = 1.0
-        self._scale = [parse_fixed(s.amount_scale, s.amount_precision) for s in self.specs]
-        self._books = [self._initial_book(s) for s in self.specs]
+        # level amounts are drawn from a per-symbol pool of random 8-decimal amounts (pre-formatted)
+        if _pools is None:
+            _pools = []
+            for s in self.specs:
+                scale = parse_fixed(s.amount_scale, s.amount_precision)
+                prng = random.Random(f"mock-amounts-{seed}-{s.symbol}")
+                lots = [int(prng.expovariate(1.0) * scale) + 1 for _ in range(1 << POOL_BITS)]
+                _pools.append([(a, format_fixed(a, s.amount_precision)) for a in lots])
+        self._pools = _pools
+        self._books = [self._initial_book(s, p) for s, p in zip(self.specs, _pools)]
         self.index = 0  # events generated so far
         self._next_ts = self.start_ns
         self._pending: deque = deque()
@@ -317,7 +364,8 @@ class Market:
                 break
         replay = Market(self.seed, self.specs, start_ns=self.start_ns,
                         mean_interval_ns=self.mean_interval_ns,
-                        trade_probability=self.trade_probability, _checkpointing=False)
+                        trade_probability=self.trade_probability, _checkpointing=False,
+                        _pools=self._pools)
         if base is not None:
             replay._restore(base)
         rb = replay._books[i]
@@ -330,24 +378,27 @@ class Market:
             self._checkpoint()
         ts = self._next_ts
         if self._pending:
-            i, side, price, amount = self._pending.popleft()
+            i, is_bid, price, amount = self._pending.popleft()
             b = self._books[i]
-            if side == "bid":
-                b.set_bid(price, amount)
-                ev = self._book_event(b, ts, [(price, amount)], [])
+            at = format_fixed(amount, b.ap)
+            pt = b.ptxt(price)
+            if is_bid:
+                b.bids.set(price, amount, pt, at)
+                ev = self._book_event(b, ts, [(price, amount)], [], ([(pt, at)], []))
             else:
-                b.set_ask(price, amount)
-                ev = self._book_event(b, ts, [], [(price, amount)])
+                b.asks.set(price, amount, pt, at)
+                ev = self._book_event(b, ts, [], [(price, amount)], ([], [(pt, at)]))
         else:
             r = self._rng.random()
-            i = bisect.bisect_right(self._cum, r) if len(self._cum) > 1 else 0
-            if i >= len(self._cum):
-                i = len(self._cum) - 1
+            cum = self._cum
+            i = 0
+            while r > cum[i]:
+                i += 1
             b = self._books[i]
-            if self._rng.random() < self.trade_probability and b.bid_prices and b.ask_prices:
+            if self._rng.random() < self.trade_probability and b.bids.keys and b.asks.keys:
                 ev = self._trade(i, b, ts)
             else:
-                ev = self._delta(i, b, ts)
+                ev = self._delta(b, ts)
         self.index += 1
         if not self._pending:  # a trade's book update shares the trade's timestamp
             self._advance_ts()
@@ -361,7 +412,9 @@ class Market:
         """Every event with ``timestamp <= timestamp`` (at most ``limit``)."""
         out = []
         nxt = self.next_event
-        while self._next_ts <= timestamp and (limit is None or len(out) < limit):
+        if limit is None:
+            limit = 1 << 62
+        while self._next_ts <= timestamp and len(out) < limit:
             out.append(nxt())
         return out
 
@@ -378,144 +431,163 @@ class Market:
             raise KeyError(f"unknown symbol: {symbol}") from None
 
     def _advance_ts(self) -> None:
-        step = int(self._trng.expovariate(1.0) * self.mean_interval_ns)
+        step = int(-_log(1.0 - self._trng.random()) * self.mean_interval_ns)
         self._next_ts += step if step > 0 else 1
 
-    def _initial_book(self, spec: SymbolSpec) -> _Book:
-        b = _Book(spec)
+    def _initial_book(self, spec: SymbolSpec, pool) -> _Book:
+        b = _Book(spec, pool)
         rng = self._rng
         mid = parse_fixed(spec.mid, spec.price_precision)
         b.fair = float(mid)
         b.timestamp = self.start_ns
-        scale = parse_fixed(spec.amount_scale, spec.amount_precision)
         sp = max(1, spec.spacing_ticks)
-        p = mid - 1
-        for _ in range(MAX_LEVELS):
-            b.set_bid(p, int(rng.expovariate(1.0) * scale) + 1)
-            p -= 1 + int(rng.expovariate(1.0) * sp)
-        p = mid + 1
-        for _ in range(MAX_LEVELS):
-            b.set_ask(p, int(rng.expovariate(1.0) * scale) + 1)
-            p += 1 + int(rng.expovariate(1.0) * sp)
+        mask = (1 << POOL_BITS) - 1
+        for side, step in ((b.bids, -1), (b.asks, 1)):
+            p = mid + step
+            for _ in range(MAX_LEVELS):
+                a, at = pool[rng.getrandbits(POOL_BITS) & mask]
+                side.set(p, a, b.ptxt(p), at)
+                p += step * (1 + int(rng.expovariate(1.0) * sp))
         return b
 
-    def _book_event(self, b: _Book, ts: int, bids, asks) -> BookEvent:
+    def _book_event(self, b: _Book, ts: int, bids, asks, texts=None) -> BookEvent:
         b.seq += 1
         b.timestamp = ts
-        return BookEvent(self.index, ts, b.spec.symbol, b.seq, bids, asks, b.checksum())
+        return BookEvent(self.index, ts, b.spec.symbol, b.seq, bids, asks, b.checksum(), texts)
 
     def _trade(self, i: int, b: _Book, ts: int) -> TradeEvent:
-        rng = self._rng
+        rnd = self._rng.random
         # takers lean with the fair price: buy when the fair price is above the mid
-        mid = (b.bid_prices[-1] + b.ask_prices[0]) / 2.0
-        buy = rng.random() < (0.7 if b.fair > mid else 0.3 if b.fair < mid else 0.5)
+        best_bid, best_ask = b.bids.price(0), b.asks.price(0)
+        mid2 = best_bid + best_ask
+        fair2 = 2 * b.fair
+        buy = rnd() < (0.7 if fair2 > mid2 else 0.3 if fair2 < mid2 else 0.5)
         if buy:
-            price = b.ask_prices[0]
-            level = b.asks[price]
+            price = best_ask
+            level = b.asks.amounts[price]
         else:
-            price = b.bid_prices[-1]
-            level = b.bids[price]
-        if rng.random() < 0.3 or level == 1:
+            price = best_bid
+            level = b.bids.amounts[price]
+        if level == 1 or rnd() < 0.3:
             amount = level
         else:
-            amount = 1 + int(rng.random() * (level - 1))
+            amount = 1 + int(rnd() * (level - 1))
         b.trade_id += 1
-        self._pending.append((i, "ask" if buy else "bid", price, level - amount))
+        self._pending.append((i, not buy, price, level - amount))
         return TradeEvent(self.index, ts, b.spec.symbol, b.trade_id, "buy" if buy else "sell",
                           price, amount)
 
-    def _delta(self, i: int, b: _Book, ts: int) -> BookEvent:
+    def _delta(self, b: _Book, ts: int) -> BookEvent:
         rng = self._rng
         rnd = rng.random
-        expo = rng.expovariate
+        getbits = rng.getrandbits
         spec = b.spec
-        b.fair += rng.gauss(0.0, spec.volatility_ticks)
+        # fair-price step: uniform with the configured standard deviation (cheaper than gauss)
+        b.fair += (rnd() - 0.5) * spec.volatility_ticks * 3.4641016151377544
         fair = b.fair
-        sp = max(1, spec.spacing_ticks)
-        scale = self._scale[i]
+        ifair = int(fair)
+        sp = spec.spacing_ticks if spec.spacing_ticks > 1 else 1
+        pool = b.pool
+        ptxt = b.ptxt
         r = rnd()
         n = 1 if r < 0.45 else 2 if r < 0.7 else 3 if r < 0.85 else 4 if r < 0.94 else 5
         bids: list[tuple[int, int]] = []
         asks: list[tuple[int, int]] = []
-        touched_b: set[int] = set()
-        touched_a: set[int] = set()
+        bid_t: list[tuple[str, str]] = []
+        ask_t: list[tuple[str, str]] = []
+        zero = b.zero
+        touched: list[int] = []  # sign * price of the levels this message already changed
+        bside, aside = b.bids, b.asks
         k = 0
         while k < n:
             k += 1
-            is_bid = rnd() < 0.5
-            prices = b.bid_prices if is_bid else b.ask_prices
-            touched = touched_b if is_bid else touched_a
-            nlev = len(prices)
-            r = rnd()
+            r = rnd() * 2.0  # one draw: the side (integer part) and the operation (fraction)
+            if r < 1.0:
+                is_bid = True
+                side, other, out, out_t = bside, aside, bids, bid_t
+            else:
+                r -= 1.0
+                is_bid = False
+                side, other, out, out_t = aside, bside, asks, ask_t
+            keys = side.keys
+            sign = side.sign
+            nlev = len(keys)
             # delete less often when the side is thin, so books hover around 40-50 levels
-            p_del = 0.3 if nlev >= 40 else 0.3 * nlev / 40
+            p_del = 0.3 if nlev >= 40 else 0.0075 * nlev
             if r < p_del and nlev > MIN_LEVELS:
                 # delete: the touch if it is on the wrong side of the fair price, else near it
-                if is_bid and prices[-1] > fair + sp:
-                    j = 0
-                elif not is_bid and prices[0] < fair - sp:
+                if sign * (fair - sign * keys[0]) > sp:
                     j = 0
                 else:
-                    j = min(int(expo(0.35)), nlev - 1)
-                price = prices[-1 - j] if is_bid else prices[j]
-                if price in touched:
+                    j = int(-_log(1.0 - rnd()) * 2.857)
+                    if j >= nlev:
+                        j = nlev - 1
+                key = keys[j]
+                if key in touched:
                     continue
-                amount = 0
-            elif r < p_del + 0.35 and nlev:
-                j = min(int(expo(0.3)), nlev - 1)
-                price = prices[-1 - j] if is_bid else prices[j]
-                if price in touched:
+                touched.append(key)
+                price = sign * key
+                side.set(price, 0, "", "")
+                out.append((price, 0))
+                out_t.append((ptxt(price), zero))
+                continue
+            if r < p_del + 0.35 and nlev:
+                j = int(-_log(1.0 - rnd()) * 3.333)
+                if j >= nlev:
+                    j = nlev - 1
+                key = keys[j]
+                if key in touched:
                     continue
-                amount = int(expo(1.0) * scale) + 1
+                price = sign * key
             else:
                 # insert near the fair price (sometimes deep), never crossing the other side
-                if rnd() < 0.85:
-                    gap = int(expo(1.0) * 3 * sp)
+                u = rnd()
+                if u < 0.85:
+                    gap = int(-_log(1.0 - u / 0.85) * 3 * sp)
                 else:
-                    gap = int(rnd() * 60 * sp)
+                    gap = int((u - 0.85) / 0.15 * 60 * sp)
+                okeys = other.keys
                 if is_bid:
-                    price = int(fair) - 1 - gap
-                    if b.ask_prices and price >= b.ask_prices[0]:
-                        price = b.ask_prices[0] - 1
+                    price = ifair - 1 - gap
+                    if okeys and price >= okeys[0]:
+                        price = okeys[0] - 1
                 else:
-                    price = int(fair) + 2 + gap
-                    if b.bid_prices and price <= b.bid_prices[-1]:
-                        price = b.bid_prices[-1] + 1
-                if price <= 0 or price in touched:
+                    price = ifair + 2 + gap
+                    if okeys and price <= -okeys[0]:
+                        price = 1 - okeys[0]
+                key = sign * price
+                if price <= 0 or key in touched:
                     continue
-                amount = int(expo(1.0) * scale) + 1
-                book_side = b.bids if is_bid else b.asks
-                if price not in book_side and nlev >= MAX_LEVELS:
-                    worst = prices[0] if is_bid else prices[-1]
-                    if (k >= n or (is_bid and price < worst) or (not is_bid and price > worst)
-                            or worst in touched):
+                if nlev >= MAX_LEVELS and price not in side.amounts:
+                    worst = keys[-1]
+                    if k >= n or key > worst or worst in touched:
                         continue
                     # the new level pushes the worst one out of the 50
-                    touched.add(worst)
-                    if is_bid:
-                        b.set_bid(worst, 0)
-                        bids.append((worst, 0))
-                    else:
-                        b.set_ask(worst, 0)
-                        asks.append((worst, 0))
+                    touched.append(worst)
+                    side.set(sign * worst, 0, "", "")
+                    out.append((sign * worst, 0))
+                    out_t.append((ptxt(sign * worst), zero))
                     k += 1
-            touched.add(price)
-            if is_bid:
-                b.set_bid(price, amount)
-                bids.append((price, amount))
-            else:
-                b.set_ask(price, amount)
-                asks.append((price, amount))
+            touched.append(key)
+            amount, at = pool[getbits(POOL_BITS)]
+            pt = ptxt(price)
+            side.set(price, amount, pt, at)
+            out.append((price, amount))
+            out_t.append((pt, at))
         if not bids and not asks:
             # every draw collided: refresh (or re-create) the best bid so no message is empty
-            if b.bid_prices:
-                price = b.bid_prices[-1]
+            if bside.keys:
+                price = bside.price(0)
             else:
-                price = (b.ask_prices[0] - 1) if b.ask_prices else max(1, int(fair))
-            amount = int(expo(1.0) * scale) + 1
-            b.set_bid(price, amount)
+                price = (aside.price(0) - 1) if aside.keys else max(1, ifair)
+            amount, at = pool[getbits(POOL_BITS)]
+            bside.set(price, amount, ptxt(price), at)
             bids.append((price, amount))
-        return self._book_event(b, ts, bids, asks)
+            bid_t.append((ptxt(price), at))
+        b.seq += 1
+        b.timestamp = ts
+        return BookEvent(self.index, ts, spec.symbol, b.seq, bids, asks,
+                         _crc32(bside.text(), _crc32(aside.text())), (bid_t, ask_t))
 
     def _checkpoint(self) -> None:
         cps = self._checkpoints

@@ -77,8 +77,13 @@ class MockVenue(VenuePlugin):
         fp, fa = self._fmt[ev.symbol]
         sym = self._sym_json[ev.symbol]
         if type(ev) is BookEvent:
-            bids = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.bids])
-            asks = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.asks])
+            texts = ev.texts
+            if texts is not None:
+                bids = ",".join([f'["{p}","{a}"]' for p, a in texts[0]])
+                asks = ",".join([f'["{p}","{a}"]' for p, a in texts[1]])
+            else:
+                bids = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.bids])
+                asks = ",".join([f'["{fp(p)}","{fa(a)}"]' for p, a in ev.asks])
             cs = ev.checksum if checksum is None else checksum
             return (f'{{"type":"book","symbol":{sym},"seq":{ev.seq},"timestamp":{ev.timestamp},'
                     f'"bids":[{bids}],"asks":[{asks}],"checksum":{cs}}}').encode()
