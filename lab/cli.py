@@ -171,10 +171,6 @@ def normalize(root, venue, session) -> None:
         click.echo(line)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _ns_of(text: str | None) -> int | None:
     if text is None:
         return None
@@ -244,3 +240,19 @@ def verify(root, strict, repair, as_json) -> None:
             click.echo(f"PROBLEM: {problem}")
         click.echo("healthy" if report["ok"] else "UNHEALTHY")
     sys.exit(0 if report["ok"] else 1)
+
+
+@main.command()
+@click.option("--out", "root", default=None, type=click.Path(file_okay=False), help="Capture root (default: a temp dir).")
+@click.option("--duration", default="15s", show_default=True)
+@click.option("--rate", default=2000.0, show_default=True, type=float, help="Simulator messages per second.")
+def demo(root, duration, rate) -> None:
+    """The whole loop on the embedded mock venue: simulate, record, replay, query, verify."""
+    from lab.demo import run_demo
+
+    ok = run_demo(root, parse_duration(duration), rate, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

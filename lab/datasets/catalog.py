@@ -37,7 +37,7 @@ def tables_in(root: str) -> list[str]:
     for entry in os.listdir(root) if os.path.isdir(root) else []:
         if entry.startswith(".") or not os.path.isdir(os.path.join(root, entry)):
             continue
-        if glob.glob(os.path.join(root, entry, "**", "*.parquet"), recursive=True):
+        if glob.glob(os.path.join(root, entry, "venue=*", "**", "*.parquet"), recursive=True):
             found.add(entry)
     return sorted(found)
 
@@ -51,7 +51,7 @@ def connect(root: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         if table in present:
             pattern = os.path.join(root, table, "**", "*.parquet").replace("'", "''")
             con.execute(
-                f"CREATE VIEW {table} AS SELECT *{_FLOATS.get(table, '')} FROM read_parquet('{pattern}', "
+                f"CREATE VIEW \"{table}\" AS SELECT *{_FLOATS.get(table, '')} FROM read_parquet('{pattern}', "
                 "hive_partitioning = true, union_by_name = true)"
             )
         else:
@@ -75,7 +75,10 @@ def _with_partitions(table: str, schema: pa.Schema) -> pa.Schema:
 
 
 def query(root: str, sql: str, threads: int | None = None) -> pa.Table:
-    con = connect(root, threads)
+    try:
+        con = connect(root, threads)
+    except duckdb.Error as exc:
+        raise QueryError(f"cannot open the capture under {root}: {str(exc).splitlines()[0]}") from None
     try:
         result = con.execute(sql)
         # duckdb 2 renamed fetch_arrow_table to to_arrow_table

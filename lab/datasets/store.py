@@ -93,11 +93,12 @@ def raw_table(rows: list[RawRow], session: str) -> pa.Table:
 
 
 def raw_rows(table: pa.Table) -> list[RawRow]:
-    cols = table.to_pydict()
+    cols = table.drop_columns(["local_timestamp"]).to_pydict()
+    local_ts = table.column("local_timestamp").cast(pa.int64()).to_pylist()
     return [
         RawRow(
             rec_id=cols["rec_id"][i],
-            local_ts=_ns(cols["local_timestamp"][i]),
+            local_ts=local_ts[i],
             conn_id=cols["conn_id"][i],
             conn_seq=cols["conn_seq"][i],
             kind=cols["kind"][i],
@@ -107,12 +108,6 @@ def raw_rows(table: pa.Table) -> list[RawRow]:
         )
         for i in range(table.num_rows)
     ]
-
-
-def _ns(value) -> int:
-    if isinstance(value, int):
-        return value
-    return int(value.value) if hasattr(value, "value") else int(value.timestamp() * 1e9)
 
 
 @dataclass

@@ -144,7 +144,10 @@ class FeedClient:
         conn_id = next(self._conn_ids)
         conn_seq = itertools.count()
         try:
-            ws = await http.ws_connect(self.ws_url, heartbeat=None, max_msg_size=0, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=2))
+            # autoclose off: the read loop sees the venue's CLOSE itself, so a stop can send CLOSE
+            # first and keep reading what was already in flight until the venue's answer.
+            ws = await http.ws_connect(self.ws_url, heartbeat=None, max_msg_size=0, autoping=True, autoclose=False,
+                                       timeout=aiohttp.ClientWSTimeout(ws_close=2))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self.note("connect_failed", f"{self.ws_url}: {type(exc).__name__}: {exc}")
             return
@@ -182,7 +185,24 @@ class FeedClient:
                 await ws.close()
             self.stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
 
-    async def close_ws(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+    async def close_ws(self, timeout: float = 3.0) -> None:
+        """Stop gracefully: send CLOSE, keep reading until the venue's CLOSE, so frames already in
+        flight are recorded too (a SIGTERM loses nothing the venue sent)."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            return
+        writer = getattr(ws, "_writer", None)
+        if writer is None:
+            await ws.close()
+            return
+        try:
+            await writer.close(1000, b"recorder stopping")
+        except Exception:
+            await ws.close()
+            return
+        deadline = time.monotonic() + timeout
+        while self._ws is ws and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._ws is ws and not ws.closed:
+            await ws.close()
 
