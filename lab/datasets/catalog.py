@@ -80,9 +80,11 @@ def query(root: str, sql: str, threads: int | None = None) -> pa.Table:
     except duckdb.Error as exc:
         raise QueryError(f"cannot open the capture under {root}: {str(exc).splitlines()[0]}") from None
     try:
-        result = con.execute(sql)
-        # duckdb 2 renamed fetch_arrow_table to to_arrow_table
-        return (getattr(result, "to_arrow_table", None) or result.fetch_arrow_table)()
+        relation = con.sql(sql)
+        if relation is None:  # a statement without a result
+            return pa.table({})
+        # duckdb 2 names it to_arrow_table; 1.x arrow
+        return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
     except duckdb.Error as exc:
         raise QueryError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     finally:

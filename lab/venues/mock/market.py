@@ -374,48 +374,67 @@ class Market:
         return rb.snapshot()
 
     def next_event(self) -> Event:
-        if self._checkpointing and self.index % self._checkpoint_every == 0:
-            self._checkpoint()
-        ts = self._next_ts
-        if self._pending:
-            i, is_bid, price, amount = self._pending.popleft()
-            b = self._books[i]
-            at = format_fixed(amount, b.ap)
-            pt = b.ptxt(price)
-            if is_bid:
-                b.bids.set(price, amount, pt, at)
-                ev = self._book_event(b, ts, [(price, amount)], [], ([(pt, at)], []))
-            else:
-                b.asks.set(price, amount, pt, at)
-                ev = self._book_event(b, ts, [], [(price, amount)], ([], [(pt, at)]))
-        else:
-            r = self._rng.random()
-            cum = self._cum
-            i = 0
-            while r > cum[i]:
-                i += 1
-            b = self._books[i]
-            if self._rng.random() < self.trade_probability and b.bids.keys and b.asks.keys:
-                ev = self._trade(i, b, ts)
-            else:
-                ev = self._delta(b, ts)
-        self.index += 1
-        if not self._pending:  # a trade's book update shares the trade's timestamp
-            self._advance_ts()
-        return ev
+        return self._run(self._next_ts, 1)[0]
 
     def take(self, n: int) -> list[Event]:
-        nxt = self.next_event
-        return [nxt() for _ in range(n)]
+        return self._run(None, n)
 
     def take_until(self, timestamp: int, limit: int | None = None) -> list[Event]:
         """Every event with ``timestamp <= timestamp`` (at most ``limit``)."""
-        out = []
-        nxt = self.next_event
+        if self._next_ts > timestamp:
+            return []
+        return self._run(timestamp, limit)
+
+    def _run(self, until: int | None, limit: int | None) -> list[Event]:
+        """The generator loop: events up to simulated time ``until``, at most ``limit``."""
+        out: list[Event] = []
+        append = out.append
+        if until is None:
+            until = 1 << 126
         if limit is None:
             limit = 1 << 62
-        while self._next_ts <= timestamp and len(out) < limit:
-            out.append(nxt())
+        books = self._books
+        cum = self._cum
+        last = len(cum) - 1
+        rnd = self._rng.random
+        trnd = self._trng.random
+        tp = self.trade_probability
+        mean = self.mean_interval_ns
+        pending = self._pending
+        delta = self._delta
+        ts = self._next_ts
+        while ts <= until and len(out) < limit:
+            if self._checkpointing and self.index % self._checkpoint_every == 0:
+                self._next_ts = ts
+                self._checkpoint()
+            if pending:
+                i, is_bid, price, amount = pending.popleft()
+                b = books[i]
+                at = format_fixed(amount, b.ap)
+                pt = b.ptxt(price)
+                if is_bid:
+                    b.bids.set(price, amount, pt, at)
+                    ev = self._book_event(b, ts, [(price, amount)], [], ([(pt, at)], []))
+                else:
+                    b.asks.set(price, amount, pt, at)
+                    ev = self._book_event(b, ts, [], [(price, amount)], ([], [(pt, at)]))
+            else:
+                i = 0
+                if last:
+                    r = rnd()
+                    while i < last and r > cum[i]:
+                        i += 1
+                b = books[i]
+                if rnd() < tp and b.bids.keys and b.asks.keys:
+                    ev = self._trade(i, b, ts)
+                else:
+                    ev = delta(b, ts)
+            append(ev)
+            self.index += 1
+            if not pending:  # a trade's book update shares the trade's timestamp
+                step = int(-_log(1.0 - trnd()) * mean)
+                ts += step if step > 0 else 1
+        self._next_ts = ts
         return out
 
     def __iter__(self) -> Iterator[Event]:
