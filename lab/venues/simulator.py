@@ -389,6 +389,9 @@ class VenuePlugin:
         """Render the data messages due at or before ``until_ns`` (at most ``limit``)."""
         return []
 
+    def prepare(self, deadline: float) -> None:
+        """Idle time until the monotonic ``deadline``: render messages ahead if you like."""
+
     # -- REST
     def routes(self) -> list[tuple[str, str, Callable]]:
         """``(method, path, handler)`` for the venue's REST API; rate-limit faults apply."""
@@ -515,6 +518,8 @@ class Simulator:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # simulated time starts now (after any pre-rendering the plugin did when it was built)
+        self.clock.mono0 = time.monotonic()
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -655,6 +660,8 @@ class Simulator:
             nxt = plugin.next_due_ns()
             if nxt is not None:
                 wake_at = min(wake_at, clock.mono_at(nxt))
+            if wake_at - loop.time() > 0.002:
+                plugin.prepare(min(wake_at, loop.time() + 0.02) - 0.001)
             delay = min(max(wake_at - loop.time(), self.tick), 0.05)
             fut = self._sleeper = loop.create_future()
             handle = loop.call_later(delay, _resolve, fut)

@@ -4,14 +4,23 @@ REST ``/api/instruments`` and ``/api/depth?symbol=S``; WebSocket ``/ws`` (hello,
 book deltas, trades, heartbeats); ``/control/book`` answers from the market's history.
 Data messages come from a seeded ``Market`` whose event timestamps are simulated time, so the
 stream's content depends only on the seed (and symbols), never on wall-clock timing.
+
+Render-ahead: with ``lookahead=N`` the plugin generates and renders up to N messages before
+they are due, in the pump's idle time, and ``prerender=N`` does so before the server starts
+serving (the simulated clock starts after it). Due messages then cost only a ``transport.write``
+(bursts go at wire speed). The REST depth is still the book as of the last *due* message: the
+plugin keeps a "due book" per symbol, applying messages as they fall due.
 """
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
+
 from aiohttp import web
 
 from lab.venues.mock import protocol as P
-from lab.venues.mock.market import BookEvent, Market, SymbolSpec, DEFAULT_SYMBOLS
+from lab.venues.mock.market import DEFAULT_SYMBOLS, BookEvent, BookSnapshot, Market, SymbolSpec
 from lab.venues.simulator import Item, VenuePlugin, ws_frame
 
 VENUE = "mock"
@@ -37,6 +46,37 @@ class _Fmt:
         return s
 
 
+class _DueBook:
+    """The book of one symbol as of the last message that fell due (render-ahead mode)."""
+
+    __slots__ = ("symbol", "bids", "asks", "seq", "timestamp", "pp", "ap")
+
+    def __init__(self, snap: BookSnapshot):
+        self.symbol = snap.symbol
+        self.bids = dict(snap.bids)
+        self.asks = dict(snap.asks)
+        self.seq = snap.seq
+        self.timestamp = snap.timestamp
+        self.pp = snap.price_precision
+        self.ap = snap.amount_precision
+
+    def apply(self, ev: BookEvent) -> None:
+        for side, levels in ((self.bids, ev.bids), (self.asks, ev.asks)):
+            for price, amount in levels:
+                if amount:
+                    side[price] = amount
+                else:
+                    side.pop(price, None)
+        self.seq = ev.seq
+        self.timestamp = ev.timestamp
+
+    def snapshot(self) -> BookSnapshot:
+        bids = tuple(sorted(self.bids.items(), reverse=True))
+        asks = tuple(sorted(self.asks.items()))
+        return BookSnapshot(self.symbol, self.seq, self.timestamp, bids, asks,
+                            P.mock_checksum(bids, asks, self.pp, self.ap), self.pp, self.ap)
+
+
 class MockVenue(VenuePlugin):
     name = VENUE
     heartbeat_interval = 1.0
@@ -50,6 +90,8 @@ class MockVenue(VenuePlugin):
         idle_timeout: float | None = None,
         max_connection_age: float | None = None,
         trade_probability: float = 0.15,
+        lookahead: int = 0,
+        prerender: int = 0,
     ):
         super().__init__(sim)
         self.heartbeat_interval = heartbeat_interval
@@ -69,6 +111,14 @@ class MockVenue(VenuePlugin):
             s.symbol: (_Fmt(s.price_precision), _Fmt(s.amount_precision)) for s in self.market.specs
         }
         self._sym_json = {s.symbol: P._dumps(s.symbol).decode() for s in self.market.specs}
+        self._keys = {s: (("book", s), ("trades", s)) for s in self.specs}
+        self.lookahead = max(int(lookahead), int(prerender))
+        self._ahead: deque[Item] = deque()
+        self._due: dict[str, _DueBook] | None = None
+        if self.lookahead:
+            self._due = {s: _DueBook(self.market.book(s)) for s in self.specs}
+        if prerender:
+            self._ahead.extend(self._render(self.market.take(int(prerender))))
 
     # ------------------------------------------------------------------ rendering
 
@@ -90,26 +140,92 @@ class MockVenue(VenuePlugin):
         return (f'{{"type":"trade","symbol":{sym},"id":{ev.id},"timestamp":{ev.timestamp},'
                 f'"side":"{ev.side}","price":"{fp(ev.price)}","amount":"{fa(ev.amount)}"}}').encode()
 
+    def _render(self, events) -> list[Item]:
+        """Events -> pre-rendered frames (the hot loop: ``render_event`` inlined)."""
+        out = []
+        append = out.append
+        fmt = self._fmt
+        sym_json = self._sym_json
+        keys = self._keys
+        render = self.render_event
+        for ev in events:
+            symbol = ev.symbol
+            if type(ev) is BookEvent:
+                texts = ev.texts
+                if texts is None:
+                    payload = render(ev)
+                else:
+                    bids = ",".join([f'["{p}","{a}"]' for p, a in texts[0]])
+                    asks = ",".join([f'["{p}","{a}"]' for p, a in texts[1]])
+                    payload = (f'{{"type":"book","symbol":{sym_json[symbol]},"seq":{ev.seq},'
+                               f'"timestamp":{ev.timestamp},"bids":[{bids}],"asks":[{asks}],'
+                               f'"checksum":{ev.checksum}}}').encode()
+                append(Item(ws_frame(payload), keys[symbol][0], "book", symbol, ev.seq, ev))
+            else:
+                fp, fa = fmt[symbol]
+                payload = (f'{{"type":"trade","symbol":{sym_json[symbol]},"id":{ev.id},'
+                           f'"timestamp":{ev.timestamp},"side":"{ev.side}","price":"{fp(ev.price)}",'
+                           f'"amount":"{fa(ev.amount)}"}}').encode()
+                append(Item(ws_frame(payload), keys[symbol][1], "trade", symbol, None, ev))
+        return out
+
     def next_due_ns(self) -> int | None:
+        if self._ahead:
+            return self._ahead[0].event.timestamp
         return self.market.next_timestamp
 
     def produce(self, until_ns: int, limit: int) -> list[Item]:
-        market = self.market
-        if market.next_timestamp > until_ns:
-            return []
-        render = self.render_event
-        out = []
-        append = out.append
-        for ev in market.take_until(until_ns, limit):
-            if type(ev) is BookEvent:
-                append(Item(ws_frame(render(ev)), ("book", ev.symbol), "book", ev.symbol, ev.seq, ev))
-            else:
-                append(Item(ws_frame(render(ev)), ("trades", ev.symbol), "trade", ev.symbol, None, ev))
+        ahead = self._ahead
+        if ahead:
+            out = []
+            while ahead and len(out) < limit and ahead[0].event.timestamp <= until_ns:
+                out.append(ahead.popleft())
+            if not ahead and len(out) < limit:
+                out.extend(self._render(self.market.take_until(until_ns, limit - len(out))))
+        else:
+            out = self._render(self.market.take_until(until_ns, limit))
+        due = self._due
+        if due is not None:
+            for it in out:
+                if it.seq is not None:
+                    due[it.symbol].apply(it.event)
         return out
+
+    def prepare(self, deadline: float) -> None:
+        """Render ahead (``lookahead``) until the monotonic ``deadline``."""
+        ahead = self._ahead
+        room = self.lookahead - len(ahead)
+        while room > 0 and time.monotonic() < deadline:
+            chunk = self._render(self.market.take(min(room, 256)))
+            ahead.extend(chunk)
+            room -= len(chunk)
 
     def bad_checksum(self, item: Item) -> bytes:
         ev = item.event
         return self.render_event(ev, checksum=ev.checksum ^ 0xFFFFFFFF)
+
+    # ------------------------------------------------------------------ books
+
+    def current_book(self, symbol: str) -> BookSnapshot:
+        """The book as of the last message that fell due."""
+        if self._due is not None:
+            return self._due[symbol].snapshot()
+        return self.market.book(symbol)
+
+    def book_at(self, symbol: str, seq: int) -> BookSnapshot:
+        """The book right after book message ``seq`` (``LookupError`` if not due yet)."""
+        if self._due is not None:
+            due = self._due[symbol]
+            if seq == due.seq:
+                return due.snapshot()
+            if seq > due.seq:
+                raise LookupError(f"{symbol} seq {seq} not available (current seq {due.seq})")
+        return self.market.book_at(symbol, seq)
+
+    def seqs(self) -> dict[str, int]:
+        if self._due is not None:
+            return {s: d.seq for s, d in self._due.items()}
+        return self.market.seqs()
 
     # ------------------------------------------------------------------ REST
 
@@ -131,10 +247,10 @@ class MockVenue(VenuePlugin):
             return _json_bytes(P.render_rest_error("missing parameter: symbol"), 400)
         if symbol not in self.specs:
             return _json_bytes(P.render_rest_error(f"unknown symbol: {symbol}"), 404)
-        return _json_bytes(self.render_depth(self.market.book(symbol)))
+        return _json_bytes(self.render_depth(self.current_book(symbol)))
 
     @staticmethod
-    def render_depth(book) -> bytes:
+    def render_depth(book: BookSnapshot) -> bytes:
         return P.render_depth(book.symbol, book.seq, book.timestamp, book.bids, book.asks,
                               book.checksum, book.price_precision, book.amount_precision)
 
@@ -146,19 +262,16 @@ class MockVenue(VenuePlugin):
             return _json_bytes(P.render_rest_error(f"unknown symbol: {symbol}"), 404)
         seq_text = request.query.get("seq")
         if seq_text is None:
-            return _json_bytes(self.render_depth(self.market.book(symbol)))
+            return _json_bytes(self.render_depth(self.current_book(symbol)))
         try:
             seq = int(seq_text)
         except ValueError:
             return _json_bytes(P.render_rest_error(f"bad seq: {seq_text}"), 400)
         try:
-            book = self.market.book_at(symbol, seq)
+            book = self.book_at(symbol, seq)
         except LookupError as exc:
             return _json_bytes(P.render_rest_error(str(exc)), 404)
         return _json_bytes(self.render_depth(book))
-
-    def seqs(self) -> dict[str, int]:
-        return self.market.seqs()
 
     # ------------------------------------------------------------------ WebSocket
 
