@@ -1,0 +1,101 @@
+"""Recorder throughput on one core against the mock simulator (a benchmark, not a test).
+
+    python bench/record_throughput.py [--rate 60000] [--seconds 10] [--cpu 1]
+
+Runs `lab simulate` in its own process, `lab record` pinned to one core (taskset), then counts
+what the simulator wrote against what the capture holds (raw and normalized) and prints the
+figure. Nothing may be lost: the run fails if the capture is short.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+LAB = [sys.executable, "-m", "lab.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=60000)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--cpu", type=int, default=1, help="core the recorder is pinned to")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    port = free_port()
+    root = tempfile.mkdtemp(prefix="lab-bench-")
+    sim = subprocess.Popen([*LAB, "simulate", "--venue", "mock", "--port", str(port), "--rate", str(args.rate), "--seed", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        sim.stdout.readline()  # "listening on ..."
+        url = f"http://127.0.0.1:{port}"
+        pin = ["taskset", "-c", str(args.cpu)] if shutil.which("taskset") else []
+        t0 = time.monotonic()
+        rec = subprocess.run([*pin, *LAB, "record", "--venue", "mock", "--out", root, "--rest-url", url, "--ws-url", f"ws://127.0.0.1:{port}/ws",
+                              "--duration", f"{args.seconds}s", "--json"], capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if rec.returncode:
+            print(rec.stderr, file=sys.stderr)
+            return 1
+        summary = json.loads(rec.stdout.strip().splitlines()[-1])
+        sent = get(url + "/control/stats")["connections"][-1]
+    finally:
+        sim.terminate()
+        sim.wait()
+    from lab.datasets.catalog import query
+
+    raw = query(root, "select count(*) as n from raw where kind = 'recv'").to_pylist()[0]["n"]
+    book_msgs = query(root, "select count(distinct rec_id) as n from book").to_pylist()[0]["n"]
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+    result = {
+        "bench": "record_throughput",
+        "cpu": _cpu_model(),
+        "offered_rate": args.rate,
+        "seconds": summary["seconds"],
+        "sent": sent["messages"],
+        "recorded_raw": raw,
+        "recorded_book_messages": book_msgs,
+        "lost": sent["messages"] - raw,
+        "messages_per_s": round(raw / summary["seconds"]),
+        "gaps": summary["gaps"],
+        "overflows": summary["overflows"],
+        "bytes_on_disk": size,
+        "wall_s": round(wall, 2),
+    }
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result) if args.json else "\n".join(f"{k:>24}: {v}" for k, v in result.items()))
+    return 0 if result["lost"] == 0 else 1
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
