@@ -16,6 +16,7 @@ from typing import Callable
 import aiohttp
 
 from lab.datasets.journal import RawRow
+from lab.recorder import websocket
 from lab.recorder.sync import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT, Instrument
 
 REST_CONN_ID = 0
@@ -52,7 +53,7 @@ class FeedClient:
         self._rest_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: websocket.WebSocket | None = None
         self._stopping: asyncio.Event | None = None
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
         self.connections = 0
@@ -103,7 +104,7 @@ class FeedClient:
             if task is None or task.done():
                 self._snapshot_tasks[symbol] = asyncio.ensure_future(self._fetch_snapshot(symbol))
         elif action == REQUEST_RESUBSCRIBE and self._ws is not None:
-            asyncio.ensure_future(self._ws.close())
+            self._ws.close()  # the reconnect resubscribes
 
     async def _fetch_snapshot(self, symbol: str) -> None:
         delay = 0.05
@@ -144,65 +145,41 @@ class FeedClient:
         conn_id = next(self._conn_ids)
         conn_seq = itertools.count()
         try:
-            # autoclose off: the read loop sees the venue's CLOSE itself, so a stop can send CLOSE
-            # first and keep reading what was already in flight until the venue's answer.
-            ws = await http.ws_connect(self.ws_url, heartbeat=None, max_msg_size=0, autoping=True, autoclose=False,
-                                       timeout=aiohttp.ClientWSTimeout(ws_close=2))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            ws = await websocket.connect(self.ws_url, headers={"User-Agent": "lab-recorder/0.1"})
+        except (OSError, asyncio.TimeoutError, websocket.HandshakeError) as exc:
             self.note("connect_failed", f"{self.ws_url}: {type(exc).__name__}: {exc}")
             return
         self._ws = ws
         self.connections += 1
-        self.stamp(conn_id, next(conn_seq), "open", "ws", None, self.ws_url.encode())
-        reason = "closed by venue"
-        try:
-            for frame in self.module.subscribe_frames(self.symbols, self.depth):
-                await ws.send_str(frame.decode())  # every venue's subscribe is a JSON text frame
-                self.stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
-            receive = ws.receive
-            stamp = self.stamp
-            TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-            while True:
-                msg = await receive()
-                if msg.type is TEXT:
-                    data = msg.data.encode()
-                elif msg.type is BINARY:
-                    data = msg.data
-                else:
-                    if msg.type is aiohttp.WSMsgType.ERROR:
-                        reason = f"error: {msg.data}"
-                    elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-                        reason = f"closed by venue (code {ws.close_code})" if not stop.is_set() else "recorder stopping"
-                    break
-                stamp(conn_id, next(conn_seq), "recv", "ws", None, data)
-                self.frames += 1
-                self.bytes += len(data)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._ws = None
-            if not ws.closed:
-                await ws.close()
-            self.stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
+        stamp = self.stamp
+        stamp(conn_id, next(conn_seq), "open", "ws", None, self.ws_url.encode())
+
+        def on_message(payload: bytes, is_text: bool) -> None:
+            # The read loop: stamp and hand over, nothing else.
+            stamp(conn_id, next(conn_seq), "recv", "ws", None, payload)
+            self.frames += 1
+            self.bytes += len(payload)
+
+        ws.start(on_message)
+        for frame in self.module.subscribe_frames(self.symbols, self.depth):
+            ws.send_text(frame)  # every venue's subscribe is a JSON text frame
+            stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
+        reason = await ws.closed
+        if stop.is_set() and ws._close_sent:
+            reason = f"recorder stopping ({reason})"
+        self._ws = None
+        stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
 
     async def close_ws(self, timeout: float = 3.0) -> None:
-        """Stop gracefully: send CLOSE, keep reading until the venue's CLOSE, so frames already in
-        flight are recorded too (a SIGTERM loses nothing the venue sent)."""
+        """Stop gracefully: send CLOSE and keep reading until the venue's CLOSE, so frames already
+        in flight are recorded too (a SIGTERM loses nothing the venue sent)."""
         ws = self._ws
-        if ws is None or ws.closed:
+        if ws is None or ws.closed.done():
             return
-        writer = getattr(ws, "_writer", None)
-        if writer is None:
-            await ws.close()
-            return
+        ws.close()
         try:
-            await writer.close(1000, b"recorder stopping")
-        except Exception:
-            await ws.close()
-            return
-        deadline = time.monotonic() + timeout
-        while self._ws is ws and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if self._ws is ws and not ws.closed:
-            await ws.close()
-
+            await asyncio.wait_for(asyncio.shield(ws.closed), timeout)
+        except asyncio.TimeoutError:
+            ws.abort()
+        while self._ws is ws:  # let _connection record the close row
+            await asyncio.sleep(0.005)
