@@ -50,8 +50,9 @@ def venues() -> None:
 @click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
+@click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int, help="Stop cleanly below this many MiB free.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def record(venue, symbols, duration, root, depth, rest_url, ws_url, flush_interval, rotate_interval, as_json) -> None:
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
@@ -62,7 +63,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, flush_interv
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
                 duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
-                rotate_interval=parse_duration(rotate_interval),
+                rotate_interval=parse_duration(rotate_interval), min_free_bytes=min_free_mb << 20,
             )
         )
         summary = rec.run()

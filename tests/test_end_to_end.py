@@ -161,3 +161,15 @@ def test_truncated_parquet_is_reported_not_crashed(tmp_path):
     assert p.returncode == 1 and "unreadable" in p.stdout
     p = lab("replay", root, check=False)
     assert p.returncode == 1 and p.stderr.strip().count("\n") == 0 and str(victim.name) in p.stderr
+
+
+def test_disk_full_watermark_stops_cleanly_and_keeps_the_journal(tmp_path):
+    root = tmp_path / "cap"
+    with SimulatorThread("mock", seed=2, rate=500) as sim:
+        p = lab("record", "--venue", "mock", "--duration", "3s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url,
+                "--rotate", "1s", "--min-free", str(1 << 40), check=False)
+    assert p.returncode == 1 and p.stderr.strip().count("\n") == 0 and "disk almost full" in p.stderr
+    # what was received is in the journal, and repair turns it into Parquet
+    assert json.loads(lab("verify", root, "--repair", "--json").stdout)["ok"]
+    [[recv]] = query(root, "select count(*) from raw where kind = 'recv'")
+    assert int(recv) > 0

@@ -67,6 +67,7 @@ class Recorder:
         self._drain = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: CaptureWriter | None = None
 
     # -- the queue between the reader and the writer ------------------------------------------
     def _sink(self, row: RawRow) -> None:
@@ -123,6 +124,7 @@ class Recorder:
             flush_interval=self.opts.flush_interval, rotate_interval=self.opts.rotate_interval,
             rotate_rows=self.opts.rotate_rows,
         )
+        self._writer = writer
         thread = threading.Thread(target=self._writer_loop, args=(writer,), name="lab-writer", daemon=True)
         thread.start()
         started = time.monotonic()
@@ -200,8 +202,10 @@ class Recorder:
             rate = (frames - last_frames) / (now - last_t)
             last_frames, last_t = frames, now
             s = self.normalizer.stats
+            w = self._writer.stats
             sys.stderr.write(
                 f"\r{self.opts.venue} {rate:>9,.0f} msg/s  frames {frames:,}  gaps {s['gaps']}  resyncs {s['resyncs']}"
-                f"  reconnects {max(0, self.client.connections - 1)}  queue {len(self.queue):,}   "
+                f"  reconnects {max(0, self.client.connections - 1)}  files {w.files}  {w.bytes / 1e6:,.1f} MB"
+                f"  queue {len(self.queue):,}   "
             )
             sys.stderr.flush()
