@@ -128,6 +128,8 @@ class ReplayConnector:
             if self._stop.is_set():
                 break
             local_ts, _, _, kind, si, row = (int(x) for x in order[:, j])
+            if self.end_ns is not None and local_ts >= self.end_ns:
+                break
             if kind == _EVENT:
                 _, _, venue, symbol, ev_kind = events[row]
                 if ev_kind == "gap":
