@@ -517,3 +517,147 @@ def test_property_kraken_wire_strings_match_book(asks, bids, pp, ap) -> None:
     assert kraken_checksum(list(wire_asks.values()), list(wire_bids.values())) == (
         book.kraken_checksum()
     )
+
+
+# -- BookRows / apply_wire_message / journal_encode ------------------------------------------
+
+
+def _ref_rows(levels, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot):
+    """What Normalizer.emit_levels wrote before the Rust path (the reference)."""
+    if not levels:
+        if not snapshot:
+            return []
+        levels = [(0, 0, 0)]
+    n = len(levels)
+    out = []
+    for i, (s, p, a) in enumerate(levels):
+        flags = (rb.FLAG_CLEAR if snapshot and i == 0 else 0) | (rb.FLAG_LAST if i == n - 1 else 0)
+        out.append((ts, local_ts, snapshot, "bid" if s == 0 else "ask", p, a, first_seq, last_seq,
+                    checksum if i == n - 1 else None, flags, rec_id))
+    return out
+
+
+def _wire(levels, pp, ap):
+    return [[format_fixed(p, pp), format_fixed(a, ap)] for p, a in levels]
+
+
+def test_apply_wire_message_rows_and_checksum() -> None:
+    pp, ap = 2, 8
+    ref = OrderBook("mock", "BTC-USD", pp, ap, depth=3)
+    book = OrderBook("mock", "BTC-USD", pp, ap, depth=3)
+    rows = rb.BookRows()
+    expected = []
+    messages = [
+        (True, [(10000, 5), (9990, 7), (9980, 1), (9970, 2)], [(10010, 3), (10020, 4)]),
+        (False, [(10000, 0), (10005, 9)], []),
+        (False, [], [(10010, 0), (10015, 1)]),
+        (False, [], []),  # empty delta: no rows
+        (True, [], []),  # empty snapshot: one CLEAR|LAST bid row at 0/0
+        (False, [(100, 1)], [(200, 2)]),
+    ]
+    for i, (snap, bids, asks) in enumerate(messages):
+        if snap:
+            ref.clear()
+        levels = [(0, p, a) for p, a in bids] + [(1, p, a) for p, a in asks]
+        for s, p, a in levels:
+            ref.apply(s, p, a)
+        ref.truncate()
+        cs = ref.mock_checksum()
+        assert book.apply_wire_message(_wire(bids, pp, ap), _wire(asks, pp, ap), rows, 1000 + i, 2000 + i, 7 + i, i, i, cs, snap)
+        expected += _ref_rows(levels, 1000 + i, 2000 + i, 7 + i, i, i, cs, snap)
+        assert book.bids_ticks() == ref.bids_ticks() and book.asks_ticks() == ref.asks_ticks()
+        assert rows.rows() == expected
+        assert len(rows) == len(expected)
+        if levels or snap:
+            assert (book.timestamp, book.local_timestamp, book.seq) == (1000 + i, 2000 + i, i)
+    # checksum None: applied and emitted without a check; the LAST row's checksum is null
+    assert book.apply_wire_message([["1.00", "1"]], [], rows, 1, 2, 3, 4, 5, None, False)
+    assert rows.rows()[-1][8] is None and book.seq == 5
+    # mismatch: applied, nothing emitted, metadata untouched
+    n = len(rows)
+    assert not book.apply_wire_message([["1.01", "1"]], [], rows, 9, 9, 9, 9, 9, book.mock_checksum() ^ 1, False)
+    assert len(rows) == n and book.seq == 5 and book.best_bid() == (101, 100000000)
+    assert not book.apply_wire_message([], [], rows, 9, 9, 9, 9, 9, "nope", False)
+    # kraken checksum kind
+    assert book.apply_wire_message([], [], rows, 9, 9, 9, 9, 10, zlib.crc32(b""), True, "kraken") is True
+    with pytest.raises(ValueError):
+        book.apply_wire_message([], [], rows, 9, 9, 9, 9, 9, None, False, "crc64")
+
+
+def test_apply_wire_message_bad_values_leave_book_unchanged() -> None:
+    book = OrderBook("mock", "X", 2, 8)
+    rows = rb.BookRows()
+    assert book.apply_wire_message([["100.00", "1.00000000"]], [["101.00", "2"]], rows, 1, 1, 1, 1, 1, None, False)
+    before = (book.bids_ticks(), book.asks_ticks(), len(rows))
+    for bids, asks, exc in [
+        ([["100.001", "1"]], [], ValueError),  # too precise
+        ([["99.00", "1"]], [["abc", "1"]], ValueError),
+        ([["99.00", "-1"]], [], ValueError),  # negative amount
+        ([["99.00", "1", "x"]], [], ValueError),
+        ([["99.00"]], [], ValueError),
+        ([["99.00", 1]], [], TypeError),
+        ([5], [], TypeError),
+        (None, [], TypeError),
+    ]:
+        with pytest.raises(exc):
+            book.apply_wire_message(bids, asks, rows, 2, 2, 2, 2, 2, None, True)
+        assert (book.bids_ticks(), book.asks_ticks(), len(rows)) == before
+    # tuples and bytes work like lists and str
+    assert book.apply_wire_message((("99.5", b"3"),), [], rows, 3, 3, 3, 3, 3, None, False)
+    assert book.bids_ticks()[1] == (9950, 300000000)
+
+
+def test_book_columns_table_matches_reference() -> None:
+    from lab.datasets import schema as S
+    from lab.datasets.store import BookColumns, decimal_array
+
+    cols = BookColumns()
+    cols.push_levels([(0, 10000, 5), (1, 10010, 3)], 10, 11, 1, 5, 5, 123, True)
+    cols.push_levels([], 12, 13, 2, 6, 6, None, False)  # nothing
+    cols.push_levels([(1, 10020, 0)], 14, 15, 3, 6, 6, 2**32 - 1, False)
+    cols.push_levels([], 16, 17, 4, 7, 7, None, True)
+    ref = [r for args in [
+        ([(0, 10000, 5), (1, 10010, 3)], 10, 11, 1, 5, 5, 123, True),
+        ([(1, 10020, 0)], 14, 15, 3, 6, 6, 2**32 - 1, False),
+        ([], 16, 17, 4, 7, 7, None, True),
+    ] for r in _ref_rows(*args)]
+    assert cols.rows() == ref
+    table = cols.to_table(2, 8, "BTC-USD")
+    c = list(zip(*ref))
+    want = pa.table(
+        [
+            pa.array(c[0], pa.int64()).cast(S.TS),
+            pa.array(c[1], pa.int64()).cast(S.TS),
+            pa.array(c[2], pa.bool_()),
+            pa.array(c[3], pa.string()),
+            decimal_array(c[4], 2),
+            decimal_array(c[5], 8),
+            pa.array(c[6], pa.int64()),
+            pa.array(c[7], pa.int64()),
+            pa.array(c[8], pa.uint32()),
+            pa.array(c[9], pa.uint8()),
+            pa.array(c[10], pa.int64()),
+            pa.array(["BTC-USD"] * len(ref), pa.string()),
+        ],
+        schema=S.book_schema(2, 8),
+    )
+    table.validate(full=True)
+    assert table.equals(want)
+    for name in table.column_names:
+        assert table.column(name).cast(pa.int64() if name.endswith('timestamp') else want.schema.field(name).type).equals(want.column(name).cast(pa.int64() if name.endswith('timestamp') else want.schema.field(name).type))
+    assert cols.local_timestamp.tolist() == list(c[1])
+    empty = BookColumns()
+    assert len(empty) == 0 and empty.to_table(2, 8, "X").num_rows == 0
+
+
+def test_journal_encode_matches_python() -> None:
+    from lab.datasets.journal import RawRow, decode_body, encode, encode_py
+
+    for row in [
+        RawRow(1, 2, 3, 4, "recv", "ws", "BTC-USD", b'{"a":1}'),
+        RawRow(-1, 2**62, -5, 0, "rest", "/api/depth?symbol=X", None, b""),
+        RawRow(9, 9, 0, 9, "note", "", "", bytes(range(256)) * 10),
+    ]:
+        data = encode(row)
+        assert data == encode_py(row)
+        assert decode_body(data[8:]) == row

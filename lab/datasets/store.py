@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from . import schema as S
 from .journal import RawRow, fsync_dir
+from lab.rust_book import BookRows
 
 NS_PER_DAY = 86_400_000_000_000
 JOURNAL_DIR = ".journal"
@@ -110,39 +111,45 @@ def raw_rows(table: pa.Table) -> list[RawRow]:
     ]
 
 
-@dataclass
-class BookColumns:
-    timestamp: list = field(default_factory=list)
-    local_timestamp: list = field(default_factory=list)
-    is_snapshot: list = field(default_factory=list)
-    side: list = field(default_factory=list)
-    price: list = field(default_factory=list)
-    amount: list = field(default_factory=list)
-    first_seq: list = field(default_factory=list)
-    last_seq: list = field(default_factory=list)
-    checksum: list = field(default_factory=list)
-    flags: list = field(default_factory=list)
-    rec_id: list = field(default_factory=list)
+class BookColumns(BookRows):
+    """The `book` rows of one segment and symbol, held in Rust (`lab.rust_book.BookRows`).
 
-    def __len__(self) -> int:
-        return len(self.rec_id)
+    Filled by `OrderBook.apply_wire_message` or `push_levels` (see `Normalizer.emit_levels`)."""
+
+    @property
+    def local_timestamp(self) -> np.ndarray:
+        return np.frombuffer(self.local_timestamp_bytes(), dtype=np.int64)
 
     def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
-        n = len(self)
+        b = self.buffers()
+        n = b["n"]
+
+        def ints(name: str, typ: pa.DataType = pa.int64()) -> pa.Array:
+            return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(b[name])])
+
+        def strings(data: bytes, width: int) -> pa.Array:
+            offsets = np.arange(0, width * n + 1, width, dtype=np.int32)
+            return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+        validity = b["checksum_validity"]
+        name = venue_symbol.encode()
         return pa.table(
             [
-                pa.array(self.timestamp, pa.int64()).cast(S.TS),
-                pa.array(self.local_timestamp, pa.int64()).cast(S.TS),
-                pa.array(self.is_snapshot, pa.bool_()),
-                pa.array(self.side, pa.string()),
-                decimal_array(self.price, pp),
-                decimal_array(self.amount, ap),
-                pa.array(self.first_seq, pa.int64()),
-                pa.array(self.last_seq, pa.int64()),
-                pa.array(self.checksum, pa.uint32()),
-                pa.array(self.flags, pa.uint8()),
-                pa.array(self.rec_id, pa.int64()),
-                pa.array([venue_symbol] * n, pa.string()),
+                ints("timestamp", S.TS),
+                ints("local_timestamp", S.TS),
+                pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(b["is_snapshot"])]),
+                strings(b["side"], 3),
+                decimal_array(np.frombuffer(b["price"], dtype=np.int64), pp),
+                decimal_array(np.frombuffer(b["amount"], dtype=np.int64), ap),
+                ints("first_seq"),
+                ints("last_seq"),
+                pa.Array.from_buffers(
+                    pa.uint32(), n, [None if validity is None else pa.py_buffer(validity), pa.py_buffer(b["checksum"])],
+                    null_count=b["checksum_nulls"],
+                ),
+                ints("flags", pa.uint8()),
+                ints("rec_id"),
+                strings(name * n, len(name)),
             ],
             schema=S.book_schema(pp, ap),
         )
@@ -177,9 +184,9 @@ class TradeColumns:
         )
 
 
-def split_by_day(local_ts: list[int]) -> list[tuple[str, int, int]]:
-    """(date, start, stop) runs of a list sorted by local time (book and raw rows are)."""
-    if not local_ts:
+def split_by_day(local_ts) -> list[tuple[str, int, int]]:
+    """(date, start, stop) runs of a list or int64 array sorted by local time (book and raw rows are)."""
+    if len(local_ts) == 0:
         return []
     days = np.asarray(local_ts, dtype=np.int64) // NS_PER_DAY
     cuts = np.flatnonzero(np.diff(days)) + 1

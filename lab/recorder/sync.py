@@ -147,34 +147,48 @@ class Normalizer:
 
         A snapshot starts with CLEAR; every message ends with LAST. An empty snapshot is one
         CLEAR|LAST row deleting the absent bid at price 0, so the reset is still in the table."""
-        cols = self.book_columns(inst)
-        if not levels:
-            if not snapshot:
-                return
-            levels = [(0, 0, 0)]
-        n = len(levels)
-        cols.timestamp.extend([ts] * n)
-        cols.local_timestamp.extend([local_ts] * n)
-        cols.is_snapshot.extend([snapshot] * n)
-        cols.side.extend(["bid" if s == 0 else "ask" for s, _, _ in levels])
-        cols.price.extend([p for _, p, _ in levels])
-        cols.amount.extend([a for _, _, a in levels])
-        cols.first_seq.extend([first_seq] * n)
-        cols.last_seq.extend([last_seq] * n)
-        cols.checksum.extend([None] * (n - 1))
-        cols.checksum.append(checksum)
-        flags = [0] * n
-        if snapshot:
-            flags[0] |= S.FLAG_CLEAR
-        flags[-1] |= S.FLAG_LAST
-        cols.flags.extend(flags)
-        cols.rec_id.extend([rec_id] * n)
+        if not self.book_columns(inst).push_levels(levels, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot):
+            return  # an empty delta: no rows
         book.timestamp = ts
         book.local_timestamp = local_ts
         book.seq = last_seq
         self.stats["messages"] += 1
         if self.on_book is not None and book.synced:
             self.on_book(book)
+
+    def apply_wire(
+        self,
+        inst: Instrument,
+        book: OrderBook,
+        bids: list,
+        asks: list,
+        ts: int,
+        local_ts: int,
+        rec_id: int,
+        first_seq: int,
+        last_seq: int,
+        checksum: int | None,
+        snapshot: bool,
+        checksum_kind: str = "mock",
+    ) -> bool:
+        """Parse, apply and emit one wire message in Rust (`OrderBook.apply_wire_message`):
+        `bids` / `asks` are `[[price_str, amount_str], ...]`. The same rows, book metadata, stats
+        and on_book call as parsing the levels, `book.apply` of each, `truncate` and
+        `emit_levels`. False on a checksum mismatch (nothing emitted, the book stays as
+        applied); ValueError / TypeError on a malformed level (the book is unchanged)."""
+        cols = self.out.book.get(inst.symbol)
+        if cols is None:
+            cols = self.book_columns(inst)
+        n = len(cols)
+        if not book.apply_wire_message(
+            bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, checksum_kind
+        ):
+            return False
+        if len(cols) != n:  # an empty delta writes no rows and, as in emit_levels, counts nothing
+            self.stats["messages"] += 1
+            if self.on_book is not None and book.synced:
+                self.on_book(book)
+        return True
 
     # -- input --------------------------------------------------------------------------------
     def feed(self, row: RawRow) -> None:

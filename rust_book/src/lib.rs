@@ -4,10 +4,13 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyString, PyType};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 pub mod book;
 pub mod fixed;
+pub mod rows;
+
+use rows::BookRows;
 
 use book::Book;
 use fixed::{push_fixed, MAX_PRECISION, POW10};
@@ -106,6 +109,94 @@ fn parse_side(side: i64) -> PyResult<bool> {
             "side must be 0 (bid) or 1 (ask), got {side}"
         ))),
     }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// `parse_fixed` of a str or bytes value at a validated precision (same errors).
+#[inline]
+fn parse_fixed_obj(s: &Bound<'_, PyAny>, p: u32) -> PyResult<i64> {
+    let parsed = if let Ok(st) = s.cast::<PyString>() {
+        let text = st.to_str()?;
+        fixed::parse_fixed(text.as_bytes(), p).map_err(|e| e.message(text, p))
+    } else if let Ok(b) = s.cast::<PyBytes>() {
+        let bytes = b.as_bytes();
+        fixed::parse_fixed(bytes, p).map_err(|e| e.message(&String::from_utf8_lossy(bytes), p))
+    } else {
+        return Err(PyTypeError::new_err("parse_fixed expects str or bytes"));
+    };
+    parsed.map_err(PyValueError::new_err)
+}
+
+fn unpack_error(n: usize) -> PyErr {
+    if n > 2 {
+        PyValueError::new_err("too many values to unpack (expected 2)")
+    } else {
+        PyValueError::new_err(format!("not enough values to unpack (expected 2, got {n})"))
+    }
+}
+
+/// `p, a = item` with Python's errors.
+#[inline]
+fn unpack_pair<'py>(item: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    if let Ok(l) = item.cast::<PyList>() {
+        if l.len() == 2 {
+            return Ok((l.get_item(0)?, l.get_item(1)?));
+        }
+        return Err(unpack_error(l.len()));
+    }
+    if let Ok(t) = item.cast::<PyTuple>() {
+        if t.len() == 2 {
+            return Ok((t.get_item(0)?, t.get_item(1)?));
+        }
+        return Err(unpack_error(t.len()));
+    }
+    let iter = item.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!("cannot unpack non-iterable {} object", type_name(item)))
+    })?;
+    let v = iter.collect::<PyResult<Vec<_>>>()?;
+    if v.len() != 2 {
+        return Err(unpack_error(v.len()));
+    }
+    let mut it = v.into_iter();
+    Ok((it.next().unwrap(), it.next().unwrap()))
+}
+
+/// Parse wire levels `[[price_str, amount_str], ...]` of one side into `out`.
+fn parse_wire_side(
+    levels: &Bound<'_, PyAny>,
+    side: u8,
+    pp: u32,
+    ap: u32,
+    out: &mut Vec<(u8, i64, i64)>,
+) -> PyResult<()> {
+    let mut one = |item: &Bound<'_, PyAny>| -> PyResult<()> {
+        let (p, a) = unpack_pair(item)?;
+        let p = parse_fixed_obj(&p, pp)?;
+        let a = parse_fixed_obj(&a, ap)?;
+        if a < 0 {
+            return Err(PyValueError::new_err(format!(
+                "amount_lots must be >= 0, got {a}"
+            )));
+        }
+        out.push((side, p, a));
+        Ok(())
+    };
+    if let Ok(list) = levels.cast::<PyList>() {
+        for item in list.iter() {
+            one(&item)?;
+        }
+    } else {
+        for item in levels.try_iter()? {
+            one(&item?)?;
+        }
+    }
+    Ok(())
 }
 
 /// L2 order book in integer ticks (prices) and lots (amounts), plus feed metadata.
@@ -349,6 +440,83 @@ impl OrderBook {
         Ok(end)
     }
 
+    /// Apply one wire message and append its `book` rows: the mock venue's hot path.
+    ///
+    /// `bids` / `asks`: `[[price_str, amount_str], ...]` as decoded from the wire, parsed
+    /// exactly at the book's precisions (ValueError / TypeError on a bad value, raised before
+    /// anything is applied). A snapshot clears the book first; levels are applied in order
+    /// (bids then asks), then the book is truncated to depth and its checksum (`checksum_kind`
+    /// "mock" or "kraken") compared with `checksum`. On a mismatch nothing is appended and
+    /// False is returned (the book stays as applied). Otherwise the rows are appended to `rows`
+    /// exactly as `Normalizer.emit_levels` writes them and, when any row was written,
+    /// timestamp / local_timestamp / seq are set to ts / local_ts / last_seq; returns True.
+    #[pyo3(signature = (bids, asks, rows, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, checksum_kind = "mock"))]
+    #[allow(clippy::too_many_arguments)]
+    fn apply_wire_message(
+        &mut self,
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+        rows: &Bound<'_, BookRows>,
+        ts: i64,
+        local_ts: i64,
+        rec_id: i64,
+        first_seq: i64,
+        last_seq: i64,
+        checksum: Option<&Bound<'_, PyAny>>,
+        snapshot: bool,
+        checksum_kind: &str,
+    ) -> PyResult<bool> {
+        let kraken = match checksum_kind {
+            "mock" => false,
+            "kraken" => true,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "checksum_kind must be 'mock' or 'kraken', got {checksum_kind:?}"
+                )))
+            }
+        };
+        let (pp, ap) = (self.price_precision, self.amount_precision);
+        let mut levels: Vec<(u8, i64, i64)> = Vec::new();
+        parse_wire_side(bids, 0, pp, ap, &mut levels)?;
+        parse_wire_side(asks, 1, pp, ap, &mut levels)?;
+        // A venue checksum that is not a u32 can never equal the local one.
+        let expected = match checksum {
+            None => None,
+            Some(obj) => match obj.extract::<u32>() {
+                Ok(v) => Some(u64::from(v)),
+                Err(_) => Some(u64::MAX),
+            },
+        };
+        let book = &mut self.book;
+        if snapshot {
+            book.clear();
+        }
+        for &(s, p, a) in &levels {
+            book.side_mut(s == 1).set(p, a);
+        }
+        book.truncate();
+        if let Some(want) = expected {
+            let local = if kraken {
+                book.kraken_checksum()
+            } else {
+                book.mock_checksum(pp, ap)
+            };
+            if u64::from(local) != want {
+                return Ok(false);
+            }
+        }
+        let checksum = expected.map(|v| v as u32);
+        let added = rows.borrow_mut().push_message(
+            &levels, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot,
+        );
+        if added {
+            self.timestamp = ts;
+            self.local_timestamp = local_ts;
+            self.seq = last_seq;
+        }
+        Ok(true)
+    }
+
     /// (best bid price, best ask price) as floats, None for an empty side. O(1).
     fn top(&self) -> (Option<f64>, Option<f64>) {
         (
@@ -560,16 +728,7 @@ fn kraken_checksum(asks: &Bound<'_, PyAny>, bids: &Bound<'_, PyAny>) -> PyResult
 #[pyfunction]
 fn parse_fixed(s: &Bound<'_, PyAny>, precision: i64) -> PyResult<i64> {
     let p = check_precision(precision, "precision")?;
-    let parsed = if let Ok(st) = s.cast::<PyString>() {
-        let text = st.to_str()?;
-        fixed::parse_fixed(text.as_bytes(), p).map_err(|e| e.message(text, p))
-    } else if let Ok(b) = s.cast::<PyBytes>() {
-        let bytes = b.as_bytes();
-        fixed::parse_fixed(bytes, p).map_err(|e| e.message(&String::from_utf8_lossy(bytes), p))
-    } else {
-        return Err(PyTypeError::new_err("parse_fixed expects str or bytes"));
-    };
-    parsed.map_err(PyValueError::new_err)
+    parse_fixed_obj(s, p)
 }
 
 /// Integer mantissa -> decimal text at exactly `precision` decimals ("100.25", "-0.05").
@@ -579,9 +738,67 @@ fn format_fixed(value: i64, precision: i64) -> PyResult<String> {
     Ok(fixed_string(value, p))
 }
 
+/// One journal record (see lab/datasets/journal.py): `<u32 body_len><u32 crc32(body)><body>`,
+/// body `<i64 rec_id><i64 local_ts><i32 conn_id><i64 conn_seq><u8 kind><u16 len><channel>
+/// <u16 len | 0xFFFF for None><symbol><payload>`.
+#[pyfunction]
+#[pyo3(signature = (rec_id, local_ts, conn_id, conn_seq, kind, channel, symbol, payload))]
+#[allow(clippy::too_many_arguments)]
+fn journal_encode<'py>(
+    py: Python<'py>,
+    rec_id: i64,
+    local_ts: i64,
+    conn_id: i32,
+    conn_seq: i64,
+    kind: u8,
+    channel: &str,
+    symbol: Option<&str>,
+    payload: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let held;
+    let payload: &[u8] = if let Ok(b) = payload.cast::<PyBytes>() {
+        b.as_bytes()
+    } else {
+        held = RawBuf::get(payload, "payload")?;
+        held.bytes()
+    };
+    let ch = channel.as_bytes();
+    let sym = symbol.map(str::as_bytes);
+    if ch.len() > 0xFFFF || sym.is_some_and(|s| s.len() > 0xFFFF) {
+        return Err(PyValueError::new_err("channel and symbol must be at most 65535 bytes"));
+    }
+    let body_len = 31 + ch.len() + 2 + sym.map_or(0, |s| s.len()) + payload.len();
+    if body_len > u32::MAX as usize {
+        return Err(PyValueError::new_err("journal record too large"));
+    }
+    let mut body = Vec::with_capacity(8 + body_len);
+    body.extend_from_slice(&[0u8; 8]);
+    body.extend_from_slice(&rec_id.to_le_bytes());
+    body.extend_from_slice(&local_ts.to_le_bytes());
+    body.extend_from_slice(&conn_id.to_le_bytes());
+    body.extend_from_slice(&conn_seq.to_le_bytes());
+    body.push(kind);
+    body.extend_from_slice(&(ch.len() as u16).to_le_bytes());
+    body.extend_from_slice(ch);
+    match sym {
+        Some(s) => {
+            body.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            body.extend_from_slice(s);
+        }
+        None => body.extend_from_slice(&0xFFFFu16.to_le_bytes()),
+    }
+    body.extend_from_slice(payload);
+    let crc = crc32fast::hash(&body[8..]);
+    body[0..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+    body[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(PyBytes::new(py, &body))
+}
+
 #[pymodule]
 fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OrderBook>()?;
+    m.add_class::<BookRows>()?;
+    m.add_function(wrap_pyfunction!(journal_encode, m)?)?;
     m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;

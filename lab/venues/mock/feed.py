@@ -82,19 +82,13 @@ class MockNormalizer(Normalizer):
             self._unsync(row, symbol, "gap", f"expected seq {book.seq + 1}, got {seq}")
             self.buffers[symbol].append((row, msg))
             return False
-        levels = self._levels(inst, msg["bids"], msg["asks"])
-        for side, price, amount in levels:
-            book.apply(side, price, amount)
-        book.truncate()
         checksum = msg.get("checksum")
-        if checksum is not None and book.mock_checksum() != checksum:
+        if not self.apply_wire(
+            inst, book, msg["bids"], msg["asks"], msg["timestamp"], local_ts, row.rec_id, seq, seq, checksum, False
+        ):
             self.stats["checksum_mismatches"] += 1
             self._unsync(row, symbol, "checksum_mismatch", f"seq {seq}: venue {checksum}, local {book.mock_checksum()}")
             return False
-        self.emit_levels(
-            inst, book, levels, ts=msg["timestamp"], local_ts=local_ts, rec_id=row.rec_id,
-            first_seq=seq, last_seq=seq, checksum=checksum, snapshot=False,
-        )
         return True
 
     # -- input --------------------------------------------------------------------------------
@@ -181,7 +175,7 @@ class MockNormalizer(Normalizer):
             snap = orjson.loads(row.payload)
             symbol = snap["symbol"]
             inst = self.instruments[symbol]
-            levels = self._levels(inst, snap["bids"], snap["asks"])
+            self._levels(inst, snap["bids"], snap["asks"])  # validate here: a bad snapshot is malformed
             seq, checksum = snap["seq"], snap.get("checksum")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             self.stats["malformed"] += 1
@@ -197,23 +191,18 @@ class MockNormalizer(Normalizer):
             self.event(row, "stale_snapshot", symbol, f"snapshot seq {seq}, first buffered delta {buffered[0][1]['seq']}")
             self.request(REQUEST_SNAPSHOT, symbol)
             return
-        book.clear()
-        for side, price, amount in levels:
-            book.apply(side, price, amount)
-        book.truncate()
-        if checksum is not None and book.mock_checksum() != checksum:
+        book.synced = True  # so the snapshot's on_book call sees a synced book, as before
+        if not self.apply_wire(
+            inst, book, snap["bids"], snap["asks"], snap["timestamp"], row.local_ts, row.rec_id, seq, seq, checksum, True
+        ):
+            book.synced = False
             self.stats["checksum_mismatches"] += 1
             self.event(row, "checksum_mismatch", symbol, f"snapshot seq {seq}: venue {checksum}, local {book.mock_checksum()}")
             book.clear()
             self.request(REQUEST_SNAPSHOT, symbol)
             return
         book.seq = seq
-        book.synced = True
         self.event(row, "snapshot", symbol, f"seq {seq}, {len(buffered)} buffered deltas applied")
-        self.emit_levels(
-            inst, book, levels, ts=snap["timestamp"], local_ts=row.local_ts, rec_id=row.rec_id,
-            first_seq=seq, last_seq=seq, checksum=checksum, snapshot=True,
-        )
         self.buffers[symbol] = []
         for brow, msg in buffered:
             # A delta buffered before its snapshot takes effect when the snapshot does.
