@@ -984,10 +984,13 @@ class SimulatorThread:
 
 
 def simulate_main(venue: str = "mock", port: int = 8765, seed: int = 0, rate: float = 1000.0,
-                  time_scale: float = 1.0, *, host: str = "127.0.0.1", **faults: Any) -> None:
+                  time_scale: float = 1.0, *, host: str = "127.0.0.1",
+                  options: dict[str, Any] | None = None, **faults: Any) -> None:
     """Run a simulator in the foreground until SIGINT/SIGTERM (``lab simulate``).
 
-    Fault switches with value None are ignored, so CLI defaults can be passed through.
+    ``faults`` are the fault switches (``disconnect_after=...``, ...); those with value None are
+    ignored, so CLI defaults can be passed straight through. ``options`` go to the simulator and
+    the venue plugin (for the mock venue: ``lookahead``, ``prerender``, ``heartbeat_interval``...).
     """
     faults = {k: v for k, v in faults.items() if v is not None}
 
@@ -995,7 +998,8 @@ def simulate_main(venue: str = "mock", port: int = 8765, seed: int = 0, rate: fl
         print(f"simulator {venue} listening on {sim.url} (ws {sim.ws_url})", flush=True)
 
     try:
-        asyncio.run(run_simulator(venue, host, port, seed, rate, time_scale, faults, ready))
+        asyncio.run(run_simulator(venue, host, port, seed, rate, time_scale, faults, ready,
+                                  **(options or {})))
     except KeyboardInterrupt:
         pass
 
@@ -1013,9 +1017,15 @@ def _cli(argv: list[str] | None = None) -> None:
     p.add_argument("--time-scale", type=float, default=1.0)
     for name in FAULT_NAMES:
         p.add_argument("--" + name.replace("_", "-"), type=float if name == "stall_seconds" else int)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                   help="simulator/plugin option, e.g. --option prerender=100000")
     a = vars(p.parse_args(argv))
+    options = {}
+    for item in a.pop("option"):
+        key, _, value = item.partition("=")
+        options[key.replace("-", "_")] = orjson.loads(value)
     simulate_main(a.pop("venue"), a.pop("port"), a.pop("seed"), a.pop("rate"), a.pop("time_scale"),
-                  host=a.pop("host"), **a)
+                  host=a.pop("host"), options=options, **a)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class MockVenue(VenuePlugin):
         idle_timeout: float | None = None,
         max_connection_age: float | None = None,
         trade_probability: float = 0.15,
-        lookahead: int = 0,
+        lookahead: int = 8192,
         prerender: int = 0,
     ):
         super().__init__(sim)
@@ -196,7 +196,7 @@ class MockVenue(VenuePlugin):
         ahead = self._ahead
         room = self.lookahead - len(ahead)
         while room > 0 and time.monotonic() < deadline:
-            chunk = self._render(self.market.take(min(room, 256)))
+            chunk = self._render(self.market.take(min(room, 64)))
             ahead.extend(chunk)
             room -= len(chunk)
 
