@@ -184,10 +184,12 @@ class Normalizer:
             bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, checksum_kind
         ):
             return False
-        if len(cols) != n:  # an empty delta writes no rows and, as in emit_levels, counts nothing
-            self.stats["messages"] += 1
-            if self.on_book is not None and book.synced:
-                self.on_book(book)
+        if len(cols) == n:  # an empty delta writes no rows, but the sequence moves on
+            book.seq = last_seq
+            return True
+        self.stats["messages"] += 1
+        if self.on_book is not None and book.synced:
+            self.on_book(book)
         return True
 
     # -- input --------------------------------------------------------------------------------
