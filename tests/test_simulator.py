@@ -664,3 +664,22 @@ def test_throughput_is_measured():
           f"sustained (generated live) {sustained:,.0f} msgs/s, {total} messages in 1.5 s")
     assert total > 20_000
     assert burst > sustained * 0.8 or burst > 50_000
+
+
+def test_connection_age_limit_in_simulated_time():
+    """A 24 h connection limit, tested in well under a second of wall time."""
+    async def main(ws_url):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url) as ws:
+                t0 = time.monotonic()
+                while True:
+                    m = await ws.receive(timeout=5)
+                    if m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                        return time.monotonic() - t0, ws.close_code
+
+    # 86400 simulated seconds at time_scale 200000 = 0.43 s of wall time
+    with SimulatorThread("mock", seed=2, rate=100, time_scale=200_000.0, max_connection_age=86_400) as st:
+        wall, code = asyncio.run(main(st.ws_url))
+        reason = _stats(st)["connections"][0]["close_reason"]
+    assert 0.3 < wall < 2.0, wall
+    assert code == 1000 and reason == "maximum connection age reached"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import math
 import signal
 import struct
@@ -57,6 +58,7 @@ __all__ = [
     "SimClock",
     "Simulator",
     "SimulatorThread",
+    "UnknownVenueError",
     "VenuePlugin",
     "get_plugin_class",
     "json_response",
@@ -65,6 +67,8 @@ __all__ = [
     "simulate_main",
     "ws_frame",
 ]
+
+log = logging.getLogger("lab.simulator")
 
 # venue name -> plugin class, or "module:attr" resolved on first use (no import cycles)
 SIMULATORS: dict[str, Any] = {
@@ -77,11 +81,18 @@ def register_simulator(name: str, plugin: Any) -> None:
     SIMULATORS[name] = plugin
 
 
+class UnknownVenueError(KeyError, ValueError):
+    """No simulator is registered for this venue (a KeyError and a ValueError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown venue"
+
+
 def get_plugin_class(venue: str) -> type["VenuePlugin"]:
     try:
         entry = SIMULATORS[venue]
     except KeyError:
-        raise ValueError(f"no simulator for venue {venue!r} (known: {sorted(SIMULATORS)})") from None
+        raise UnknownVenueError(f"no simulator for venue {venue!r} (known: {sorted(SIMULATORS)})") from None
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")
         entry = getattr(importlib.import_module(module), attr)
@@ -625,6 +636,8 @@ class Simulator:
                 self.wake()
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception:
+            log.exception("simulator %s: connection %d failed", self.venue, conn.id)
         finally:
             conn.open = False
             conn.closing = True
@@ -648,12 +661,17 @@ class Simulator:
         plugin = self.plugin
         while not self._stopping:
             now = loop.time()
-            # the market runs whether or not anybody is connected
-            items = plugin.produce(clock.now_ns(now), self.max_batch)
-            produced = len(items)
-            if items:
-                self._append_batch(items)
-            wake_at = self._service(now)
+            try:
+                # the market runs whether or not anybody is connected
+                items = plugin.produce(clock.now_ns(now), self.max_batch)
+                produced = len(items)
+                if items:
+                    self._append_batch(items)
+                wake_at = self._service(now)
+            except Exception:  # a plugin bug must not silently freeze every connection
+                log.exception("simulator %s: pump failed", self.venue)
+                await asyncio.sleep(0.1)
+                continue
             if produced >= self.max_batch:
                 await asyncio.sleep(0)  # behind schedule: catch up, but let requests in
                 continue
