@@ -683,3 +683,90 @@ def test_connection_age_limit_in_simulated_time():
         reason = _stats(st)["connections"][0]["close_reason"]
     assert 0.3 < wall < 2.0, wall
     assert code == 1000 and reason == "maximum connection age reached"
+
+
+# ----------------------------------------------------------------------------- another venue plugs in
+
+class _TickerVenue:
+    """A toy venue built on the framework: its own WS path, REST route, per-connection
+    sequence numbers (like Coinbase's sequence_num), no checksum."""
+
+    @staticmethod
+    def make():
+        from aiohttp import web
+
+        from lab.venues.simulator import Item, VenuePlugin, json_response
+
+        class TickerVenue(VenuePlugin):
+            name = "ticker"
+            ws_paths = ("/stream", "/stream/{channel}")
+            shared_frames = False
+            heartbeat_interval = None
+
+            def __init__(self, sim, **options):
+                super().__init__(sim, **options)
+                self.n = 0
+                self.next_ns = sim.clock.start_ns
+
+            def next_due_ns(self):
+                return self.next_ns
+
+            def produce(self, until_ns, limit):
+                out = []
+                step = int(1e9 * self.sim.clock.time_scale / self.sim.rate)
+                while self.next_ns <= until_ns and len(out) < limit:
+                    self.n += 1
+                    out.append(Item(orjson.dumps({"px": self.n}), "ticks", "book", "T", self.n, self.n))
+                    self.next_ns += step
+                return out
+
+            def frame_for(self, conn, item):
+                conn.state["sequence_num"] = conn.state.get("sequence_num", 0) + 1
+                return ws_frame(orjson.dumps({"sequence_num": conn.state["sequence_num"], "px": item.event}))
+
+            def routes(self):
+                async def time_handler(request):
+                    return json_response({"time": self.sim.clock.now_ns()})
+                return [("GET", "/v1/time", time_handler)]
+
+            def rate_limit_response(self, request):
+                return web.Response(status=418, text="slow down")
+
+            async def on_open(self, conn):
+                if conn.request.match_info.get("channel") == "ticks":
+                    conn.subscribe(["ticks"])  # subscribed by URL, Binance style
+
+        return TickerVenue
+
+
+def test_another_venue_plugs_into_the_framework():
+    from lab.venues.simulator import register_simulator
+
+    register_simulator("ticker-test", _TickerVenue.make())
+
+    async def main(st):
+        async with aiohttp.ClientSession() as session:
+            assert st.ws_url.endswith("/stream")
+            async with session.get(f"{st.url}/v1/time") as r:
+                assert r.status == 200 and "time" in await r.json()
+            async with session.ws_connect(f"{st.url.replace('http', 'ws')}/stream/ticks") as ws:
+                got = [orjson.loads((await ws.receive(timeout=5)).data) for _ in range(40)]
+            await asyncio.to_thread(st.set_faults, rate_limit=1)
+            async with session.get(f"{st.url}/v1/time") as r:
+                assert r.status == 418  # the venue's own rate-limit reply
+            async with session.get(f"{st.url}/v1/time") as r:
+                assert r.status == 200
+        return got
+
+    try:
+        with SimulatorThread("ticker-test", rate=2000, faults={"drop_every": 4}) as st:
+            got = asyncio.run(main(st))
+    finally:
+        SIMULATORS.pop("ticker-test", None)
+    nums = [m["sequence_num"] for m in got]
+    # per-connection numbering, with every 4th message lost in transit (a visible gap)
+    assert nums[0] in (1, 2)
+    steps = [b - a for a, b in zip(nums, nums[1:])]
+    assert set(steps) == {1, 2} and 8 <= steps.count(2) <= 14
+    assert [m["px"] - m["sequence_num"] for m in got] == [got[0]["px"] - got[0]["sequence_num"]] * len(got)
+

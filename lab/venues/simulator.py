@@ -15,8 +15,8 @@ fault switches). The framework supplies:
   (connections with a partial subscription or active faults take a per-frame path). One
   rendering serves every connection;
 * fault switches (same names as the ``lab simulate`` flags), counted per connection:
-  ``disconnect_after`` (close after N data messages), ``drop_every`` (skip every Nth sequenced
-  book message: a seq gap), ``bad_checksum_every`` (every Nth book message with a wrong
+  ``disconnect_after`` (close after N data messages), ``drop_every`` (skip every Nth book
+  message, ``Item.kind == "book"``: a seq gap), ``bad_checksum_every`` (every Nth book message with a wrong
   checksum), ``malformed_every`` (every Nth data message is replaced by an invalid JSON frame:
   the message is lost, as if corrupted in transit), ``stall_after`` + ``stall_seconds`` (after N
   data messages send nothing at all, heartbeats included, for S simulated seconds, once per
@@ -205,9 +205,9 @@ class Item:
     """One pre-rendered data message.
 
     ``key`` is the subscription key a connection must hold to receive it (for example
-    ``("book", "BTC-USD")``); ``kind`` and ``symbol`` are for the stats; ``seq`` is set on
-    sequenced book messages (``drop_every``/``bad_checksum_every`` apply to those only);
-    ``event`` is whatever the plugin needs to re-render a corrupted copy.
+    ``("book", "BTC-USD")``); ``kind`` and ``symbol`` are for the stats, and ``drop_every`` /
+    ``bad_checksum_every`` apply to ``kind == "book"`` only; ``seq`` (if any) is reported as the
+    connection's ``last_seq``; ``event`` is whatever the plugin needs to re-render a copy.
     """
 
     __slots__ = ("frame", "key", "kind", "symbol", "seq", "event")
@@ -225,45 +225,40 @@ class Item:
 class Batch:
     """Data messages that fell due together, with their frames joined once for all clients."""
 
-    __slots__ = ("no", "start", "items", "joined", "keys", "counts", "last_seq", "n_seq", "_sub_cache")
+    __slots__ = ("no", "start", "items", "joined", "keys", "counts", "last_seq", "n_book", "_sub_cache")
 
     def __init__(self, no: int, start: int, items: list[Item]):
         self.no = no
         self.start = start  # global index of the first item
         self.items = items
         self.joined = b"".join([it.frame for it in items])
-        counts: dict[tuple[str, str | None], int] = {}
-        last_seq: dict[str | None, int] = {}
-        n_seq = 0
-        for it in items:
-            k = (it.kind, it.symbol)
-            counts[k] = counts.get(k, 0) + 1
-            if it.seq is not None:
-                last_seq[it.symbol] = it.seq
-                n_seq += 1
         self.keys = frozenset(it.key for it in items)
-        self.counts = counts
-        self.last_seq = last_seq
-        self.n_seq = n_seq
+        self.counts, self.last_seq, self.n_book = _tally(items)
         self._sub_cache: dict[frozenset, tuple] = {}
 
     def subset(self, subs: frozenset) -> tuple[bytes, int, int, dict, dict]:
-        """Joined frames, message and seq counts, stats for a subscription (cached per set)."""
+        """Joined frames, message and book counts, stats for a subscription (cached per set)."""
         got = self._sub_cache.get(subs)
         if got is None:
             sel = [it for it in self.items if it.key in subs]
-            counts: dict = {}
-            last_seq: dict = {}
-            n_seq = 0
-            for it in sel:
-                k = (it.kind, it.symbol)
-                counts[k] = counts.get(k, 0) + 1
-                if it.seq is not None:
-                    last_seq[it.symbol] = it.seq
-                    n_seq += 1
-            got = (b"".join([it.frame for it in sel]), len(sel), n_seq, counts, last_seq)
+            counts, last_seq, n_book = _tally(sel)
+            got = (b"".join([it.frame for it in sel]), len(sel), n_book, counts, last_seq)
             self._sub_cache[subs] = got
         return got
+
+
+def _tally(items: list[Item]) -> tuple[dict, dict, int]:
+    counts: dict[tuple[str, str | None], int] = {}
+    last_seq: dict[str | None, int] = {}
+    n_book = 0
+    for it in items:
+        k = (it.kind, it.symbol)
+        counts[k] = counts.get(k, 0) + 1
+        if it.seq is not None:
+            last_seq[it.symbol] = it.seq
+        if it.kind == "book":
+            n_book += 1
+    return counts, last_seq, n_book
 
 
 # --------------------------------------------------------------------------- connections
@@ -294,7 +289,7 @@ class Connection:
         self.messages = 0  # every frame written (greeting, replies, data, heartbeats)
         self.data_written = 0  # data messages written (disconnect_after / stall_after count these)
         self.data_seen = 0  # data messages due for this connection (malformed_every cadence)
-        self.seq_seen = 0  # sequenced messages due (drop_every / bad_checksum_every cadence)
+        self.book_seen = 0  # book messages due (drop_every / bad_checksum_every cadence)
         self.counts: dict[tuple[str, str | None], int] = {}
         self.last_seq: dict[str | None, int] = {}
         self.dropped = 0
@@ -379,6 +374,12 @@ class VenuePlugin:
     """
 
     name = "base"
+    #: WebSocket paths (aiohttp route syntax); ``Simulator.ws_url`` uses the first one.
+    #: The plugin can read ``conn.request`` (path, query) in ``on_open``, e.g. to subscribe.
+    ws_paths: tuple[str, ...] = ("/ws",)
+    #: False when a frame depends on the connection (a per-connection sequence number, a
+    #: subscription id): every message then goes through ``frame_for(conn, item)``.
+    shared_frames: bool = True
     #: simulated seconds without traffic on a connection before ``heartbeat()`` is sent
     heartbeat_interval: float | None = 1.0
     #: close a connection that sent nothing for this many simulated seconds (None: never)
@@ -429,9 +430,14 @@ class VenuePlugin:
         """Payload of a heartbeat frame, or None for no heartbeat."""
         return None
 
-    def bad_checksum(self, item: Item) -> bytes:
-        """Payload of ``item`` with a wrong checksum (``bad_checksum_every``)."""
-        raise NotImplementedError
+    def frame_for(self, conn: Connection, item: Item) -> bytes:
+        """The frame to write for ``item`` on ``conn`` (used when ``shared_frames`` is False)."""
+        return item.frame
+
+    def bad_checksum(self, item: Item) -> bytes | None:
+        """Payload of ``item`` with a wrong checksum (``bad_checksum_every``); None if the
+        venue has no checksum (the message then goes out unchanged)."""
+        return None
 
     def malformed(self, item: Item) -> bytes:
         """Payload that is not valid JSON (``malformed_every``); default: the first half."""
@@ -514,13 +520,14 @@ class Simulator:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}{self.plugin.ws_paths[0]}"
 
     def build_app(self) -> web.Application:
         app = web.Application()
         for method, path, handler in self.plugin.routes():
             app.router.add_route(method, path, self._rest(handler))
-        app.router.add_get("/ws", self._ws_handler)
+        for path in self.plugin.ws_paths:
+            app.router.add_get(path, self._ws_handler)
         app.router.add_get("/control/stats", self._control_stats)
         app.router.add_get("/control/book", self._control_book)
         app.router.add_get("/control/faults", self._control_faults)
@@ -764,25 +771,27 @@ class Simulator:
         base = self._tape_base
         end = self._next_batch_no
         faults = self.faults
+        shared = self.plugin.shared_frames
         while conn.next_batch < end and not conn.closing and not conn.stall_until:
             if transport.get_write_buffer_size() > self.high_water:
                 return
             batch = tape[conn.next_batch - base]
             subs = conn._subs_frozen
-            if conn.offset == 0 and not faults.per_message and self._no_limit_in(conn, batch):
+            if (conn.offset == 0 and shared and not faults.per_message
+                    and self._no_limit_in(conn, batch)):
                 if batch.keys <= subs:
-                    data, n, n_seq, counts, last_seq = (batch.joined, len(batch.items), batch.n_seq,
-                                                        batch.counts, batch.last_seq)
+                    data, n, n_book, counts, last_seq = (batch.joined, len(batch.items), batch.n_book,
+                                                         batch.counts, batch.last_seq)
                 elif not subs:
-                    data, n, n_seq, counts, last_seq = b"", 0, 0, {}, {}
+                    data, n, n_book, counts, last_seq = b"", 0, 0, {}, {}
                 else:
-                    data, n, n_seq, counts, last_seq = batch.subset(subs)
+                    data, n, n_book, counts, last_seq = batch.subset(subs)
                 if n:
                     transport.write(data)
                     conn.messages += n
                     conn.data_written += n
                     conn.data_seen += n
-                    conn.seq_seen += n_seq
+                    conn.book_seen += n_book
                     cc = conn.counts
                     for k, v in counts.items():
                         cc[k] = cc.get(k, 0) + v
@@ -811,29 +820,32 @@ class Simulator:
         i = conn.offset
         n_items = len(items)
         done = True
+        shared = plugin.shared_frames
         while i < n_items:
             it = items[i]
             i += 1
             if it.key not in subs:
                 continue
             conn.data_seen += 1
-            frame = it.frame
-            sequenced = it.seq is not None
-            if sequenced:
-                conn.seq_seen += 1
-                if f.drop_every and conn.seq_seen % f.drop_every == 0:
+            frame = it.frame if shared else plugin.frame_for(conn, it)
+            is_book = it.kind == "book"
+            if is_book:
+                conn.book_seen += 1
+                if f.drop_every and conn.book_seen % f.drop_every == 0:
                     conn.dropped += 1
                     continue
             if f.malformed_every and conn.data_seen % f.malformed_every == 0:
                 frame = ws_frame(plugin.malformed(it))
                 conn.malformed += 1
             else:
-                if sequenced and f.bad_checksum_every and conn.seq_seen % f.bad_checksum_every == 0:
-                    frame = ws_frame(plugin.bad_checksum(it))
-                    conn.bad_checksums += 1
+                if is_book and f.bad_checksum_every and conn.book_seen % f.bad_checksum_every == 0:
+                    bad = plugin.bad_checksum(it)
+                    if bad is not None:
+                        frame = ws_frame(bad)
+                        conn.bad_checksums += 1
                 k = (it.kind, it.symbol)
                 counts[k] = counts.get(k, 0) + 1
-                if sequenced:
+                if it.seq is not None:
                     conn.last_seq[it.symbol] = it.seq
             out.append(frame)
             conn.data_written += 1
