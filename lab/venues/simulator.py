@@ -69,6 +69,7 @@ __all__ = [
 # venue name -> plugin class, or "module:attr" resolved on first use (no import cycles)
 SIMULATORS: dict[str, Any] = {
     "mock": "lab.venues.mock.sim:MockVenue",
+    "kraken": "lab.venues.kraken.sim:KrakenVenue",
 }
 
 
