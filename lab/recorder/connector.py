@@ -26,7 +26,7 @@ class LiveConnector:
         self.venue = venue
         self.rest_url = (rest_url or self.module.DEFAULT_REST_URL).rstrip("/")
         self.ws_url = ws_url or self.module.DEFAULT_WS_URL
-        self.depth = depth
+        self.depth = depth or getattr(self.module, "DEFAULT_DEPTH", 0)
         self._streams: list[tuple[threading.Thread, asyncio.AbstractEventLoop, asyncio.Event, FeedClient]] = []
         self._latest: OrderBook | None = None
         self._lock = threading.Lock()
