@@ -119,11 +119,16 @@ class LiveConnector:
 
 def get_connector(name: str, **kwargs):
     if name == "kraken_auth":
-        raise NotImplementedError("kraken_auth arrives with the Kraken venue (issue 4)")
+        from lab.venues.kraken.auth import KrakenAuthConnector
+
+        return KrakenAuthConnector(**kwargs)
     return LiveConnector(name, **kwargs)
 
 
 def list_connectors() -> list[str]:
     from lab.venues.registry import venues
 
-    return venues()
+    names = venues()
+    if "kraken" in names:
+        names.append("kraken_auth")
+    return names
