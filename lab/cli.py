@@ -246,6 +246,34 @@ def verify(root, strict, repair, as_json) -> None:
 
 
 @main.command()
+@click.option("--venue", default="kraken", show_default=True)
+@click.option("--symbol", required=True, help="Venue symbol (XBT/USD).")
+@click.option("--keys", default=None, type=click.Path(dir_okay=False), help="api_keys.properties (else LAB_API_KEYS, ./api_keys.properties, the environment).")
+@click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy).")
+@click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
+@click.option("--depth", default=0, type=int, help="Book depth (0 = venue default).")
+@click.option("--order", "orders", multiple=True, help="'SIDE TYPE VOLUME [PRICE]', e.g. 'buy market 0.01' or 'sell limit 0.02 30100.5'; repeat.")
+@click.option("--duration", default="10s", show_default=True, help="How long to keep filling resting orders.")
+@click.option("--out", "root", default="captures", show_default=True, type=click.Path(file_okay=False), help="Root for the orders and fills tables.")
+@click.option("--json", "as_json", is_flag=True)
+def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, as_json) -> None:
+    """Paper-trade: orders validated by the venue (validate=true), filled locally against the live book."""
+    from lab.replay.paper_cli import run_paper
+
+    try:
+        summary = run_paper(venue, symbol, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth, orders=list(orders),
+                            duration=parse_duration(duration), root=root)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        for o in summary["orders"]:
+            click.echo(f"{o['id']} {o['side']} {o['ordertype']} {o['volume']} {o['price'] or ''}: {o['status']} filled {o['filled']} {o['reason']}")
+        click.echo(f"{len(summary['fills'])} fills -> {summary['root']}")
+
+
+@main.command()
 @click.option("--out", "root", default=None, type=click.Path(file_okay=False), help="Capture root (default: a temp dir).")
 @click.option("--duration", default="15s", show_default=True)
 @click.option("--rate", default=2000.0, show_default=True, type=float, help="Simulator messages per second.")

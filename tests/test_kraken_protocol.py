@@ -72,7 +72,6 @@ def test_vector_a_through_the_book():
 
 
 def test_vector_d_strings_and_book():
-    asks_string = "".join((p + a).replace(".", "").lstrip("0") for p, a in [(p, "") for p, _ in []])  # noqa: F841
     a_str = "".join(p.replace(".", "").lstrip("0") + a.replace(".", "").lstrip("0") for p, a in VECTOR_D_ASKS)
     b_str = "".join(p.replace(".", "").lstrip("0") + a.replace(".", "").lstrip("0") for p, a in VECTOR_D_BIDS)
     assert a_str == "45285210000045286415457195345286615457110945289615456091145290215890660452918154553491452947445474945296135380000452975994554245299518772827"
