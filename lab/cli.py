@@ -48,12 +48,15 @@ def venues() -> None:
 @click.option("--depth", default=0, type=int, help="Book depth to subscribe (venue-specific; 0 = venue default).")
 @click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy, sandbox).")
 @click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
+@click.option("--api", default="v1", show_default=True, type=click.Choice(["v1", "v2"]), help="Venue API version (Kraken: WebSocket v1 or v2).")
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
 @click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int, help="Stop cleanly below this many MiB free.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def record(venue, symbols, duration, root, depth, rest_url, ws_url, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
+    if api != "v1":
+        fail(f"--api {api}: only WebSocket v1 is implemented for {venue} so far (docs/KRAKEN.md)")
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
     from lab.venues.registry import UnknownVenue
@@ -241,6 +244,34 @@ def verify(root, strict, repair, as_json) -> None:
             click.echo(f"PROBLEM: {problem}")
         click.echo("healthy" if report["ok"] else "UNHEALTHY")
     sys.exit(0 if report["ok"] else 1)
+
+
+@main.command()
+@click.option("--venue", default="kraken", show_default=True)
+@click.option("--symbol", required=True, help="Venue symbol (XBT/USD).")
+@click.option("--keys", default=None, type=click.Path(dir_okay=False), help="api_keys.properties (else LAB_API_KEYS, ./api_keys.properties, the environment).")
+@click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy).")
+@click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
+@click.option("--depth", default=0, type=int, help="Book depth (0 = venue default).")
+@click.option("--order", "orders", multiple=True, help="'SIDE TYPE VOLUME [PRICE]', e.g. 'buy market 0.01' or 'sell limit 0.02 30100.5'; repeat.")
+@click.option("--duration", default="10s", show_default=True, help="How long to keep filling resting orders.")
+@click.option("--out", "root", default="captures", show_default=True, type=click.Path(file_okay=False), help="Root for the orders and fills tables.")
+@click.option("--json", "as_json", is_flag=True)
+def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, as_json) -> None:
+    """Paper-trade: orders validated by the venue (validate=true), filled locally against the live book."""
+    from lab.replay.paper_cli import run_paper
+
+    try:
+        summary = run_paper(venue, symbol, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth, orders=list(orders),
+                            duration=parse_duration(duration), root=root)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        for o in summary["orders"]:
+            click.echo(f"{o['id']} {o['side']} {o['ordertype']} {o['volume']} {o['price'] or ''}: {o['status']} filled {o['filled']} {o['reason']}")
+        click.echo(f"{len(summary['fills'])} fills -> {summary['root']}")
 
 
 @main.command()

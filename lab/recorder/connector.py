@@ -26,7 +26,7 @@ class LiveConnector:
         self.venue = venue
         self.rest_url = (rest_url or self.module.DEFAULT_REST_URL).rstrip("/")
         self.ws_url = ws_url or self.module.DEFAULT_WS_URL
-        self.depth = depth
+        self.depth = depth or getattr(self.module, "DEFAULT_DEPTH", 0)
         self._streams: list[tuple[threading.Thread, asyncio.AbstractEventLoop, asyncio.Event, FeedClient]] = []
         self._latest: OrderBook | None = None
         self._lock = threading.Lock()
@@ -119,11 +119,16 @@ class LiveConnector:
 
 def get_connector(name: str, **kwargs):
     if name == "kraken_auth":
-        raise NotImplementedError("kraken_auth arrives with the Kraken venue (issue 4)")
+        from lab.venues.kraken.auth import KrakenAuthConnector
+
+        return KrakenAuthConnector(**kwargs)
     return LiveConnector(name, **kwargs)
 
 
 def list_connectors() -> list[str]:
     from lab.venues.registry import venues
 
-    return venues()
+    names = venues()
+    if "kraken" in names:
+        names.append("kraken_auth")
+    return names

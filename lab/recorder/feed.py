@@ -54,6 +54,7 @@ class FeedClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: websocket.WebSocket | None = None
+        self._ws_conn: tuple | None = None  # (conn_id, conn_seq counter) of the open WebSocket
         self._stopping: asyncio.Event | None = None
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
         self.connections = 0
@@ -86,7 +87,13 @@ class FeedClient:
         return status, body
 
     async def fetch_instruments(self) -> list[Instrument]:
-        status, body = await self.rest_get(self.module.INSTRUMENTS_PATH)
+        retry_after = getattr(self.module, "retry_after", None)
+        for attempt in range(6):
+            status, body = await self.rest_get(self.module.INSTRUMENTS_PATH)
+            wait = retry_after(status, body) if retry_after is not None else None
+            if wait is None or attempt == 5:
+                break
+            await asyncio.sleep(wait * (1 + random.random()))  # rate limited: back off, retry
         if status != 200:
             raise VenueError(f"{self.module.VENUE}: instruments request to {self.rest_url} failed (HTTP {status or 'unreachable'})")
         return self.module.parse_instruments(body)
@@ -104,7 +111,13 @@ class FeedClient:
             if task is None or task.done():
                 self._snapshot_tasks[symbol] = asyncio.ensure_future(self._fetch_snapshot(symbol))
         elif action == REQUEST_RESUBSCRIBE and self._ws is not None:
-            self._ws.close()  # the reconnect resubscribes
+            frames = getattr(self.module, "resubscribe_frames", None)
+            if frames is None or symbol is None:
+                self._ws.close()  # resync everything: the reconnect resubscribes
+            else:
+                # the venue resyncs one symbol on the open connection (Kraken: unsubscribe +
+                # subscribe gives a fresh snapshot); the other symbols keep streaming
+                self._send_frames(self._ws, self._ws_conn, frames(symbol, self.depth))
 
     async def _fetch_snapshot(self, symbol: str) -> None:
         delay = 0.05
@@ -118,6 +131,14 @@ class FeedClient:
             delay = min(delay * 2, 5.0)
 
     # -- WebSocket ----------------------------------------------------------------------------
+    def _send_frames(self, ws, conn, frames: list[bytes]) -> None:
+        if conn is None or ws is not self._ws or ws.closed.done():
+            return
+        conn_id, conn_seq = conn
+        for frame in frames:
+            ws.send_text(frame)
+            self.stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = stop
@@ -150,6 +171,7 @@ class FeedClient:
             self.note("connect_failed", f"{self.ws_url}: {type(exc).__name__}: {exc}")
             return
         self._ws = ws
+        self._ws_conn = (conn_id, conn_seq)
         self.connections += 1
         stamp = self.stamp
         stamp(conn_id, next(conn_seq), "open", "ws", None, self.ws_url.encode())

@@ -48,6 +48,8 @@ class Recorder:
     def __init__(self, opts: RecordOptions):
         self.opts = opts
         self.module = feed_module(opts.venue)
+        if not opts.depth:  # the venue's default depth is what the capture's metadata must say
+            opts.depth = getattr(self.module, "DEFAULT_DEPTH", 0)
         self.session = new_session_id()
         self.queue: collections.deque[RawRow] = collections.deque()
         self.dropped = 0

@@ -178,7 +178,7 @@ class ReplayConnector:
                     "venue": v, "symbol": s, "seq": book.seq, "synced": book.synced,
                     "best_bid": _price(book.best_bid(), book.price_precision),
                     "best_ask": _price(book.best_ask(), book.price_precision),
-                    "checksum": book.mock_checksum() if v == "mock" else None,
+                    "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
                 }
                 for (v, s), book in self._books.items()
             },

@@ -10,6 +10,7 @@ from types import ModuleType
 
 FEEDS = {
     "mock": "lab.venues.mock.feed",
+    "kraken": "lab.venues.kraken.feed",
 }
 
 

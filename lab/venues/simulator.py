@@ -14,14 +14,17 @@ fault switches). The framework supplies:
   joined once, and each connection gets the whole batch with a single ``transport.write``
   (connections with a partial subscription or active faults take a per-frame path). One
   rendering serves every connection;
-* fault switches (same names as the ``lab simulate`` flags), counted per connection:
-  ``disconnect_after`` (close after N data messages), ``drop_every`` (skip every Nth book
-  message, ``Item.kind == "book"``: a seq gap), ``bad_checksum_every`` (every Nth book message with a wrong
-  checksum), ``malformed_every`` (every Nth data message is replaced by an invalid JSON frame:
-  the message is lost, as if corrupted in transit), ``stall_after`` + ``stall_seconds`` (after N
-  data messages send nothing at all, heartbeats included, for S simulated seconds, once per
-  connection; the backlog follows), ``rate_limit`` (the next K REST requests get the venue's
-  rate-limit reply);
+* fault switches (same names as the ``lab simulate`` flags), counted per connection, where
+  "data messages" are stream messages (not the greeting, replies or heartbeats):
+  ``disconnect_after`` (close with 1001 after N data messages), ``drop_every`` (skip every Nth
+  book message, ``Item.kind == "book"``: a seq gap), ``bad_checksum_every`` (every Nth book
+  message with a wrong checksum; the levels stay right), ``malformed_every`` (every Nth data
+  message is replaced by an invalid JSON frame, its first half: the message is lost, as if
+  corrupted in transit), ``stall_after`` + ``stall_seconds`` (after N data messages send
+  nothing at all, heartbeats included, for S *simulated* seconds, once per connection; the
+  backlog follows), ``rate_limit`` (the next K REST requests get the venue's rate-limit reply;
+  control endpoints are exempt). Switches can change at run time (``POST /control/faults``);
+* the plugin may render ahead of time (``prepare``, called in the pump's idle time);
 * control endpoints: ``GET /control/stats`` (what was really written to each connection),
   ``GET /control/book?symbol=S&seq=N`` (delegated to the plugin), ``GET|POST /control/faults``;
 * flow control: a connection whose socket buffer is above ``high_water`` bytes is skipped
@@ -73,6 +76,7 @@ log = logging.getLogger("lab.simulator")
 # venue name -> plugin class, or "module:attr" resolved on first use (no import cycles)
 SIMULATORS: dict[str, Any] = {
     "mock": "lab.venues.mock.sim:MockVenue",
+    "kraken": "lab.venues.kraken.sim:KrakenVenue",
 }
 
 
@@ -733,7 +737,7 @@ class Simulator:
                 if lag > self.max_lag:
                     conn.close(1008, "slow consumer")
                     continue
-            if hb_wall is not None:
+            if hb_wall is not None and conn.next_batch >= tape_end:  # no traffic pending
                 due = conn.last_write + hb_wall
                 if now >= due:
                     payload = plugin.heartbeat(conn)

@@ -31,6 +31,10 @@ _NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _POW10 = [10**i for i in range(40)]
 
 
+def _pow10(n: int) -> int:
+    return _POW10[n] if n < 40 else 10**n
+
+
 # --------------------------------------------------------------------------- fixed point
 
 
@@ -49,9 +53,9 @@ def format_fixed(value: int, precision: int) -> str:
     if precision == 0:
         return str(value)
     if value < 0:
-        q, r = divmod(-value, _POW10[precision])
+        q, r = divmod(-value, _pow10(precision))
         return f"-{q}.{r:0{precision}d}"
-    q, r = divmod(value, _POW10[precision])
+    q, r = divmod(value, _pow10(precision))
     return f"{q}.{r:0{precision}d}"
 
 
@@ -80,7 +84,7 @@ def parse_fixed(text: str, precision: int) -> int:
                 f"{'-' if negative else ''}{text!r} has more than {precision} decimals"
             )
         frac = frac[:precision]
-    value = int(whole) * _POW10[precision] + (int(frac) * _POW10[precision - len(frac)] if frac else 0)
+    value = int(whole) * _pow10(precision) + (int(frac) * _pow10(precision - len(frac)) if frac else 0)
     return -value if negative else value
 
 

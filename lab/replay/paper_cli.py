@@ -1,0 +1,64 @@
+"""`lab paper`: a live book from the venue, orders validated by the venue, filled by PaperBroker."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from lab.replay.paper import PaperBroker
+
+
+def parse_order(text: str) -> tuple[str, str, str, str | None]:
+    parts = text.split()
+    if len(parts) not in (3, 4) or parts[0] not in ("buy", "sell") or parts[1] not in ("market", "limit"):
+        raise ValueError(f"--order {text!r}: expected 'buy|sell market|limit VOLUME [PRICE]'")
+    if parts[1] == "limit" and len(parts) != 4:
+        raise ValueError(f"--order {text!r}: a limit order needs a price")
+    return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None
+
+
+def run_paper(venue: str, symbol: str, *, keys=None, rest_url=None, ws_url=None, depth=0, orders=(), duration=10.0,
+              root=None, ready_timeout: float = 20.0) -> dict:
+    from lab import get_connector
+
+    specs = [parse_order(o) for o in orders]
+    if venue != "kraken":
+        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (kraken only)")
+    from lab.venues.kraken.feed import altname
+
+    conn = get_connector("kraken_auth", keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth)
+
+    def validate(pair, side, ordertype, volume, price):
+        return conn.place_order(altname(pair), side, ordertype, volume, price=price, validate=True)
+
+    broker = PaperBroker(venue, validator=validate, root=root)
+    conn.start_stream(symbol, broker.on_book)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while conn.latest_snapshot() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no synced {symbol} book from {conn.ws_url} within {ready_timeout:.0f}s")
+            time.sleep(0.02)
+        placed = []
+        for side, ordertype, volume, price in specs:
+            placed.append(broker.submit(conn.latest_snapshot(), symbol, side, ordertype, volume, price))
+        end = time.monotonic() + (duration or 0)
+        while time.monotonic() < end and any(o.status == "open" for o in placed):
+            time.sleep(0.05)
+    finally:
+        conn.stop_stream()
+    paths = broker.write()
+    return {
+        "venue": venue, "symbol": symbol, "root": root, "session": broker.session, "files": paths,
+        "orders": [
+            {"id": o.id, "side": o.side, "ordertype": o.ordertype, "volume": str(o.decimal_volume()),
+             "price": None if o.price is None else str(Decimal(o.price).scaleb(-o.price_precision)),
+             "status": o.status, "filled": str(Decimal(o.filled).scaleb(-o.amount_precision)), "reason": o.reason,
+             "validation": o.validation}
+            for o in broker.orders
+        ],
+        "fills": [
+            {"order_id": f.order_id, "price": str(Decimal(f.price).scaleb(-broker.orders[0].price_precision)),
+             "amount": str(Decimal(f.amount).scaleb(-broker.orders[0].amount_precision))}
+            for f in broker.fills
+        ],
+    }

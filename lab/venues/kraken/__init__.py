@@ -1,0 +1,1 @@
+"""Kraken: public market data (REST + WebSocket v1), the simulator, and private REST auth."""

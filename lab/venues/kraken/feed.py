@@ -1,0 +1,487 @@
+"""Kraken, client side: endpoints, subscription and the WebSocket v1 book/trade state machine.
+
+Sync is snapshot-on-subscribe (PROTOCOLS.md section 2): every pair shares one connection and one
+`book` subscription; the venue sends a snapshot, then updates that carry a CRC32 of the top 10
+levels per side after truncating to the subscribed depth. The normalizer applies each update in
+wire order (asks dict before bids dict in a 5-element message, repeated prices in array order,
+`r` republished levels as plain upserts), truncates to the depth, then compares the book's
+checksum with the venue's. A mismatch, a value finer than the pair's precision or a malformed
+book message is an `events` row, then a resync of that pair alone (unsubscribe + subscribe on the
+same connection: REQUEST_RESUBSCRIBE with this module's `resubscribe_frames`), a CLEAR and a fresh
+snapshot. Kraken v1 has no sequence numbers: `first_seq`/`last_seq` in `book` are a per-pair
+counter of applied messages, so they are gap-free by construction and a lost update shows up as a
+checksum mismatch.
+
+Trade ids (v1 trades carry none): see `trade_id`.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+
+import orjson
+
+from lab.datasets.journal import RawRow
+from lab.datasets.schema import canonical_symbol
+from lab.recorder.sync import REQUEST_RESUBSCRIBE, Instrument, Normalizer
+from lab.rust_book import parse_fixed
+from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, VALID_DEPTHS
+
+VENUE = "kraken"
+DEFAULT_REST_URL = "https://api.kraken.com"
+DEFAULT_WS_URL = "wss://ws.kraken.com"
+INSTRUMENTS_PATH = "/0/public/AssetPairs"
+DEPTH_PATH = "/0/public/Depth"
+DEFAULT_DEPTH_COUNT = 100
+
+
+class KrakenError(ValueError):
+    """Kraken answered with a non-empty `error` array."""
+
+    def __init__(self, errors: list[str], what: str = ""):
+        self.errors = list(errors)
+        super().__init__(f"kraken{' ' + what if what else ''}: {', '.join(self.errors)}")
+
+
+def altname(symbol: str) -> str:
+    """REST/AddOrder name of a v1 pair name: XBT/USD -> XBTUSD."""
+    return symbol.replace("/", "")
+
+
+def depth_path(symbol: str, count: int = DEFAULT_DEPTH_COUNT) -> str:
+    return f"{DEPTH_PATH}?pair={altname(symbol)}&count={count}"
+
+
+def _check_depth(depth: int) -> int:
+    depth = depth or DEFAULT_DEPTH
+    if depth not in VALID_DEPTHS:
+        from lab.recorder.feed import VenueError
+
+        raise VenueError(f"kraken: book depth {depth} not supported (valid: {', '.join(map(str, VALID_DEPTHS))})")
+    return depth
+
+
+def subscribe_frames(symbols: list[str], depth: int = 0) -> list[bytes]:
+    """One `book` subscription for every pair (Kraken expects several pairs on one connection),
+    then one `trade` subscription."""
+    depth = _check_depth(depth)
+    return [
+        orjson.dumps({"event": "subscribe", "pair": list(symbols), "subscription": {"name": "book", "depth": depth}}),
+        orjson.dumps({"event": "subscribe", "pair": list(symbols), "subscription": {"name": "trade"}}),
+    ]
+
+
+def resubscribe_frames(symbol: str, depth: int = 0) -> list[bytes]:
+    """Resync one pair's book on the open connection: unsubscribe, subscribe (fresh snapshot)."""
+    depth = _check_depth(depth)
+    sub = {"name": "book", "depth": depth}
+    return [
+        orjson.dumps({"event": "unsubscribe", "pair": [symbol], "subscription": sub}),
+        orjson.dumps({"event": "subscribe", "pair": [symbol], "subscription": sub}),
+    ]
+
+
+def retry_after(status: int, body: bytes) -> float | None:
+    """Seconds to wait before retrying a REST call that was rate limited, else None."""
+    if status == 429 or (status == 200 and E_RATE_LIMIT.encode() in body[:200]):
+        return 1.0
+    return None
+
+
+def _result(payload: bytes, what: str) -> dict:
+    doc = orjson.loads(payload)
+    if not isinstance(doc, dict):
+        raise KrakenError([f"unexpected {what} response"], what)
+    if doc.get("error"):
+        raise KrakenError(doc["error"], what)
+    return doc.get("result") or {}
+
+
+def parse_asset_pairs(payload: bytes) -> dict[str, dict]:
+    """AssetPairs result: internal name -> pair dict (pairs without a wsname are skipped)."""
+    return {k: v for k, v in _result(payload, "AssetPairs").items() if isinstance(v, dict) and v.get("wsname")}
+
+
+def parse_instruments(payload: bytes) -> list[Instrument]:
+    try:
+        pairs = parse_asset_pairs(payload)
+    except KrakenError as exc:
+        from lab.recorder.feed import VenueError
+
+        raise VenueError(str(exc)) from None
+    return [_instrument(p) for p in pairs.values()]
+
+
+def _instrument(p: dict) -> Instrument:
+    return Instrument(
+        venue_symbol=p["wsname"],
+        symbol=canonical_symbol(p["wsname"]),
+        base=p.get("base", ""),
+        quote=p.get("quote", ""),
+        price_precision=int(p["pair_decimals"]),
+        amount_precision=int(p["lot_decimals"]),
+    )
+
+
+def ts_ns(text) -> int:
+    """Kraken seconds with a fraction ("1534614248.123678", or an int) -> ns, exactly."""
+    s = str(text)
+    sec, _, frac = s.partition(".")
+    return int(sec) * 1_000_000_000 + (int((frac + "000000000")[:9]) if frac else 0)
+
+
+def trade_id(pair: str, trade: list, ordinal: int) -> str:
+    """The id lab gives a v1 trade (the venue sends none).
+
+    blake2b-64 (hex) of `pair|time|price|volume|side|ordertype|ordinal`, all exact wire strings,
+    where `ordinal` counts earlier trades of the same message with identical fields. The same
+    trade received twice (a reconnect, a duplicated frame) gets the same id and is written once;
+    it is a pure function of raw, so `lab normalize` reproduces it."""
+    key = "|".join([pair, str(trade[2]), str(trade[0]), str(trade[1]), str(trade[3]), str(trade[4]), str(ordinal)])
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+class _Resync(Exception):
+    def __init__(self, kind: str, detail: str):
+        self.kind = kind
+        self.detail = detail
+
+
+class KrakenNormalizer(Normalizer):
+    venue = VENUE
+    TRADE_MEMORY = 20_000  # ids remembered per pair for de-duplication
+
+    def __init__(self, *args, depth: int = 0, **kwargs):
+        super().__init__(*args, depth=depth or DEFAULT_DEPTH, **kwargs)
+        self.channels: dict[int, tuple[str, str]] = {}  # channelID -> (channel name, pair)
+        self.by_internal: dict[str, str] = {}  # XXBTZUSD -> XBT/USD
+        self.by_altname: dict[str, str] = {}  # XBTUSD -> XBT/USD
+        self.resyncing: set[str] = set()
+        self.streaming: set[str] = set()  # pairs with a live WS book subscription
+        self.msg_seq: dict[str, int] = {}
+        self.wire_pad: dict[str, tuple[int, int]] = {}  # pair -> wire decimals beyond precision
+        self.seen_trades: dict[str, tuple[collections.deque, set]] = {}
+        self.stats.setdefault("trades", 0)
+        self.stats.setdefault("duplicate_trades", 0)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _parse_levels(self, inst: Instrument, side: int, levels, out: list, pads: list) -> int:
+        """Append (side, price ticks, amount lots); return the newest level time (ns)."""
+        pp, ap = inst.price_precision, inst.amount_precision
+        newest = 0
+        for level in levels:
+            p, a, t = level[0], level[1], level[2]
+            try:
+                out.append((side, parse_fixed(p, pp), parse_fixed(a, ap)))
+            except ValueError as exc:
+                raise _Resync("precision", f"{exc} (pair_decimals {pp}, lot_decimals {ap})") from None
+            pads.append((_decimals(p) - pp, _decimals(a) - ap))
+            tn = ts_ns(t)
+            if tn > newest:
+                newest = tn
+        return newest
+
+    def _checksum(self, symbol: str) -> tuple[int, int]:
+        """(checksum of the wire strings as Kraken computes it, checksum at the pair's precisions).
+
+        They are the same number when the wire pads to pair_decimals / lot_decimals (the
+        simulator does, as PROTOCOLS.md's vectors do). Where the venue pads further (trailing
+        zeros only: anything else is a precision event), the wire value is rebuilt from ticks."""
+        book = self.books[symbol]
+        local = book.kraken_checksum()
+        pad = self.wire_pad.get(symbol)
+        if not pad or pad == (0, 0):
+            return local, local
+        import zlib
+
+        fp, fa = 10 ** max(pad[0], 0), 10 ** max(pad[1], 0)
+        parts = []
+        for levels in (book.asks_ticks(10), book.bids_ticks(10)):
+            for p, a in levels:
+                parts.append(str(p * fp) if p else "")
+                parts.append(str(a * fa) if a else "")
+        return zlib.crc32("".join(parts).encode()), local
+
+    def _resync(self, row: RawRow, symbol: str, kind: str, detail: str) -> None:
+        book = self.books[symbol]
+        if kind:
+            self.event(row, kind, symbol, detail)
+        book.synced = False
+        book.clear()
+        if symbol in self.resyncing:
+            return
+        self.resyncing.add(symbol)
+        self.stats["resyncs"] += 1
+        self.event(row, "resync", symbol, "resubscribing the book for a fresh snapshot")
+        self.request(REQUEST_RESUBSCRIBE, symbol)
+
+    def _unsync_all(self) -> None:
+        for book in self.books.values():
+            book.synced = False
+            book.clear()
+        self.channels.clear()
+        self.streaming.clear()
+        self.resyncing.clear()
+
+    # -- input --------------------------------------------------------------------------------
+    def feed(self, row: RawRow) -> None:
+        kind = row.kind
+        if kind == "recv":
+            self._on_frame(row)
+        elif kind == "rest":
+            if row.channel.startswith(INSTRUMENTS_PATH):
+                self._on_asset_pairs(row)
+            elif row.channel.startswith(DEPTH_PATH):
+                self._on_depth(row)
+        elif kind == "rest_error":
+            self.event(row, "rest_error", row.symbol if row.symbol in self.books else None,
+                       f"{row.channel}: {row.payload[:200].decode(errors='replace')}")
+        elif kind == "open":
+            self.event(row, "connect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
+            self._unsync_all()
+        elif kind == "close":
+            self.event(row, "disconnect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
+            self._unsync_all()
+        elif kind == "send":
+            try:
+                msg = orjson.loads(row.payload)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(msg, dict) and msg.get("event") in ("subscribe", "unsubscribe"):
+                self.event(row, msg["event"], None, row.payload.decode(errors="replace"))
+        elif kind == "note":
+            try:
+                note = orjson.loads(row.payload)
+                self.event(row, note.get("kind", "note"), note.get("symbol"), note.get("detail", ""))
+            except orjson.JSONDecodeError:
+                self.event(row, "note", None, row.payload.decode(errors="replace"))
+
+    def _on_asset_pairs(self, row: RawRow) -> None:
+        try:
+            pairs = parse_asset_pairs(row.payload)
+        except (KrakenError, orjson.JSONDecodeError) as exc:
+            self.event(row, "venue_error", None, f"AssetPairs: {exc}")
+            return
+        for internal, p in pairs.items():
+            try:
+                inst = _instrument(p)
+            except (KeyError, ValueError, TypeError) as exc:
+                self.event(row, "malformed", None, f"AssetPairs {internal}: {exc}")
+                continue
+            self.by_internal[internal] = inst.venue_symbol
+            if p.get("altname"):
+                self.by_altname[p["altname"]] = inst.venue_symbol
+            self.add_instrument(inst, row)
+
+    def _on_depth(self, row: RawRow) -> None:
+        """REST Depth: a snapshot for `fetch_orderbook_sync`. While the pair streams over the
+        WebSocket a REST book cannot be bridged into it (no sequence numbers), so it is ignored."""
+        symbol = row.symbol
+        try:
+            result = _result(row.payload, "Depth")
+            if not result:
+                raise KrakenError(["empty Depth result"], "Depth")
+            [(key, book_doc)] = result.items()
+            symbol = self.by_internal.get(key) or self.by_altname.get(key) or key if symbol is None else symbol
+            inst = self.instruments[symbol]
+            levels: list = []
+            pads: list = []
+            newest = max(
+                self._parse_levels(inst, 1, book_doc["asks"], levels, pads),
+                self._parse_levels(inst, 0, book_doc["bids"], levels, pads),
+            )
+        except KrakenError as exc:
+            self.event(row, "venue_error", symbol if symbol in self.books else None, f"Depth: {exc}")
+            return
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, _Resync) as exc:
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", symbol if symbol in self.books else None, f"Depth: {getattr(exc, 'detail', exc)}")
+            return
+        if symbol in self.streaming:
+            return
+        self._apply_snapshot(row, inst, levels, pads, newest or row.local_ts, None)
+
+    def _on_frame(self, row: RawRow) -> None:
+        try:
+            msg = orjson.loads(row.payload)
+        except orjson.JSONDecodeError as exc:
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", None, f"conn {row.conn_id} seq {row.conn_seq}: {exc}; {row.payload[:80]!r}")
+            return
+        if isinstance(msg, dict):
+            self._on_event(row, msg)
+            return
+        if not isinstance(msg, list) or len(msg) < 4 or not isinstance(msg[-2], str) or not isinstance(msg[-1], str):
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", None, f"conn {row.conn_id} seq {row.conn_seq}: not a channel message; {row.payload[:80]!r}")
+            return
+        name, pair = msg[-2], msg[-1]
+        if name.startswith("book"):
+            self._on_book(row, msg, pair)
+        elif name == "trade":
+            self._on_trades(row, msg, pair)
+        else:
+            self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
+
+    def _on_event(self, row: RawRow, msg: dict) -> None:
+        ev = msg.get("event")
+        if ev in ("heartbeat", "pong"):
+            return
+        if ev == "systemStatus":
+            status = msg.get("status")
+            self.event(row, "status", None, f"systemStatus {status} version {msg.get('version')}")
+            return
+        if ev == "subscriptionStatus":
+            pair = msg.get("pair")
+            status = msg.get("status")
+            sub = msg.get("subscription") or {}
+            name = sub.get("name")
+            symbol = pair if pair in self.books else None
+            if status == "subscribed":
+                if "channelID" in msg:
+                    self.channels[msg["channelID"]] = (msg.get("channelName", name), pair)
+                if name == "book" and symbol:
+                    self.streaming.add(symbol)
+                    self.books[symbol].synced = False  # the snapshot follows
+            elif status == "unsubscribed":
+                self.channels.pop(msg.get("channelID"), None)
+                if name == "book" and symbol:
+                    self.streaming.discard(symbol)
+                    self.books[symbol].synced = False
+            elif status == "error":
+                detail = f"{name} {pair}: {msg.get('errorMessage')}"
+                self.event(row, "venue_error", symbol, detail)
+                if pair is not None and symbol is None:
+                    self.event(row, "unknown_symbol", None, detail)
+            return
+        if ev == "error":
+            self.event(row, "venue_error", None, str(msg.get("errorMessage")))
+            return
+        self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
+
+    def _on_book(self, row: RawRow, msg: list, pair: str) -> None:
+        inst = self.instruments.get(pair)
+        if inst is None:
+            self.event(row, "unknown_symbol", None, f"book message for {pair!r}")
+            return
+        book = self.books[pair]
+        parts = msg[1:-2]
+        try:
+            if not parts or not all(isinstance(p, dict) for p in parts):
+                raise _Resync("malformed", "book message without level dicts")
+            if "as" in parts[0] or "bs" in parts[0]:
+                levels: list = []
+                pads: list = []
+                d = parts[0]
+                newest = max(
+                    self._parse_levels(inst, 1, d.get("as", []), levels, pads),
+                    self._parse_levels(inst, 0, d.get("bs", []), levels, pads),
+                )
+                self.resyncing.discard(pair)
+                self.streaming.add(pair)
+                self._apply_snapshot(row, inst, levels, pads, newest or row.local_ts, None)
+                return
+            if not book.synced:
+                return  # updates before the (re)subscription's snapshot
+            levels = []
+            pads = []
+            newest = 0
+            checksum = None
+            for d in parts:
+                if "a" in d:
+                    newest = max(newest, self._parse_levels(inst, 1, d["a"], levels, pads))
+                if "b" in d:
+                    newest = max(newest, self._parse_levels(inst, 0, d["b"], levels, pads))
+                if "c" in d:
+                    checksum = int(d["c"])
+            if checksum is None:
+                raise _Resync("malformed", "book update without a checksum")
+        except _Resync as exc:
+            if exc.kind == "malformed":
+                self.stats["malformed"] += 1
+            self._resync(row, pair, exc.kind, exc.detail)
+            return
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            self.stats["malformed"] += 1
+            self._resync(row, pair, "malformed", f"book update: {type(exc).__name__}: {exc}")
+            return
+        self._learn_pad(pair, pads)
+        for side, price, amount in levels:
+            book.apply(side, price, amount)
+        book.truncate()
+        wire, local = self._checksum(pair)
+        if wire != checksum:
+            self.stats["checksum_mismatches"] += 1
+            self._resync(row, pair, "checksum_mismatch", f"venue {checksum}, local {wire}")
+            return
+        seq = self.msg_seq.get(pair, 0) + 1
+        self.msg_seq[pair] = seq
+        self.emit_levels(
+            inst, book, levels, ts=newest or row.local_ts, local_ts=row.local_ts, rec_id=row.rec_id,
+            first_seq=seq, last_seq=seq, checksum=local, snapshot=False,
+        )
+
+    def _learn_pad(self, pair: str, pads: list) -> None:
+        if pads:
+            cur = self.wire_pad.get(pair, (0, 0))
+            pad = (max(cur[0], max(p for p, _ in pads)), max(cur[1], max(a for _, a in pads)))
+            if pad != cur:
+                self.wire_pad[pair] = pad
+
+    def _apply_snapshot(self, row: RawRow, inst: Instrument, levels: list, pads: list, ts: int, checksum) -> None:
+        pair = inst.venue_symbol
+        book = self.books[pair]
+        self._learn_pad(pair, pads)
+        book.clear()
+        for side, price, amount in levels:
+            book.apply(side, price, amount)
+        book.truncate()
+        book.synced = True
+        seq = self.msg_seq.get(pair, 0) + 1
+        self.msg_seq[pair] = seq
+        self.event(row, "snapshot", pair, f"{book.bid_count} bids, {book.ask_count} asks")
+        self.emit_levels(
+            inst, book, levels, ts=ts, local_ts=row.local_ts, rec_id=row.rec_id,
+            first_seq=seq, last_seq=seq, checksum=checksum, snapshot=True,  # v1 snapshots carry none
+        )
+
+    def _on_trades(self, row: RawRow, msg: list, pair: str) -> None:
+        inst = self.instruments.get(pair)
+        if inst is None:
+            self.event(row, "unknown_symbol", None, f"trade for {pair!r}")
+            return
+        seen = self.seen_trades.get(pair)
+        if seen is None:
+            seen = self.seen_trades[pair] = (collections.deque(), set())
+        order, ids = seen
+        counts: dict[tuple, int] = {}
+        try:
+            for t in msg[1]:
+                fields = tuple(str(x) for x in t[:5])
+                ordinal = counts.get(fields, 0)
+                counts[fields] = ordinal + 1
+                tid = trade_id(pair, t, ordinal)
+                if tid in ids:
+                    self.stats["duplicate_trades"] += 1
+                    continue
+                price = parse_fixed(t[0], inst.price_precision)
+                amount = parse_fixed(t[1], inst.amount_precision)
+                side = {"b": "buy", "s": "sell"}[t[3]]
+                ids.add(tid)
+                order.append(tid)
+                if len(order) > self.TRADE_MEMORY:
+                    ids.discard(order.popleft())
+                self.stats["trades"] += 1
+                self.emit_trade(inst, row, ts_ns(t[2]), tid, side, price, amount)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", pair, f"trade message: {type(exc).__name__}: {exc}")
+
+
+def _decimals(s) -> int:
+    s = str(s)
+    dot = s.find(".")
+    return 0 if dot < 0 else len(s) - dot - 1
+
+
+Normalizer = KrakenNormalizer
