@@ -136,7 +136,7 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
         pacsv.write_csv(table, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     elif as_json:
-        for row in table.to_pylist():
+        for row in _displayable(table).to_pylist():
             click.echo(json.dumps(row, default=str))
     else:
         _print_table(table)
@@ -149,11 +149,21 @@ def _print_table(table) -> None:
     out = Table(show_edge=False, pad_edge=False)
     for name in table.column_names:
         out.add_column(name, no_wrap=True)
-    for row in table.slice(0, 1000).to_pylist():
+    for row in _displayable(table.slice(0, 1000)).to_pylist():
         out.add_row(*["NULL" if v is None else (v.hex() if isinstance(v, bytes) and not _printable(v) else str(v if not isinstance(v, bytes) else v.decode())) for v in row.values()])
     Console(width=max(80, min(250, os.get_terminal_size(0).columns if sys.stdout.isatty() else 250))).print(out)
     if table.num_rows > 1000:
         click.echo(f"... {table.num_rows - 1000} more rows (use --csv or --parquet for all)")
+
+
+def _displayable(table):
+    """Nanosecond timestamps as ISO strings: Python's datetime would truncate (or refuse) them."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) or pa.types.is_time(field.type) or pa.types.is_duration(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table
 
 
 def _printable(b: bytes) -> bool:

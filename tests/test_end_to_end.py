@@ -63,6 +63,8 @@ def test_record_replay_query_verify(tmp_path):
         assert int(deltas) == last_seq - int(snap_seq)
     [[trades]] = query(root, "select count(*) from trades")
     assert int(trades) == sum(sent["trades"].values())
+    table = lab("query", "select * from book limit 3", "--root", root).stdout  # ns timestamps print in full
+    assert table.count(".") >= 6 and "+0000" in table
     report = json.loads(lab("verify", root, "--json").stdout)
     assert report["ok"]
     for stream in report["streams"].values():
