@@ -75,3 +75,23 @@ def test_same_strategy_runs_on_a_capture(tmp_path):
     assert s.last.seq == sent["last_seq"]["BTC-USD"]
     assert s.last.mock_checksum() == want["checksum"]
     assert [(str(p), str(q)) for p, q in s.last.bids_decimal(3)] == [tuple(level) for level in want["bids"][:3]]
+
+
+def test_a_slow_strategy_gets_coalesced_books_not_a_stalled_stream():
+    with SimulatorThread("mock", seed=8, rate=2000) as sim:
+        c = get_connector("mock", rest_url=sim.url, ws_url=sim.ws_url)
+        seqs = []
+
+        def slow(book):
+            seqs.append(book.seq)
+            time.sleep(0.05)
+
+        c.start_stream("BTC-USD", slow)
+        time.sleep(2.0)
+        latest = c.latest_snapshot()
+        seen = seqs[-1]
+        c.stop_stream()
+    # the stream kept up (the latest book is far ahead of what the callback had seen) ...
+    assert latest is not None and latest.seq > seen + 100
+    # ... and the callback saw increasing, coalesced books
+    assert seqs == sorted(seqs) and len(seqs) < 60 and seqs[-1] - seqs[0] > len(seqs)

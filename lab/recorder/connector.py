@@ -7,6 +7,8 @@ frames as they arrive, in a background thread with its own event loop, and calls
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import threading
 import time
 import urllib.error
@@ -18,6 +20,81 @@ from lab.recorder.feed import FeedClient, VenueError
 from lab.recorder.sync import Trade
 from lab.rust_book import OrderBook
 from lab.venues.registry import feed_module
+
+
+log = logging.getLogger("lab.live")
+
+
+class Dispatcher:
+    """Runs a stream's callbacks on their own thread, off the socket's.
+
+    Items are delivered in arrival order. A book that arrives while the previous book is still
+    waiting replaces it (the consumer gets the newest state, `coalesced` counts the skipped ones,
+    and the first skip is logged); trades queue up to `max_trades`, beyond which they are
+    counted in `dropped_trades` and logged. A slow strategy never stalls the socket reader."""
+
+    _BOOK, _TRADE = 0, 1
+
+    def __init__(self, on_book, on_trade, name: str, max_trades: int = 100_000):
+        self.on_book = on_book
+        self.on_trade = on_trade
+        self.max_trades = max_trades
+        self.coalesced = 0
+        self.dropped_trades = 0
+        self._items: collections.deque = collections.deque()
+        self._trades = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def book(self, snapshot: OrderBook) -> None:
+        """`snapshot` must be the caller's own copy: the consumer reads it on another thread."""
+        with self._cv:
+            if self._items and self._items[-1][0] == self._BOOK:
+                self._items[-1] = (self._BOOK, snapshot)
+                self.coalesced += 1
+                if self.coalesced == 1:
+                    log.warning("%s: the on_book callback is slower than the stream; books are coalesced", self._thread.name)
+            else:
+                self._items.append((self._BOOK, snapshot))
+            self._cv.notify()
+
+    def trade(self, trade: Trade) -> None:
+        if self.on_trade is None:
+            return
+        with self._cv:
+            if self._trades >= self.max_trades:
+                self.dropped_trades += 1
+                if self.dropped_trades == 1:
+                    log.warning("%s: the on_trade callback is too slow; trades are being dropped", self._thread.name)
+                return
+            self._items.append((self._TRADE, trade))
+            self._trades += 1
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._items and not self._closed:
+                    self._cv.wait()
+                if not self._items:
+                    return
+                kind, item = self._items.popleft()
+                if kind == self._TRADE:
+                    self._trades -= 1
+            try:
+                (self.on_book if kind == self._BOOK else self.on_trade)(item)
+            except Exception:
+                log.exception("%s: callback raised", self._thread.name)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued, then stop."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
 
 class LiveConnector:
@@ -66,9 +143,12 @@ class LiveConnector:
         if symbol not in self.list_symbols():
             raise VenueError(f"unknown symbol {symbol!r} for venue {self.venue}")
 
+        dispatcher = Dispatcher(on_book, on_trade, name=f"lab-callbacks-{self.venue}-{symbol}")
+
         def book_cb(book: OrderBook) -> None:
-            self._latest = book
-            on_book(book)
+            snapshot = book.copy()
+            self._latest = snapshot
+            dispatcher.book(snapshot)
 
         ready = threading.Event()
         holder: dict = {}
@@ -77,7 +157,7 @@ class LiveConnector:
             loop = asyncio.new_event_loop()
             stop = asyncio.Event()
             client_box: list[FeedClient] = []
-            normalizer = self.module.Normalizer(on_book=book_cb, on_trade=on_trade, request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
+            normalizer = self.module.Normalizer(on_book=book_cb, on_trade=dispatcher.trade, request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
             client = FeedClient(self.module, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=normalizer.feed, depth=self.depth)
             client_box.append(client)
             holder.update(loop=loop, stop=stop, client=client)
@@ -99,14 +179,14 @@ class LiveConnector:
         thread = threading.Thread(target=runner, name=f"lab-live-{self.venue}-{symbol}", daemon=True)
         thread.start()
         ready.wait()
-        self._streams.append((thread, holder["loop"], holder["stop"], holder["client"]))
+        self._streams.append((thread, holder["loop"], holder["stop"], holder["client"], dispatcher))
 
     def latest_snapshot(self) -> OrderBook | None:
         book = self._latest
         return None if book is None else book.copy()
 
     def stop_stream(self) -> None:
-        for thread, loop, stop, client in self._streams:
+        for thread, loop, stop, client, dispatcher in self._streams:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(stop.set)
                 try:
@@ -114,6 +194,7 @@ class LiveConnector:
                 except RuntimeError:
                     pass
             thread.join(timeout=10)
+            dispatcher.close()
         self._streams.clear()
 
 
