@@ -91,7 +91,8 @@ def test_a_slow_strategy_gets_coalesced_books_not_a_stalled_stream():
         latest = c.latest_snapshot()
         seen = seqs[-1]
         c.stop_stream()
-    # the stream kept up (the latest book is far ahead of what the callback had seen) ...
-    assert latest is not None and latest.seq > seen + 100
+    # the stream kept up: in 2 s at ~1300 BTC messages/s the book moved on by far more messages
+    # than the 50 ms callback could take one by one ...
+    assert latest is not None and latest.seq - seqs[0] > 1000 and seen - seqs[0] > 1000
     # ... and the callback saw increasing, coalesced books
     assert seqs == sorted(seqs) and len(seqs) < 60 and seqs[-1] - seqs[0] > len(seqs)
