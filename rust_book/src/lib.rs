@@ -7,6 +7,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyType};
 
 pub mod book;
+pub mod bulk;
+pub mod workload;
 pub mod fixed;
 
 use book::Book;
@@ -582,6 +584,7 @@ fn format_fixed(value: i64, precision: i64) -> PyResult<String> {
 #[pymodule]
 fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OrderBook>()?;
+    bulk::register(m)?;
     m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
