@@ -254,5 +254,31 @@ def demo(root, duration, rate) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--depth", default=25, show_default=True, type=int, help="Levels per side in book_snapshot_<depth>.")
+@click.option("--interval", default="1s", show_default=True, help="Snapshot grid on local time (500ms, 1s, 1m; 0 = every message).")
+@click.option("--venue", default=None)
+@click.option("--symbol", "symbols", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
+    """Derive `quotes` and `book_snapshot_<depth>` from `book` with the Rust engine (one call per stream)."""
+    from lab.replay.rebuild import rebuild_root
+    from lab.replay.reader import CaptureError
+
+    seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
+    try:
+        report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None)
+    except CaptureError as exc:
+        fail(str(exc))
+    if not report:
+        fail(f"no book files under {root}")
+    for s in report:
+        if as_json:
+            click.echo(json.dumps(s))
+        else:
+            click.echo(f"{s['venue']}/{s['symbol']}: {s['rows']:,} book rows -> {s['quotes']:,} quotes, {s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
+
+
 if __name__ == "__main__":
     main()

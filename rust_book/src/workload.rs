@@ -9,9 +9,9 @@
 //!   messages;
 //! - every other message has 1 to 50 rows (uniform), each on a random side; a row's distance
 //!   from the touch, in levels, is geometric with median 3 (P(next) = 0.82); 25 % of rows delete
-//!   that existing level, the rest update its amount or insert a new level at that many ticks
-//!   from the touch (an insert at distance 0 improves the touch when the spread allows). The
-//!   insert share adapts (30 % below `depth` levels, 20 % at or above) so each side stays near
+//!   that existing level, the rest update its amount or insert a new level at the first free
+//!   tick that many ticks or more from the mid on its side (= from the touch when the spread is
+//!   one tick; a wider spread fills in from the inside). The insert share adapts (30 % below `depth` levels, 20 % at or above) so each side stays near
 //!   `depth`; the book is truncated to `depth` after every message, never crossed;
 //! - exchange time advances 0 to 2 ms per message, local time is exchange time plus 1 to 3 ms.
 //!
@@ -154,29 +154,28 @@ impl Gen {
             self.push(side, price, a, 0);
             return;
         }
-        // insert at d ticks from the touch (d = 0: one tick inside the spread when it allows)
+        // insert d ticks from the mid on this side: with a one-tick spread that is d ticks from
+        // the touch; a wide spread fills in from the inside, as market makers do
         let d = d as i64;
-        let price = match (ask, touch, other) {
-            (false, Some(t), o) => {
-                let p = t + 1 - d;
-                match o {
-                    Some(a) if p >= a => t - d,
-                    _ => p,
-                }
-            }
-            (true, Some(t), o) => {
-                let p = t - 1 + d;
-                match o {
-                    Some(b) if p <= b => t + d,
-                    _ => p,
-                }
-            }
-            (false, None, Some(a)) => a - 1 - d,
-            (true, None, Some(b)) => b + 1 + d,
+        let _ = touch;
+        let price = match (ask, self.bids.keys().next_back(), self.asks.keys().next()) {
+            (false, Some(&b), Some(&a)) => (b + a + 1).div_euclid(2) - 1 - d,
+            (true, Some(&b), Some(&a)) => (b + a).div_euclid(2) + 1 + d,
+            (false, Some(&b), None) => b - d,
+            (true, None, Some(&a)) => a + d,
+            (false, None, Some(&a)) => a - 1 - d,
+            (true, Some(&b), None) => b + 1 + d,
             (false, None, None) => 3_000_000 - 1 - d,
             (true, None, None) => 3_000_000 + 1 + d,
         };
+        let _ = other;
+        // a new level: the first free tick at or beyond `price`, away from the touch
         let book = if ask { &mut self.asks } else { &mut self.bids };
+        let step = if ask { 1 } else { -1 };
+        let mut price = price;
+        while book.contains_key(&price) {
+            price += step;
+        }
         book.insert(price, amount);
         self.push(side, price, amount, 0);
     }
