@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyString, PyType};
 
 pub mod book;
 pub mod bulk;
+pub mod ladder;
 pub mod workload;
 pub mod fixed;
 
