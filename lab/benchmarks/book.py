@@ -3,6 +3,9 @@
 One core (the process pins itself, as `taskset -c 1` would, and the peers' process inherits it),
 pyarrow's thread pools at 1. Every engine must end at the generator's best bid and ask (`ok`).
 Peers run in their own venv (`--peers-python`), never as lab dependencies.
+
+Times are CPU seconds of the process (`time.process_time`), the same clock for every engine: the
+machine may be shared, and CPU time does not count waiting for a core.
 """
 from __future__ import annotations
 
@@ -72,9 +75,9 @@ def ours_bulk(w, want, repeat: int = 5) -> dict:
     args = [w[k] for k in FIELDS]
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = rb.rebuild_book(*args, depth=w["depth"])
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     top = (out["best_bid"][0], out["best_ask"][0])
     return engine_line("lab rust_book.rebuild_book", "bulk", w["rows"], min(times), *top, want, 2,
                        runs=repeat, median_seconds=float(np.median(times)), quotes=out["quotes"])
@@ -85,11 +88,11 @@ def ours_per_message(w, want) -> dict:
     book = rb.OrderBook("bench", "X", 2, 8, w["depth"])
     apply, top, n = book.apply_rows, book.top, w["rows"]
     pos = 0
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     while pos < n:
         pos = apply(s, p, a, f, pos)
         top()
-    seconds = time.perf_counter() - t0
+    seconds = time.process_time() - t0
     return engine_line("lab OrderBook.apply_rows", "per-message", n, seconds, book.best_bid()[0], book.best_ask()[0], want, 2)
 
 
@@ -102,7 +105,7 @@ def dict_baseline(w, want) -> dict:
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     best_bid = best_ask = None
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for s, e in zip(starts, ends):
         for i in range(s, e):
             if flags[i] & 2:
@@ -122,7 +125,7 @@ def dict_baseline(w, want) -> dict:
                         best_bid = p
                 elif bids.pop(p, None) is not None and p == best_bid:
                     best_bid = max(bids) if bids else None
-    seconds = time.perf_counter() - t0
+    seconds = time.process_time() - t0
     return engine_line("python dict baseline", "per-message", w["rows"], seconds, best_bid, best_ask, want, 2)
 
 
@@ -197,11 +200,11 @@ def parquet_to_quotes(w, tmp: str, repeat: int = 3) -> list[dict]:
     size = os.path.getsize(path)
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         cols = load_columns([path])
         out = rebuild_columns(cols)
         quotes = quotes_table(out, cols.price_precision, cols.amount_precision)
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     assert quotes.num_rows == out["quotes"]
     rows = w["rows"]
     return [
@@ -250,11 +253,11 @@ def capture_lines(capture: str) -> list[dict]:
     out = []
     for (v, s), files in sorted(streams_in(capture, "book").items()):
         files = sorted(files, key=os.path.basename)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         cols = load_columns(files)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         res = rebuild_columns(cols)
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         size = sum(os.path.getsize(f) for f in files)
         out.append({"engine": "lab rust_book.rebuild_book", "path": "bulk", "capture": f"{v}/{s}", "deltas": cols.rows,
                     "seconds": t2 - t1, "deltas_per_s": cols.rows / (t2 - t1) if t2 > t1 else None,

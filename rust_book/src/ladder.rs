@@ -70,3 +70,4 @@ mod tests {
         assert_eq!(scan_from_best(&[], 5, true), Some(Err(0)));
     }
 }
+
