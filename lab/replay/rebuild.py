@@ -114,7 +114,7 @@ def load_columns(files: list[str]) -> Columns:
     tables, metas = [], []
     for f in files:
         try:
-            t = pq.read_table(f, columns=_BOOK_COLUMNS, read_dictionary=["side"], use_threads=False, partitioning=None)
+            t = pq.ParquetFile(f, memory_map=True, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS, use_threads=False)
         except (OSError, pa.ArrowInvalid) as exc:
             raise CaptureError(f"{f}: not a readable book file ({str(exc).splitlines()[0]})") from None
         metas.append({k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()})
