@@ -296,5 +296,64 @@ def demo(root, duration, rate) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--depth", default=25, show_default=True, type=int, help="Levels per side in book_snapshot_<depth>.")
+@click.option("--interval", default="1s", show_default=True, help="Snapshot grid on local time (500ms, 1s, 1m; 0 = every message).")
+@click.option("--venue", default=None)
+@click.option("--symbol", "symbols", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
+    """Derive `quotes` and `book_snapshot_<depth>` from `book` with the Rust engine (one call per stream)."""
+    from lab.replay.rebuild import rebuild_root
+    from lab.replay.reader import CaptureError
+
+    seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
+    try:
+        report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None)
+    except CaptureError as exc:
+        fail(str(exc))
+    if not report:
+        fail(f"no book files under {root}")
+    for s in report:
+        if as_json:
+            click.echo(json.dumps(s))
+        else:
+            click.echo(f"{s['venue']}/{s['symbol']}: {s['rows']:,} book rows -> {s['quotes']:,} quotes, {s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (not timed tests)."""
+
+
+@bench.command("book")
+@click.option("--rows", default=2_000_000, show_default=True, type=int, help="Book rows of the pinned workload.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--peers-python", default=None, type=click.Path(dir_okay=False), help="Python of a venv with hftbacktest, order-book, nautilus-trader.")
+@click.option("--peer", "peer_names", multiple=True, type=click.Choice(["hftbacktest", "cryptofeed", "nautilus"]), help="Only these peers.")
+@click.option("--capture", default=None, type=click.Path(exists=True), help="Also rebuild this capture's book streams.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per engine / metric.")
+def bench_book(rows, seed, peers_python, peer_names, capture, as_json) -> None:
+    """The pinned order-book workload through our engine, a dict baseline and the peers, on one core."""
+    from lab.benchmarks.book import run
+
+    failed = False
+    for line in run(rows, peers_python, seed=seed, capture=capture, only_peers=list(peer_names) or None):
+        failed |= line.get("ok") is False
+        if as_json:
+            click.echo(json.dumps(line))
+        elif "engine" in line and "error" in line:
+            click.echo(f"{line['engine']}: not run: {line['error']}")
+        elif "engine" in line:
+            rate = line.get("deltas_per_s")
+            click.echo(f"{line['engine']:<42} {line['path']:<12} {line['deltas']:>11,} deltas  "
+                       f"{(rate or 0) / 1e6:8.2f} M/s  bid {line['best_bid']} ask {line['best_ask']}  {'ok' if line.get('ok', True) else 'MISMATCH'}")
+        else:
+            click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
+    if failed:
+        fail("an engine ended at a different best bid/ask")
+
+
 if __name__ == "__main__":
     main()

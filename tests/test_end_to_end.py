@@ -70,9 +70,9 @@ def test_record_replay_query_verify(tmp_path):
     for stream in report["streams"].values():
         assert stream["checksums_bad"] == 0 and stream["checksums_ok"] == stream["messages"]
     # re-deriving from raw gives the same derived rows
-    before = query(root, "select symbol, count(*), sum(amount_float) from book group by 1 order by 1")
+    before = query(root, "select symbol, count(*), sum(amount) from book group by 1 order by 1")
     lab("normalize", root)
-    assert query(root, "select symbol, count(*), sum(amount_float) from book group by 1 order by 1") == before
+    assert query(root, "select symbol, count(*), sum(amount) from book group by 1 order by 1") == before
 
 
 def test_faults_become_events_and_resyncs(tmp_path):

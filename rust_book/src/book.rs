@@ -41,6 +41,10 @@ impl Ladder {
     /// Position of `price` in the worst -> best order.
     #[inline]
     fn search(&self, price: i64) -> Result<usize, usize> {
+        // changes cluster near the touch (the end): scan the last few levels before bisecting
+        if let Some(r) = crate::ladder::scan_from_best(&self.levels, price, self.kind == SideKind::Ask) {
+            return r;
+        }
         match self.kind {
             SideKind::Bid => self.levels.binary_search_by(|l| l.0.cmp(&price)),
             SideKind::Ask => self.levels.binary_search_by(|l| price.cmp(&l.0)),

@@ -7,6 +7,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 pub mod book;
+pub mod bulk;
+pub mod ladder;
+pub mod workload;
 pub mod fixed;
 pub mod rows;
 
@@ -799,6 +802,7 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OrderBook>()?;
     m.add_class::<BookRows>()?;
     m.add_function(wrap_pyfunction!(journal_encode, m)?)?;
+    bulk::register(m)?;
     m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;

@@ -1,0 +1,305 @@
+"""Derived tables rebuilt from `book` by the Rust engine in one call per stream (no per-delta
+Python call): `quotes` (top of book after every message) and `book_snapshot_N` (top N levels per
+side on a `local_timestamp` grid), in tardis's column names, written into the capture.
+
+Decisions (see docs/DATASET.md, "Derived tables"):
+- `quotes`: one row per book message: `timestamp`, `local_timestamp` of the message's LAST row,
+  `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (exact DECIMAL(18, p); null when the
+  side is empty).
+- `book_snapshot_N`: `timestamp` (exchange time of the last message applied), `local_timestamp`
+  (the grid boundary, a multiple of the interval since the epoch), then per level k
+  `asks[k].price`, `asks[k].amount`, `bids[k].price`, `bids[k].amount` (null past the book's
+  depth). A boundary gets a snapshot when the first message past it arrives; empty intervals
+  give no extra rows; no snapshot while the book is unsynced (before the first CLEAR, and from a
+  gap / resync event to the next CLEAR).
+- Files mirror the book files: `quotes/venue=V/symbol=S/date=D/<session>-<seq>.parquet`, rows
+  grouped by the date of their own `local_timestamp`; a rebuild replaces the stream's previous
+  derived files.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lab import rust_book
+from lab.datasets import schema as S
+from lab.datasets.store import NS_PER_DAY, atomic_write, day_of
+
+from .reader import CaptureError, streams_in
+
+UNSYNC_EVENTS = ("gap", "checksum_mismatch", "disconnect", "resync", "overflow")
+_BOOK_COLUMNS = ["side", "price", "amount", "flags", "timestamp", "local_timestamp"]
+
+
+def quotes_schema(pp: int, ap: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("timestamp", S.TS),
+            ("local_timestamp", S.TS),
+            ("bid_price", S.decimal(pp)),
+            ("bid_amount", S.decimal(ap)),
+            ("ask_price", S.decimal(pp)),
+            ("ask_amount", S.decimal(ap)),
+        ]
+    )
+
+
+def snapshot_names(n: int) -> list[str]:
+    out = []
+    for k in range(n):
+        out += [f"asks[{k}].price", f"asks[{k}].amount", f"bids[{k}].price", f"bids[{k}].amount"]
+    return out
+
+
+@dataclass
+class Columns:
+    """Book columns of one stream, ready for `rust_book.rebuild_book` (buffers, zero copy where
+    pyarrow allows)."""
+
+    sides: np.ndarray
+    prices: object
+    amounts: object
+    flags: object
+    timestamps: object
+    local_timestamps: object
+    price_width: int
+    amount_width: int
+    rows: int
+    price_precision: int
+    amount_precision: int
+    depth: int
+    file_rows: list[int]  # rows per source file, in order
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    """The array without an offset (pyarrow buffers ignore offsets)."""
+    return arr if arr.offset == 0 else pa.concat_arrays([arr])
+
+
+def _data_buffer(col: pa.ChunkedArray, what: str):
+    arr = _plain(col.combine_chunks()) if col.num_chunks != 1 else _plain(col.chunk(0))
+    if arr.null_count:
+        raise CaptureError(f"book column {what} has {arr.null_count} nulls")
+    return arr.buffers()[1] if len(arr) else b""
+
+
+def _sides(col: pa.ChunkedArray) -> np.ndarray:
+    parts = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            lookup = np.array([s == "ask" for s in chunk.dictionary.to_pylist()] or [False], dtype=np.int8)
+            idx = chunk.indices.to_numpy(zero_copy_only=False)
+            part = lookup[idx]
+            bad = ~np.isin(np.asarray(chunk.dictionary.to_pylist(), dtype=object), ["bid", "ask"])
+            if bad.any() and np.isin(idx, np.flatnonzero(bad)).any():
+                raise CaptureError("book column side holds values other than 'bid' / 'ask'")
+        else:
+            values = chunk.to_numpy(zero_copy_only=False)
+            part = (values == "ask").astype(np.int8)
+            if not np.isin(values, ["bid", "ask"]).all():
+                raise CaptureError("book column side holds values other than 'bid' / 'ask'")
+        if chunk.null_count:
+            raise CaptureError("book column side has nulls")
+        parts.append(part)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+
+
+def load_columns(files: list[str]) -> Columns:
+    """Read the book files of one stream (single-threaded pyarrow) into rebuild buffers."""
+    tables, metas = [], []
+    for f in files:
+        try:
+            t = pq.ParquetFile(f, memory_map=True, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS, use_threads=False)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CaptureError(f"{f}: not a readable book file ({str(exc).splitlines()[0]})") from None
+        metas.append({k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()})
+        tables.append(t.replace_schema_metadata(None))
+    pp = {m.get("lab.price_precision") for m in metas}
+    ap = {m.get("lab.amount_precision") for m in metas}
+    if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
+        raise CaptureError(f"book files disagree on or lack instrument precisions: {sorted(map(str, pp))} / {sorted(map(str, ap))}")
+    types = {(t.schema.field("price").type, t.schema.field("amount").type) for t in tables}
+    if len(types) != 1:
+        raise CaptureError(f"book files disagree on column types: {types}")
+    table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+
+    def width(name: str) -> int:
+        typ = table.schema.field(name).type
+        if pa.types.is_decimal(typ) and typ.bit_width == 128:
+            return 16
+        if typ == pa.int64():
+            return 8
+        raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
+
+    def ints(name: str):
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pa.chunked_array([c.view(pa.int64()) for c in col.chunks], pa.int64())
+        return _data_buffer(col, name)
+
+    return Columns(
+        sides=_sides(table.column("side")),
+        prices=_data_buffer(table.column("price"), "price"),
+        amounts=_data_buffer(table.column("amount"), "amount"),
+        flags=_data_buffer(table.column("flags"), "flags"),
+        timestamps=ints("timestamp"),
+        local_timestamps=ints("local_timestamp"),
+        price_width=width("price"),
+        amount_width=width("amount"),
+        rows=table.num_rows,
+        price_precision=int(pp.pop()),
+        amount_precision=int(ap.pop()),
+        depth=int(metas[0].get("lab.depth", "0") or 0),
+        file_rows=[t.num_rows for t in tables],
+    )
+
+
+def rebuild_columns(cols: Columns, snapshot_depth: int = 0, interval_ns: int = 0, gaps: np.ndarray | None = None, depth: int | None = None) -> dict:
+    """Run the engine; returns the raw result dict of `rust_book.rebuild_book`."""
+    return rust_book.rebuild_book(
+        cols.sides, cols.prices, cols.amounts, cols.flags, cols.timestamps, cols.local_timestamps,
+        price_width=cols.price_width, amount_width=cols.amount_width,
+        depth=cols.depth if depth is None else depth, snapshot_depth=snapshot_depth, interval_ns=interval_ns,
+        gaps=None if gaps is None or len(gaps) == 0 else np.ascontiguousarray(np.sort(np.asarray(gaps, dtype=np.int64))),
+    )
+
+
+def _ts(buf, n: int) -> pa.Array:
+    return pa.Array.from_buffers(S.TS, n, [None, pa.py_buffer(buf)])
+
+
+def quotes_table(result: dict, pp: int, ap: int) -> pa.Table:
+    """The engine's quote buffers as an Arrow table (zero copy)."""
+    n = result["quotes"]
+    bid_valid, ask_valid = pa.py_buffer(result["bid_valid"]), pa.py_buffer(result["ask_valid"])
+
+    def dec(name: str, precision: int, valid) -> pa.Array:
+        return pa.Array.from_buffers(S.decimal(precision), n, [valid, pa.py_buffer(result[name])])
+
+    return pa.Table.from_arrays(
+        [
+            _ts(result["timestamp"], n),
+            _ts(result["local_timestamp"], n),
+            dec("bid_price", pp, bid_valid),
+            dec("bid_amount", ap, bid_valid),
+            dec("ask_price", pp, ask_valid),
+            dec("ask_amount", ap, ask_valid),
+        ],
+        schema=quotes_schema(pp, ap),
+    )
+
+
+def _decimal_column(mantissas: np.ndarray, valid: np.ndarray, precision: int) -> pa.Array:
+    words = np.empty((len(mantissas), 2), dtype=np.int64)
+    words[:, 0] = mantissas
+    words[:, 1] = mantissas >> 63
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    return pa.Array.from_buffers(S.decimal(precision), len(mantissas), [bitmap, pa.py_buffer(words)])
+
+
+def snapshot_table(result: dict, n_levels: int, pp: int, ap: int) -> pa.Table:
+    m = result["snapshots"]
+    levels = np.frombuffer(result["snapshot_levels"], dtype=np.int64).reshape(m, n_levels, 4)
+    counts = np.frombuffer(result["snapshot_counts"], dtype=np.uint32).reshape(m, 2)
+    arrays = [_ts(result["snapshot_timestamp"], m), _ts(result["snapshot_local_timestamp"], m)]
+    fields = [pa.field("timestamp", S.TS), pa.field("local_timestamp", S.TS)]
+    for k in range(n_levels):
+        ask_ok, bid_ok = counts[:, 0] > k, counts[:, 1] > k
+        for j, (name, precision, ok) in enumerate(
+            ((f"asks[{k}].price", pp, ask_ok), (f"asks[{k}].amount", ap, ask_ok), (f"bids[{k}].price", pp, bid_ok), (f"bids[{k}].amount", ap, bid_ok))
+        ):
+            arrays.append(_decimal_column(np.ascontiguousarray(levels[:, k, j]), ok, precision))
+            fields.append(pa.field(name, S.decimal(precision)))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def gap_times(root: str, venue: str, symbol: str) -> np.ndarray:
+    """local timestamps of events that leave the symbol's book unsynced until the next CLEAR."""
+    out = []
+    for f in glob.glob(os.path.join(root, "events", f"venue={venue}", "**", "*.parquet"), recursive=True):
+        if os.path.basename(f).startswith("."):
+            continue
+        t = pq.read_table(f, columns=["local_timestamp", "kind", "symbol"], partitioning=None)
+        lts = t.column("local_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        kinds = t.column("kind").to_pylist()
+        syms = t.column("symbol").to_pylist()
+        out += [ts for ts, k, s in zip(lts, kinds, syms) if k in UNSYNC_EVENTS and (s is None or s == symbol)]
+    return np.sort(np.asarray(out, dtype=np.int64))
+
+
+def _groups(local_ns: np.ndarray, names: np.ndarray) -> list[tuple[str, str, int, int]]:
+    """(date, name, start, stop) runs of rows in order."""
+    if len(local_ns) == 0:
+        return []
+    days = local_ns // NS_PER_DAY
+    cut = np.flatnonzero((np.diff(days) != 0) | (names[1:] != names[:-1])) + 1
+    bounds = [0, *cut.tolist(), len(local_ns)]
+    return [(day_of(int(days[a]) * NS_PER_DAY), str(names[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def rebuild_root(root: str, depth: int = 25, interval_ns: int = 1_000_000_000, venue: str | None = None,
+                 symbols: list[str] | None = None) -> list[dict]:
+    """Rebuild `quotes` and `book_snapshot_<depth>` for every book stream under `root`."""
+    if not os.path.isdir(root):
+        raise CaptureError(f"capture root {root!r} does not exist")
+    if depth < 1:
+        raise CaptureError(f"--depth must be at least 1, got {depth}")
+    snap_table = f"book_snapshot_{depth}"
+    report = []
+    for (v, s), files in sorted(streams_in(root, "book", venue, symbols).items()):
+        files = sorted(files, key=lambda f: (os.path.basename(f), f))
+        cols = load_columns(files)
+        meta = {k.decode(): val.decode() for k, val in (pq.read_schema(files[0]).metadata or {}).items()}
+        try:
+            result = rebuild_columns(cols, depth, interval_ns, gap_times(root, v, s))
+        except ValueError as exc:
+            raise CaptureError(f"{v}/{s}: {exc}") from None
+        pp, ap = cols.price_precision, cols.amount_precision
+        quotes = quotes_table(result, pp, ap)
+        snaps = snapshot_table(result, depth, pp, ap)
+        # which source file each message (quote row) came from
+        flags = np.frombuffer(cols.flags, dtype=np.uint8)
+        ends = np.flatnonzero(flags & S.FLAG_LAST)
+        file_of_row = np.repeat(np.arange(len(files)), cols.file_rows)
+        base = np.array([os.path.basename(f) for f in files], dtype=object)
+        q_names = base[file_of_row[ends]]
+        q_lts = np.frombuffer(result["local_timestamp"], dtype=np.int64)
+        s_lts = np.frombuffer(result["snapshot_local_timestamp"], dtype=np.int64)
+        trigger = np.minimum(np.searchsorted(q_lts, s_lts, side="left"), max(len(q_lts) - 1, 0))
+        s_names = q_names[trigger] if len(q_names) else np.array([], dtype=object)
+        common = {
+            S.META_SESSION: meta.get("lab.session", "").encode(),
+            S.META_VENUE: v.encode(),
+            S.META_SYMBOL: s.encode(),
+            S.META_VENUE_SYMBOL: meta.get("lab.venue_symbol", s).encode(),
+            S.META_PRICE_PRECISION: str(pp).encode(),
+            S.META_AMOUNT_PRECISION: str(ap).encode(),
+            S.META_DEPTH: str(cols.depth).encode(),
+            b"lab.source_book": ",".join(os.path.relpath(f, root) for f in files).encode(),
+        }
+        written = []
+        for table_name, table, lts, names, extra in (
+            ("quotes", quotes, q_lts, q_names, {}),
+            (snap_table, snaps, s_lts, s_names, {b"lab.snapshot_depth": str(depth).encode(), b"lab.interval_ns": str(interval_ns).encode()}),
+        ):
+            keep = set()
+            for date, name, a, b in _groups(lts, names):
+                path = os.path.join(root, table_name, f"venue={v}", f"symbol={s}", f"date={date}", name)
+                atomic_write(table.slice(a, b - a), path, {S.META_TABLE: table_name.encode(), **common, **extra})
+                keep.add(os.path.abspath(path))
+                written.append(path)
+            for old in glob.glob(os.path.join(root, table_name, f"venue={v}", f"symbol={s}", "**", "*.parquet"), recursive=True):
+                if os.path.abspath(old) not in keep:
+                    os.remove(old)
+        report.append(
+            {
+                "venue": v, "symbol": s, "rows": result["rows"], "quotes": result["quotes"], "snapshots": result["snapshots"],
+                "files": len(written), "synced": result["synced"],
+            }
+        )
+    return report

@@ -1,0 +1,594 @@
+//! Bulk rebuild: the book columns of one stream in, derived tables (`quotes`, `book_snapshot_N`)
+//! out, the GIL released for the whole run, no per-delta Python call.
+//!
+//! Input columns are any buffer-protocol objects (pyarrow buffers, numpy arrays, bytes), read in
+//! place (zero copy): sides int8 (0 bid / 1 ask), prices and amounts little-endian int64 (width 8)
+//! or decimal128 (width 16, must fit in int64), flags uint8 (LAST = 1, CLEAR = 2), timestamps and
+//! local timestamps int64 ns. Output columns are owned Rust buffers exported through the buffer
+//! protocol (`RustBuffer`), so `pyarrow.py_buffer(buf)` wraps them without a copy: decimal128
+//! mantissas (16 bytes, little endian) and Arrow validity bitmaps for the quotes, int64 mantissas
+//! for the snapshot levels.
+//!
+//! Semantics (the dataset's, docs/DATASET.md): rows up to a LAST row form one message and are
+//! applied together; a CLEAR row resets the book before it is applied; after the message the
+//! book is truncated to `depth`; one quote row per message (top of book after it). Snapshots:
+//! with `interval_ns > 0`, on a grid of `local_timestamp` aligned to multiples of the interval,
+//! the first message past a grid boundary emits, before it is applied, the book as of that
+//! boundary (`local_timestamp` = the boundary, `timestamp` = exchange time of the last message
+//! applied); several empty intervals give one snapshot (the book did not change). With
+//! `interval_ns == 0` a snapshot follows every message. Snapshots are not emitted while the book
+//! is unsynced: before the first CLEAR, and from a gap (an entry of `gaps`, local timestamps of
+//! gap/resync events) to the next CLEAR.
+
+use std::ffi::{c_int, c_void};
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::book::Book;
+
+const LAST: u8 = 1;
+const CLEAR: u8 = 2;
+
+/// An owned byte buffer exported read-only through the buffer protocol (zero copy into
+/// `pyarrow.py_buffer`, `numpy.frombuffer`, `memoryview`).
+#[pyclass(module = "lab.rust_book", frozen)]
+pub struct RustBuffer {
+    data: Vec<u8>,
+}
+
+impl RustBuffer {
+    pub fn new(data: Vec<u8>) -> Self {
+        RustBuffer { data }
+    }
+}
+
+#[pymethods]
+impl RustBuffer {
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+
+    /// # Safety
+    /// Called by CPython with a valid `view`; the data lives as long as the exporter (frozen,
+    /// never mutated), which the view holds a reference to.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("view is null"));
+        }
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("RustBuffer is read-only"));
+        }
+        let data = &slf.get().data;
+        let rc = ffi::PyBuffer_FillInfo(
+            view,
+            slf.as_ptr(),
+            data.as_ptr() as *mut c_void,
+            data.len() as ffi::Py_ssize_t,
+            1,
+            flags,
+        );
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __repr__(&self) -> String {
+        format!("RustBuffer({} bytes)", self.data.len())
+    }
+}
+
+/// A read-only view of a buffer-protocol object, released on drop (GIL held).
+pub(crate) struct InBuf {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl InBuf {
+    pub(crate) fn get(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
+        // SAFETY: zeroed Py_buffer is the documented empty value filled by PyObject_GetBuffer.
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) };
+        if rc != 0 {
+            let cause = PyErr::fetch(obj.py());
+            let err = PyTypeError::new_err(format!(
+                "{name} must support the buffer protocol (contiguous bytes), got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            ));
+            err.set_cause(obj.py(), Some(cause));
+            return Err(err);
+        }
+        Ok(InBuf { view })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.view.buf.is_null() || self.view.len <= 0 {
+            return &[];
+        }
+        // SAFETY: the exporter guarantees `len` readable bytes while the view is held.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for InBuf {
+    fn drop(&mut self) {
+        // SAFETY: filled by a successful PyObject_GetBuffer; dropped with the GIL held.
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+    }
+}
+
+/// Columns of one book stream, borrowed.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub sides: &'a [u8],
+    pub prices: &'a [u8],
+    pub amounts: &'a [u8],
+    pub flags: &'a [u8],
+    pub timestamps: &'a [u8],
+    pub local_timestamps: &'a [u8],
+    pub price_width: usize,
+    pub amount_width: usize,
+    /// Sorted local timestamps (int64 ns) of gap / resync events; may be empty.
+    pub gaps: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Book depth per side after every message (0 = unbounded).
+    pub depth: usize,
+    /// Levels per side in a snapshot (0 = no snapshots).
+    pub snapshot_depth: usize,
+    /// Snapshot grid in ns (0 = after every message).
+    pub interval_ns: i64,
+}
+
+/// Derived columns.
+#[derive(Default, Debug)]
+pub struct Output {
+    pub quotes: usize,
+    pub q_ts: Vec<u8>,
+    pub q_lts: Vec<u8>,
+    pub q_bid_px: Vec<u8>,
+    pub q_bid_amt: Vec<u8>,
+    pub q_ask_px: Vec<u8>,
+    pub q_ask_amt: Vec<u8>,
+    pub q_bid_valid: Vec<u8>,
+    pub q_ask_valid: Vec<u8>,
+    pub snapshots: usize,
+    pub s_ts: Vec<u8>,
+    pub s_lts: Vec<u8>,
+    /// Per snapshot row, `4 * snapshot_depth` int64: for each level k, ask price, ask amount,
+    /// bid price, bid amount (tardis column order); 0 where the side has fewer levels.
+    pub s_levels: Vec<u8>,
+    /// Per snapshot row, two uint32: number of ask levels and of bid levels present.
+    pub s_counts: Vec<u8>,
+    pub rows: usize,
+    pub best_bid: Option<(i64, i64)>,
+    pub best_ask: Option<(i64, i64)>,
+    pub synced: bool,
+}
+
+#[inline(always)]
+fn rd8(buf: &[u8], i: usize) -> i64 {
+    let off = i * 8;
+    assert!(off + 8 <= buf.len());
+    // SAFETY: bounds checked just above (the check is hoisted / predicted; `validate` makes
+    // every row index in range, so it never fires).
+    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off) as *const i64) }.to_le()
+}
+
+/// Value of row `i` of an int64 (W = 8) or int128 (W = 16) column, None when it does not fit
+/// in an int64.
+#[inline(always)]
+fn rd<const W: usize>(buf: &[u8], i: usize) -> Option<i64> {
+    if W == 8 {
+        Some(rd8(buf, i))
+    } else {
+        let lo = rd8(buf, 2 * i);
+        let hi = rd8(buf, 2 * i + 1);
+        if hi == (lo >> 63) {
+            Some(lo)
+        } else {
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn push_dec128(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&(v as i128).to_le_bytes());
+}
+
+#[inline(always)]
+fn set_bit(bitmap: &mut [u8], i: usize) {
+    bitmap[i >> 3] |= 1 << (i & 7);
+}
+
+pub fn validate(inp: &Input<'_>, opts: &Options) -> Result<usize, String> {
+    let n = inp.flags.len();
+    if inp.price_width != 8 && inp.price_width != 16 {
+        return Err(format!(
+            "price_width must be 8 (int64) or 16 (decimal128), got {}",
+            inp.price_width
+        ));
+    }
+    if inp.amount_width != 8 && inp.amount_width != 16 {
+        return Err(format!(
+            "amount_width must be 8 (int64) or 16 (decimal128), got {}",
+            inp.amount_width
+        ));
+    }
+    let need = |name: &str, got: usize, want: usize| -> Result<(), String> {
+        if got != want {
+            Err(format!(
+                "{name} has {got} bytes, expected {want} for {n} rows (one row per flags byte)"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    need("sides", inp.sides.len(), n)?;
+    need("prices", inp.prices.len(), n * inp.price_width)?;
+    need("amounts", inp.amounts.len(), n * inp.amount_width)?;
+    need("timestamps", inp.timestamps.len(), n * 8)?;
+    need("local_timestamps", inp.local_timestamps.len(), n * 8)?;
+    if inp.gaps.len() % 8 != 0 {
+        return Err(format!(
+            "gaps has {} bytes, not a whole number of int64",
+            inp.gaps.len()
+        ));
+    }
+    if n > 0 && inp.flags[n - 1] & LAST == 0 {
+        return Err(format!(
+            "the last row ({}) does not have the LAST flag: the stream ends inside a message",
+            n - 1
+        ));
+    }
+    if opts.interval_ns < 0 {
+        return Err(format!("interval_ns must be >= 0, got {}", opts.interval_ns));
+    }
+    if opts.snapshot_depth > 100_000 {
+        return Err(format!(
+            "snapshot_depth {} is too large (at most 100000)",
+            opts.snapshot_depth
+        ));
+    }
+    Ok(n)
+}
+
+struct Snap {
+    depth: usize,
+    interval: i64,
+    scratch_levels: Vec<i64>,
+}
+
+impl Snap {
+    fn emit(&mut self, out: &mut Output, book: &Book, ts: i64, lts: i64) {
+        let d = self.depth;
+        self.scratch_levels.clear();
+        self.scratch_levels.resize(4 * d, 0);
+        let mut na = 0u32;
+        for (k, &(p, a)) in book.asks.iter_best_first().take(d).enumerate() {
+            self.scratch_levels[4 * k] = p;
+            self.scratch_levels[4 * k + 1] = a;
+            na += 1;
+        }
+        let mut nb = 0u32;
+        for (k, &(p, a)) in book.bids.iter_best_first().take(d).enumerate() {
+            self.scratch_levels[4 * k + 2] = p;
+            self.scratch_levels[4 * k + 3] = a;
+            nb += 1;
+        }
+        for v in &self.scratch_levels {
+            out.s_levels.extend_from_slice(&v.to_le_bytes());
+        }
+        out.s_counts.extend_from_slice(&na.to_le_bytes());
+        out.s_counts.extend_from_slice(&nb.to_le_bytes());
+        out.s_ts.extend_from_slice(&ts.to_le_bytes());
+        out.s_lts.extend_from_slice(&lts.to_le_bytes());
+        out.snapshots += 1;
+    }
+}
+
+/// Rebuild the stream. Errors carry the row index; nothing is returned on error.
+pub fn rebuild(inp: &Input<'_>, opts: &Options) -> Result<Output, String> {
+    validate(inp, opts)?;
+    match (inp.price_width, inp.amount_width) {
+        (8, 8) => run::<8, 8>(inp, opts),
+        (8, 16) => run::<8, 16>(inp, opts),
+        (16, 8) => run::<16, 8>(inp, opts),
+        _ => run::<16, 16>(inp, opts),
+    }
+}
+
+fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Result<Output, String> {
+    let n = inp.flags.len();
+    let flags = inp.flags;
+    let sides = inp.sides;
+    let messages = flags.iter().filter(|&&f| f & LAST != 0).count();
+    let mut out = Output {
+        q_ts: Vec::with_capacity(messages * 8),
+        q_lts: Vec::with_capacity(messages * 8),
+        q_bid_px: Vec::with_capacity(messages * 16),
+        q_bid_amt: Vec::with_capacity(messages * 16),
+        q_ask_px: Vec::with_capacity(messages * 16),
+        q_ask_amt: Vec::with_capacity(messages * 16),
+        q_bid_valid: vec![0u8; messages.div_ceil(8)],
+        q_ask_valid: vec![0u8; messages.div_ceil(8)],
+        rows: n,
+        ..Default::default()
+    };
+    let mut snap = if opts.snapshot_depth > 0 {
+        Some(Snap {
+            depth: opts.snapshot_depth,
+            interval: opts.interval_ns,
+            scratch_levels: Vec::new(),
+        })
+    } else {
+        None
+    };
+    let ngaps = inp.gaps.len() / 8;
+    let mut gi = 0usize;
+    let mut book = Book::new(opts.depth);
+    let mut synced = false;
+    let mut have_prev = false;
+    let mut prev_bucket = 0i64;
+    let mut prev_ts = 0i64;
+    let mut q = 0usize;
+    let mut i = 0usize;
+    while i < n {
+        let lts0 = rd8(inp.local_timestamps, i);
+        if let Some(s) = snap.as_mut() {
+            if s.interval > 0 {
+                let bucket = lts0.div_euclid(s.interval);
+                if have_prev && bucket > prev_bucket {
+                    let boundary = (prev_bucket + 1).saturating_mul(s.interval);
+                    while gi < ngaps && rd8(inp.gaps, gi) <= boundary {
+                        synced = false;
+                        gi += 1;
+                    }
+                    if synced {
+                        s.emit(&mut out, &book, prev_ts, boundary);
+                    }
+                }
+                prev_bucket = bucket;
+            }
+        }
+        while gi < ngaps && rd8(inp.gaps, gi) <= lts0 {
+            synced = false;
+            gi += 1;
+        }
+        // one message: rows i..=end
+        loop {
+            let f = flags[i];
+            if f & CLEAR != 0 {
+                book.clear();
+                synced = true;
+            }
+            let side = sides[i];
+            if side > 1 {
+                return Err(format!(
+                    "row {i}: side must be 0 (bid) or 1 (ask), got {}",
+                    side as i8
+                ));
+            }
+            let p = rd::<PW>(inp.prices, i)
+                .ok_or_else(|| format!("row {i}: price does not fit in int64"))?;
+            let a = match rd::<AW>(inp.amounts, i) {
+                Some(a) if a >= 0 => a,
+                Some(a) => return Err(format!("row {i}: negative amount {a}")),
+                None => return Err(format!("row {i}: amount does not fit in int64")),
+            };
+            book.side_mut(side == 1).set(p, a);
+            if f & LAST != 0 {
+                break;
+            }
+            i += 1;
+        }
+        book.truncate();
+        let ts = rd8(inp.timestamps, i);
+        let lts = rd8(inp.local_timestamps, i);
+        out.q_ts.extend_from_slice(&ts.to_le_bytes());
+        out.q_lts.extend_from_slice(&lts.to_le_bytes());
+        match book.bids.best() {
+            Some((p, a)) => {
+                push_dec128(&mut out.q_bid_px, p);
+                push_dec128(&mut out.q_bid_amt, a);
+                set_bit(&mut out.q_bid_valid, q);
+            }
+            None => {
+                push_dec128(&mut out.q_bid_px, 0);
+                push_dec128(&mut out.q_bid_amt, 0);
+            }
+        }
+        match book.asks.best() {
+            Some((p, a)) => {
+                push_dec128(&mut out.q_ask_px, p);
+                push_dec128(&mut out.q_ask_amt, a);
+                set_bit(&mut out.q_ask_valid, q);
+            }
+            None => {
+                push_dec128(&mut out.q_ask_px, 0);
+                push_dec128(&mut out.q_ask_amt, 0);
+            }
+        }
+        q += 1;
+        if let Some(s) = snap.as_mut() {
+            if s.interval == 0 && synced {
+                s.emit(&mut out, &book, ts, lts);
+            }
+        }
+        have_prev = true;
+        prev_ts = ts;
+        i += 1;
+    }
+    out.quotes = q;
+    out.best_bid = book.bids.best();
+    out.best_ask = book.asks.best();
+    out.synced = synced;
+    Ok(out)
+}
+
+fn buf(py: Python<'_>, data: Vec<u8>) -> PyResult<Py<RustBuffer>> {
+    Py::new(py, RustBuffer { data })
+}
+
+/// Rebuild one book stream from its columns (see the module doc) with the GIL released.
+///
+/// Returns a dict: `rows`, `quotes` (row count), `timestamp`, `local_timestamp` (int64 buffers),
+/// `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (decimal128 mantissa buffers),
+/// `bid_valid`, `ask_valid` (Arrow validity bitmaps), `snapshots` (row count),
+/// `snapshot_timestamp`, `snapshot_local_timestamp`, `snapshot_levels` (int64, 4 x
+/// snapshot_depth per row: ask price, ask amount, bid price, bid amount per level),
+/// `snapshot_counts` (uint32 ask and bid level counts per row), and the final `best_bid`,
+/// `best_ask` ((price, amount) ticks or None) and `synced`.
+#[pyfunction]
+#[pyo3(signature = (sides, prices, amounts, flags, timestamps, local_timestamps, *,
+    price_width = 8, amount_width = 8, depth = 0, snapshot_depth = 0, interval_ns = 0, gaps = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn rebuild_book<'py>(
+    py: Python<'py>,
+    sides: &Bound<'py, PyAny>,
+    prices: &Bound<'py, PyAny>,
+    amounts: &Bound<'py, PyAny>,
+    flags: &Bound<'py, PyAny>,
+    timestamps: &Bound<'py, PyAny>,
+    local_timestamps: &Bound<'py, PyAny>,
+    price_width: i64,
+    amount_width: i64,
+    depth: i64,
+    snapshot_depth: i64,
+    interval_ns: i64,
+    gaps: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    if depth < 0 || snapshot_depth < 0 {
+        return Err(PyValueError::new_err(format!(
+            "depth and snapshot_depth must be >= 0, got {depth} and {snapshot_depth}"
+        )));
+    }
+    if !(price_width == 8 || price_width == 16) || !(amount_width == 8 || amount_width == 16) {
+        return Err(PyValueError::new_err(format!(
+            "price_width and amount_width must be 8 (int64) or 16 (decimal128), got {price_width} and {amount_width}"
+        )));
+    }
+    let b_sides = InBuf::get(sides, "sides")?;
+    let b_prices = InBuf::get(prices, "prices")?;
+    let b_amounts = InBuf::get(amounts, "amounts")?;
+    let b_flags = InBuf::get(flags, "flags")?;
+    let b_ts = InBuf::get(timestamps, "timestamps")?;
+    let b_lts = InBuf::get(local_timestamps, "local_timestamps")?;
+    let b_gaps = match gaps {
+        Some(g) if !g.is_none() => Some(InBuf::get(g, "gaps")?),
+        _ => None,
+    };
+    let inp = Input {
+        sides: b_sides.bytes(),
+        prices: b_prices.bytes(),
+        amounts: b_amounts.bytes(),
+        flags: b_flags.bytes(),
+        timestamps: b_ts.bytes(),
+        local_timestamps: b_lts.bytes(),
+        price_width: price_width as usize,
+        amount_width: amount_width as usize,
+        gaps: b_gaps.as_ref().map(|b| b.bytes()).unwrap_or(&[]),
+    };
+    let opts = Options {
+        depth: depth as usize,
+        snapshot_depth: snapshot_depth as usize,
+        interval_ns,
+    };
+    let result = py.detach(|| {
+        std::panic::catch_unwind(|| rebuild(&inp, &opts))
+            .unwrap_or_else(|_| Err("internal error in rebuild_book (panic)".to_string()))
+    });
+    drop((b_sides, b_prices, b_amounts, b_flags, b_ts, b_lts, b_gaps));
+    let out = result.map_err(PyValueError::new_err)?;
+    let d = PyDict::new(py);
+    d.set_item("rows", out.rows)?;
+    d.set_item("quotes", out.quotes)?;
+    d.set_item("timestamp", buf(py, out.q_ts)?)?;
+    d.set_item("local_timestamp", buf(py, out.q_lts)?)?;
+    d.set_item("bid_price", buf(py, out.q_bid_px)?)?;
+    d.set_item("bid_amount", buf(py, out.q_bid_amt)?)?;
+    d.set_item("ask_price", buf(py, out.q_ask_px)?)?;
+    d.set_item("ask_amount", buf(py, out.q_ask_amt)?)?;
+    d.set_item("bid_valid", buf(py, out.q_bid_valid)?)?;
+    d.set_item("ask_valid", buf(py, out.q_ask_valid)?)?;
+    d.set_item("snapshots", out.snapshots)?;
+    d.set_item("snapshot_timestamp", buf(py, out.s_ts)?)?;
+    d.set_item("snapshot_local_timestamp", buf(py, out.s_lts)?)?;
+    d.set_item("snapshot_levels", buf(py, out.s_levels)?)?;
+    d.set_item("snapshot_counts", buf(py, out.s_counts)?)?;
+    d.set_item("best_bid", out.best_bid)?;
+    d.set_item("best_ask", out.best_ask)?;
+    d.set_item("synced", out.synced)?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RustBuffer>()?;
+    m.add_function(wrap_pyfunction!(rebuild_book, m)?)?;
+    crate::workload::register(m)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col8(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn quotes_and_snapshots() {
+        // msg0 (t=10): snapshot bid 100, ask 101; msg1 (t=1500): bid 100 deleted; msg2 (t=2500)
+        let sides = [0u8, 1, 0, 1];
+        let prices = col8(&[100, 101, 100, 102]);
+        let amounts = col8(&[5, 6, 0, 7]);
+        let flags = [CLEAR, LAST, LAST, LAST];
+        let ts = col8(&[1, 1, 2, 3]);
+        let lts = col8(&[10, 10, 1500, 2500]);
+        let inp = Input {
+            sides: &sides,
+            prices: &prices,
+            amounts: &amounts,
+            flags: &flags,
+            timestamps: &ts,
+            local_timestamps: &lts,
+            price_width: 8,
+            amount_width: 8,
+            gaps: &[],
+        };
+        let out = rebuild(
+            &inp,
+            &Options {
+                depth: 0,
+                snapshot_depth: 2,
+                interval_ns: 1000,
+            },
+        )
+        .unwrap();
+        assert_eq!(out.quotes, 3);
+        assert_eq!(out.q_bid_valid, vec![0b001]);
+        assert_eq!(out.q_ask_valid, vec![0b111]);
+        assert_eq!(out.snapshots, 2);
+        assert_eq!(out.s_lts, col8(&[1000, 2000]));
+        assert_eq!(out.s_ts, col8(&[1, 2]));
+        // first snapshot: ask 101/6, bid 100/5
+        assert_eq!(&out.s_levels[..32], &col8(&[101, 6, 100, 5])[..]);
+        assert_eq!(out.best_ask, Some((101, 6)));
+        assert_eq!(out.best_bid, None);
+    }
+}

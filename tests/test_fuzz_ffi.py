@@ -1,0 +1,97 @@
+"""Malformed input into every Rust entry point gives a clean Python exception, never a panic
+across the FFI boundary. A Rust panic surfaces as pyo3's PanicException, a BaseException (not an
+Exception), so `except Exception` below lets it fail the test."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab import rust_book as rb
+
+anything = st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12), st.binary(max_size=40),
+    st.decimals(allow_nan=True, places=None), st.lists(st.integers(), max_size=4), st.tuples(st.text(max_size=4)),
+)
+big = st.integers(-(2**70), 2**70)
+
+
+def call(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except Exception:  # clean Python exceptions are fine; a panic is not an Exception
+        return None
+
+
+@given(args=st.lists(big, min_size=5, max_size=5), venue=st.text(max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_orderbook_constructor_and_apply(args, venue):
+    book = call(rb.OrderBook, venue, "X", args[0] % 25 - 3, args[1] % 25 - 3, args[2] % 7 - 2)
+    if book is None:
+        return
+    call(book.apply, args[3] % 4 - 1, args[4], args[0])
+    call(book.apply, 0, args[1], abs(args[2]))
+    book.truncate()
+    for fn in (book.top, book.bids_ticks, book.asks_ticks, book.mock_checksum, book.kraken_checksum, book.crossed,
+               book.bids_decimal, book.asks_decimal, book.copy, repr):
+        call(fn) if fn is not repr else repr(book)
+    call(book.levels, args[3] % 4 - 1, abs(args[4]) % 5)
+
+
+@given(bufs=st.lists(st.binary(max_size=64), min_size=4, max_size=4), start=st.integers(-3, 70),
+       pw=st.sampled_from([0, 8, 16, 7, -8]), aw=st.sampled_from([8, 16, 32]), depth=st.integers(0, 3))
+@settings(max_examples=400, deadline=None)
+def test_apply_rows_random_bytes(bufs, start, pw, aw, depth):
+    book = rb.OrderBook("v", "s", 2, 8, depth)
+    call(book.apply_rows, *bufs, start, pw, aw)
+    book.mock_checksum()
+    book.kraken_checksum()
+
+
+@given(asks=st.one_of(anything, st.lists(st.tuples(anything, anything), max_size=4), st.lists(anything, max_size=3)),
+       bids=st.one_of(anything, st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=12)))
+@settings(max_examples=400, deadline=None)
+def test_kraken_checksum_garbage(asks, bids):
+    call(rb.kraken_checksum, asks, bids)
+
+
+@given(text=st.one_of(st.text(max_size=30), st.binary(max_size=30), anything,
+                      st.from_regex(r"-?[0-9]{0,22}(\.[0-9]{0,22})?", fullmatch=True)),
+       precision=st.integers(-3, 40))
+@settings(max_examples=500, deadline=None)
+def test_parse_and_format_fixed_garbage(text, precision):
+    value = call(rb.parse_fixed, text, precision)
+    if value is not None:
+        assert rb.parse_fixed(rb.format_fixed(value, precision), precision) == value
+    call(rb.format_fixed, text, precision)
+
+
+@given(value=big, precision=st.integers(-2, 30))
+@settings(max_examples=300, deadline=None)
+def test_format_fixed_extremes(value, precision):
+    text = call(rb.format_fixed, value, precision)
+    if text is not None:
+        assert Decimal(text) == Decimal(value).scaleb(-precision)
+
+
+@given(rows=st.integers(-5, 3000), seed=st.integers(0, 2**64 - 1), depth=st.integers(-1, 30), every=st.integers(-1, 5))
+@settings(max_examples=60, deadline=None)
+def test_bench_workload_params(rows, seed, depth, every):
+    w = call(rb.bench_workload, rows, seed, depth, every)
+    if w is not None:
+        out = rb.rebuild_book(*(w[k] for k in ("sides", "prices", "amounts", "flags", "timestamps", "local_timestamps")), depth=depth)
+        assert (out["best_bid"], out["best_ask"]) == (w["best_bid"], w["best_ask"])
+
+
+def test_rust_buffer_protocol():
+    out = rb.rebuild_book(b"\x00", (5).to_bytes(8, "little"), (1).to_bytes(8, "little"), b"\x01", bytes(8), bytes(8))
+    buf = out["bid_price"]
+    assert len(buf) == 16 and bytes(memoryview(buf))[:8] == (5).to_bytes(8, "little")
+    assert "16 bytes" in repr(buf)
+    try:
+        memoryview(buf).cast("B")[0] = 1
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("RustBuffer must be read-only")

@@ -1,0 +1,325 @@
+"""Bulk rebuild (`rust_book.rebuild_book`, lab.replay.rebuild): quotes and book snapshots against
+a dict-of-Decimals reference model, malformed input, and the seeded bench workload."""
+from __future__ import annotations
+
+import array
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lab import rust_book as rb
+from lab.replay import rebuild as R
+
+LAST, CLEAR = rb.FLAG_LAST, rb.FLAG_CLEAR
+SEC = 1_000_000_000
+
+
+class Ref:
+    """The obviously correct model: two dicts of Decimals."""
+
+    def __init__(self, pp: int, ap: int, depth: int) -> None:
+        self.pp, self.ap, self.depth = pp, ap, depth
+        self.sides: list[dict[Decimal, Decimal]] = [{}, {}]
+
+    def apply(self, side: int, p: int, a: int) -> None:
+        price = Decimal(p).scaleb(-self.pp)
+        if a == 0:
+            self.sides[side].pop(price, None)
+        else:
+            self.sides[side][price] = Decimal(a).scaleb(-self.ap)
+
+    def levels(self, side: int) -> list[tuple[Decimal, Decimal]]:
+        return sorted(self.sides[side].items(), reverse=(side == 0))
+
+    def truncate(self) -> None:
+        if self.depth:
+            self.sides = [dict(self.levels(s)[: self.depth]) for s in (0, 1)]
+
+    def top(self, side: int):
+        lv = self.levels(side)
+        return lv[0] if lv else (None, None)
+
+
+def build(messages, width=8):
+    """messages: list of (lts, [(side, price, amount, clear)]) -> column buffers."""
+    sides, prices, amounts, flags, ts, lts = [], [], [], [], [], []
+    for t, rows in messages:
+        for i, (side, p, a, clear) in enumerate(rows):
+            sides.append(side)
+            prices.append(p)
+            amounts.append(a)
+            flags.append((LAST if i == len(rows) - 1 else 0) | (CLEAR if clear else 0))
+            ts.append(t - 7)
+            lts.append(t)
+    def col(v):
+        if width == 8:
+            return np.asarray(v, dtype=np.int64)
+        return b"".join(int(x).to_bytes(16, "little", signed=True) for x in v)
+    return (np.asarray(sides, np.int8), col(prices), col(amounts), np.asarray(flags, np.uint8),
+            np.asarray(ts, np.int64), np.asarray(lts, np.int64))
+
+
+def ints(table: pa.Table) -> pa.Table:
+    """Timestamps as int64 ns (pyarrow cannot make datetimes of every ns value)."""
+    for name in ("timestamp", "local_timestamp"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(name).cast(pa.int64()))
+    return table
+
+
+row_st = st.tuples(
+    st.integers(0, 1),
+    st.integers(95, 110),  # narrow: duplicates inside a message, crossed books, absent deletes
+    st.one_of(st.just(0), st.integers(1, 10**12)),
+    st.sampled_from([False] * 10 + [True]),  # CLEAR, also mid-message
+)
+
+
+@st.composite
+def streams(draw):
+    n = draw(st.integers(1, 25))
+    t = draw(st.integers(-5 * SEC, 5 * SEC))
+    msgs = []
+    for _ in range(n):
+        t += draw(st.sampled_from([0, 1, 300_000_000, SEC, 2 * SEC + 5, 7 * SEC]))
+        msgs.append((t, draw(st.lists(row_st, min_size=1, max_size=6))))
+    return msgs
+
+
+@given(msgs=streams(), depth=st.sampled_from([0, 1, 3]), width=st.sampled_from([8, 16]),
+       snap=st.sampled_from([1, 2, 4]), interval=st.sampled_from([0, SEC, 3 * SEC]),
+       gap_at=st.lists(st.integers(-6 * SEC, 60 * SEC), max_size=3))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_property_quotes_and_snapshots_match_reference(msgs, depth, width, snap, interval, gap_at):
+    pp, ap = 1, 8
+    cols = build(msgs, width)
+    gaps = np.sort(np.asarray(gap_at, dtype=np.int64))
+    out = rb.rebuild_book(*cols, price_width=width, amount_width=width, depth=depth, snapshot_depth=snap,
+                          interval_ns=interval, gaps=gaps)
+    quotes = ints(R.quotes_table(out, pp, ap)).to_pylist()
+    snaps = ints(R.snapshot_table(out, snap, pp, ap)).to_pylist()
+    # reference
+    ref = Ref(pp, ap, depth)
+    want_q, want_s = [], []
+    synced, prev_lts, prev_ts, gi = False, None, None, 0
+
+    def snapshot(ts, lts):
+        row = {"timestamp": ts, "local_timestamp": lts}
+        for k in range(snap):
+            for side, name in ((1, "asks"), (0, "bids")):
+                lv = ref.levels(side)
+                p, a = lv[k] if k < len(lv) else (None, None)
+                row[f"{name}[{k}].price"], row[f"{name}[{k}].amount"] = p, a
+        want_s.append(row)
+
+    for t, rows in msgs:
+        if interval and prev_lts is not None and t // interval > prev_lts // interval:
+            boundary = (prev_lts // interval + 1) * interval
+            while gi < len(gaps) and gaps[gi] <= boundary:
+                synced, gi = False, gi + 1
+            if synced:
+                snapshot(prev_ts, boundary)
+        while gi < len(gaps) and gaps[gi] <= t:
+            synced, gi = False, gi + 1
+        for side, p, a, clear in rows:
+            if clear:
+                ref.sides, synced = [{}, {}], True
+            ref.apply(side, p, a)
+        ref.truncate()
+        (bp, ba), (ap_, aa) = ref.top(0), ref.top(1)
+        want_q.append({"timestamp": t - 7, "local_timestamp": t, "bid_price": bp, "bid_amount": ba, "ask_price": ap_, "ask_amount": aa})
+        if interval == 0 and synced:
+            snapshot(t - 7, t)
+        prev_lts, prev_ts = t, t - 7
+
+    assert quotes == want_q
+    assert snaps == want_s
+    assert out["rows"] == len(cols[0]) and out["quotes"] == len(msgs)
+    assert out["synced"] == synced
+    top = [ref.levels(s)[0] if ref.levels(s) else None for s in (0, 1)]
+    for got, want in zip((out["best_bid"], out["best_ask"]), top):
+        assert got == (None if want is None else (int(want[0].scaleb(pp)), int(want[1].scaleb(ap))))
+
+
+def test_quotes_table_types_and_zero_copy():
+    cols = build([(10, [(0, 100, 5, True), (1, 101, 6, False)]), (20, [(0, 100, 0, False)])])
+    out = rb.rebuild_book(*cols)
+    t = R.quotes_table(out, 2, 8)
+    assert t.schema == R.quotes_schema(2, 8)
+    assert t.column("bid_price").to_pylist() == [Decimal("1.00"), None]
+    assert t.column("ask_amount").to_pylist() == [Decimal("0.00000006")] * 2
+    assert t.column("bid_price").null_count == 1
+    # the Arrow buffer is the Rust buffer itself
+    assert t.column("ask_price").chunk(0).buffers()[1].address == pa.py_buffer(out["ask_price"]).address
+    mv = memoryview(out["ask_price"])
+    assert mv.readonly and len(mv) == 32
+    assert not np.frombuffer(out["ask_price"], dtype=np.uint8).flags.writeable
+
+
+def test_empty_stream():
+    cols = build([])
+    out = rb.rebuild_book(*cols, snapshot_depth=2, interval_ns=SEC)
+    assert out["quotes"] == 0 and out["snapshots"] == 0 and out["best_bid"] is None
+    assert R.quotes_table(out, 2, 8).num_rows == 0 and R.snapshot_table(out, 2, 2, 8).num_rows == 0
+
+
+# --------------------------------------------------------------------------- malformed input
+
+
+def _good():
+    return build([(10, [(0, 100, 5, True), (1, 101, 6, False)])])
+
+
+@pytest.mark.parametrize(
+    "change, kw",
+    [
+        (lambda c: (c[0][:1], *c[1:]), {}),  # short sides
+        (lambda c: (c[0], c[1][:1], *c[2:]), {}),  # short prices
+        (lambda c: (*c[:2], c[2][:1], *c[3:]), {}),
+        (lambda c: (*c[:3], np.array([0, 0], np.uint8), *c[4:]), {}),  # ends inside a message
+        (lambda c: (*c[:4], c[4][:1], c[5]), {}),
+        (lambda c: (*c[:5], c[5][:1]), {}),
+        (lambda c: (np.array([0, 2], np.int8), *c[1:]), {}),  # bad side
+        (lambda c: (np.array([0, -1], np.int8), *c[1:]), {}),
+        (lambda c: (*c[:2], np.array([1, -1], np.int64), *c[3:]), {}),  # negative amount
+        (lambda c: c, {"price_width": 16}),
+        (lambda c: c, {"amount_width": 4}),
+        (lambda c: c, {"depth": -1}),
+        (lambda c: c, {"snapshot_depth": -1}),
+        (lambda c: c, {"interval_ns": -1, "snapshot_depth": 1}),
+        (lambda c: c, {"gaps": b"1234"}),
+        (lambda c: c, {"snapshot_depth": 10**9}),
+    ],
+)
+def test_malformed_input_raises_value_error(change, kw):
+    with pytest.raises(ValueError):
+        rb.rebuild_book(*change(_good()), **kw)
+
+
+def test_decimal128_out_of_int64_and_non_buffers():
+    huge = (2**63).to_bytes(16, "little", signed=True) * 2
+    s, p, a, f, t, l = _good()
+    with pytest.raises(ValueError, match="row 0"):
+        rb.rebuild_book(s, huge, a, f, t, l, price_width=16)
+    with pytest.raises(ValueError):
+        rb.rebuild_book(s, p, huge, f, t, l, amount_width=16)
+    for bad in ([0, 1], None, 3, "ab"):
+        with pytest.raises(TypeError):
+            rb.rebuild_book(bad, p, a, f, t, l)
+    # every buffer type works: bytes, array.array, memoryview, pyarrow buffers
+    out = rb.rebuild_book(bytes(s), array.array("q", p.tolist()), memoryview(a), pa.py_buffer(f), t, l)
+    assert out["best_bid"] == (100, 5)
+
+
+@given(
+    data=st.lists(st.binary(max_size=80), min_size=7, max_size=7),
+    pw=st.sampled_from([8, 16, 0, 3]),
+    aw=st.sampled_from([8, 16, 32]),
+    depth=st.integers(-2, 4),
+    snap=st.integers(-1, 3),
+    interval=st.integers(-2, 3),
+)
+@settings(max_examples=400, deadline=None)
+def test_fuzz_rebuild_never_panics(data, pw, aw, depth, snap, interval):
+    try:
+        out = rb.rebuild_book(*data[:6], price_width=pw, amount_width=aw, depth=depth, snapshot_depth=snap,
+                              interval_ns=interval, gaps=data[6])
+    except ValueError:
+        return
+    assert out["quotes"] == sum(b & LAST != 0 for b in data[3])
+
+
+@given(rows=st.lists(st.tuples(st.integers(0, 1), st.integers(-2**63, 2**63 - 1), st.integers(0, 2**63 - 1),
+                               st.integers(0, 255)), min_size=1, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_fuzz_extreme_values(rows):
+    """Extreme prices/amounts and arbitrary flag bytes: a result or a ValueError, never a panic."""
+    s = np.array([r[0] for r in rows], np.int8)
+    p = np.array([r[1] for r in rows], np.int64)
+    a = np.array([r[2] for r in rows], np.int64)
+    f = np.array([r[3] for r in rows], np.uint8)
+    t = np.arange(len(rows), dtype=np.int64) * (2**61)  # overflows the snapshot grid arithmetic
+    try:
+        rb.rebuild_book(s, p, a, f, t, t, depth=2, snapshot_depth=3, interval_ns=3)
+    except ValueError:
+        pass
+
+
+# --------------------------------------------------------------------------- bench workload
+
+
+def test_bench_workload_is_seeded_and_realistic():
+    w1, w2, w3 = rb.bench_workload(50_000), rb.bench_workload(50_000), rb.bench_workload(50_000, seed=2)
+    assert bytes(w1["prices"]) == bytes(w2["prices"]) and bytes(w1["prices"]) != bytes(w3["prices"])
+    flags = np.frombuffer(w1["flags"], np.uint8)
+    amounts = np.frombuffer(w1["amounts"], np.int64)
+    assert w1["rows"] >= 50_000 and flags[-1] & LAST and flags[0] & CLEAR
+    ends = np.flatnonzero(flags & LAST)
+    sizes = np.diff(np.concatenate([[-1], ends]))
+    deltas = sizes[1:]  # the first message is the 2000-row snapshot
+    assert sizes[0] == 2000 and deltas.min() >= 1 and deltas.max() <= 50
+    delta_rows = slice(2000, None)
+    assert 0.22 < (amounts[delta_rows] == 0).mean() < 0.28
+    assert amounts.max() <= 10**9
+    out = rb.rebuild_book(w1["sides"], w1["prices"], w1["amounts"], w1["flags"], w1["timestamps"], w1["local_timestamps"], depth=1000)
+    assert out["best_bid"] == w1["best_bid"] and out["best_ask"] == w1["best_ask"]
+    assert out["quotes"] == w1["messages"]
+    q = R.quotes_table(out, 2, 8)
+    bid = np.array(q.column("bid_price").cast(pa.float64()))
+    ask = np.array(q.column("ask_price").cast(pa.float64()))
+    assert (bid < ask).all()  # never crossed
+    # snapshot every 10,000 messages with the full book
+    with pytest.raises(ValueError):
+        rb.bench_workload(0)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_lab_rebuild_on_a_recorded_capture(tmp_path):
+    """Record the mock simulator (with a gap), `lab rebuild`, then `lab query` the derived views:
+    the last quote is the replayed final top of book, snapshots agree with the quotes."""
+    import json
+
+    from lab.venues.simulator import SimulatorThread
+    from test_end_to_end import lab, query
+
+    root = tmp_path / "cap"
+    with SimulatorThread("mock", seed=21, rate=2000, faults=dict(drop_every=1500)) as sim:
+        lab("record", "--venue", "mock", "--duration", "4s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url, "--rotate", "2s")
+    replay = json.loads(lab("replay", root, "--json").stdout)
+    out = lab("rebuild", root, "--depth", "25", "--interval", "1s", "--json").stdout
+    report = [json.loads(line) for line in out.splitlines()]
+    assert {f"{r['venue']}/{r['symbol']}" for r in report} == set(replay["streams"])
+    assert sum(r["quotes"] for r in report) == replay["messages"]
+    for name, stream in replay["streams"].items():
+        symbol = stream["symbol"]
+        [[bid, ask, n]] = query(root, f"select bid_price, ask_price, count(*) over () from quotes where symbol = '{symbol}' "
+                                      "order by local_timestamp desc limit 1")
+        assert float(bid) == stream["best_bid"] and float(ask) == stream["best_ask"]
+        # every snapshot's level 0 equals the quote of the last message before its grid time
+        rows = query(root, f"""
+            select s.local_timestamp, s."bids[0].price", s."asks[0].price", s."asks[24].price" is null,
+                   (select q.bid_price from quotes q where q.symbol = s.symbol and q.local_timestamp < s.local_timestamp
+                    order by q.local_timestamp desc limit 1),
+                   (select q.ask_price from quotes q where q.symbol = s.symbol and q.local_timestamp < s.local_timestamp
+                    order by q.local_timestamp desc limit 1)
+            from book_snapshot_25 s where s.symbol = '{symbol}' order by 1""")
+        assert len(rows) >= 2
+        for _, b0, a0, _, qb, qa in rows:
+            assert (b0, a0) == (qb, qa)
+        [[off_grid]] = query(root, f"select count(*) from book_snapshot_25 where symbol = '{symbol}' and epoch_ns(local_timestamp) % 1000000000 <> 0")
+        assert int(off_grid) == 0
+    # derived files sit beside the book files, one per book segment, atomically written
+    quotes_files = sorted(p.name for p in (root / "quotes").rglob("*.parquet"))
+    book_files = sorted(p.name for p in (root / "book").rglob("*.parquet"))
+    assert quotes_files == book_files
+    assert not list(root.rglob(".*.tmp"))
+    # a second rebuild replaces, never duplicates
+    lab("rebuild", root, "--depth", "25", "--interval", "1s")
+    [[n2]] = query(root, "select count(*) from quotes")
+    assert int(n2) == replay["messages"]
