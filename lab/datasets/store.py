@@ -41,6 +41,21 @@ def file_name(session: str, seq: int) -> str:
     return f"{session}-{seq:06d}.parquet"
 
 
+_DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol")
+# Columns that move in small steps from row to row: delta-encoded they take a byte or two.
+_DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "last_seq", "price")
+
+
+def _delta_columns(schema: pa.Schema) -> dict[str, str]:
+    out = {}
+    for name in _DELTA:
+        if name in schema.names:
+            t = schema.field(name).type
+            if pa.types.is_int64(t) or pa.types.is_timestamp(t) or (pa.types.is_decimal(t) and t.precision <= 18):
+                out[name] = "DELTA_BINARY_PACKED"
+    return out
+
+
 def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes]) -> None:
     """tmp (dot-prefixed so readers skip it) -> fsync -> rename -> fsync the directory."""
     directory = os.path.dirname(path)
@@ -51,7 +66,12 @@ def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes]) -> No
     meta[S.META_SCHEMA_VERSION] = S.SCHEMA_VERSION.encode()
     table = table.replace_schema_metadata(meta)
     with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd", compression_level=3, use_dictionary=["side", "kind", "channel", "symbol", "session", "venue_symbol"])
+        pq.write_table(
+            table, f, compression="zstd", compression_level=3,
+            use_dictionary=[c for c in _DICTIONARY if c in table.column_names],
+            store_decimal_as_integer=True,  # DECIMAL(18, p) as INT64 mantissas
+            column_encoding=_delta_columns(table.schema),
+        )
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
