@@ -43,7 +43,7 @@ def file_name(session: str, seq: int) -> str:
 
 _DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol")
 # Columns that move in small steps from row to row: delta-encoded they take a byte or two.
-_DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "last_seq", "price")
+_DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "last_seq")
 
 
 def _delta_columns(schema: pa.Schema) -> dict[str, str]:
