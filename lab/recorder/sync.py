@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
+import orjson
+
 from lab.datasets import schema as S
 from lab.datasets.journal import RawRow
 from lab.datasets.store import BookColumns, TradeColumns
@@ -91,6 +93,14 @@ class Normalizer:
     def event(self, row: RawRow, kind: str, symbol: str | None, detail: str = "") -> None:
         canonical = self.instruments[symbol].symbol if symbol in self.instruments else symbol
         self.out.events.append((row.local_ts, row.rec_id, kind, canonical, detail))
+
+    def note_event(self, row: RawRow) -> None:
+        """A `note` raw row (the recorder's own observation, JSON) becomes its `events` row."""
+        try:
+            note = orjson.loads(row.payload)
+            self.event(row, note.get("kind", "note"), note.get("symbol"), note.get("detail", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            self.event(row, "note", None, row.payload.decode(errors="replace"))
 
     def add_instrument(self, inst: Instrument, row: RawRow) -> None:
         old = self.instruments.get(inst.venue_symbol)

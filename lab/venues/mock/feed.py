@@ -124,11 +124,7 @@ class MockNormalizer(Normalizer):
             except orjson.JSONDecodeError:
                 pass
         elif kind == "note":
-            try:
-                note = orjson.loads(row.payload)
-                self.event(row, note.get("kind", "note"), note.get("symbol"), note.get("detail", ""))
-            except orjson.JSONDecodeError:
-                self.event(row, "note", None, row.payload.decode(errors="replace"))
+            self.note_event(row)
 
     def _on_frame(self, row: RawRow) -> None:
         try:
