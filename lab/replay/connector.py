@@ -120,6 +120,9 @@ class ReplayConnector:
             book.synced = False
             self._books[key] = book
         cursor = {key: 0 for key in books}
+        # Whether each book was in sync at its last message: the disconnect that ends every
+        # recording unsyncs the book afterwards, which says nothing about the data.
+        synced_at_last: dict[tuple[str, str], bool] = {}
         messages = trade_count = gaps = 0
         t0_wall = time.monotonic()
         t0_data = None
@@ -159,6 +162,7 @@ class ReplayConnector:
                 book.local_timestamp = local_ts
                 book.seq = int(b.last_seq[row])
                 messages += 1
+                synced_at_last[key] = book.synced
                 if in_window:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
                     if cb is not None:
@@ -175,7 +179,7 @@ class ReplayConnector:
             "gaps": gaps,
             "streams": {
                 f"{v}/{s}": {
-                    "venue": v, "symbol": s, "seq": book.seq, "synced": book.synced,
+                    "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s), False),
                     "best_bid": _price(book.best_bid(), book.price_precision),
                     "best_ask": _price(book.best_ask(), book.price_precision),
                     "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
