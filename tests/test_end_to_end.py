@@ -40,7 +40,7 @@ def assert_replay_matches_simulator(root, sim) -> dict:
     for symbol, last_seq in sent["last_seq"].items():
         stream = replay["streams"][f"mock/{symbol}"]
         want = get(f"{sim.url}/control/book?symbol={symbol}&seq={last_seq}")
-        assert stream["seq"] == last_seq
+        assert stream["seq"] == last_seq and stream["synced"]
         assert stream["checksum"] == want["checksum"]
         assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
     return replay
