@@ -78,7 +78,10 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, flush_i
         click.echo(
             f"recorded {summary['venue']} session {summary['session']}: {summary['frames']:,} frames, "
             f"{summary['book_messages']:,} book messages, {summary['gaps']} gaps, {summary['resyncs']} resyncs, "
-            f"{summary['reconnects']} reconnects, {summary['files']} files ({summary['bytes'] / 1e6:.1f} MB) "
+            f"{summary['reconnects']} reconnects, "
+            + (f"{summary['checksum_mismatches']} checksum mismatches, " if summary["checksum_mismatches"] else "")
+            + (f"{summary['malformed']} malformed frames (see events), " if summary["malformed"] else "")
+            + f"{summary['files']} files ({summary['bytes'] / 1e6:.1f} MB) "
             f"in {summary['seconds']:.1f}s -> {summary['root']}"
         )
 

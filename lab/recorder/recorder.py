@@ -206,7 +206,7 @@ class Recorder:
             s = self.normalizer.stats
             w = self._writer.stats
             sys.stderr.write(
-                f"\r{self.opts.venue} {rate:>9,.0f} msg/s  frames {frames:,}  gaps {s['gaps']}  resyncs {s['resyncs']}"
+                f"\r{self.opts.venue} {rate:>9,.0f} msg/s  frames {frames:,}  gaps {s['gaps']}  resyncs {s['resyncs']}  bad {s['checksum_mismatches'] + s['malformed']}"
                 f"  reconnects {max(0, self.client.connections - 1)}  files {w.files}  {w.bytes / 1e6:,.1f} MB"
                 f"  queue {len(self.queue):,}   "
             )
