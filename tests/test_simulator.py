@@ -683,7 +683,7 @@ def test_connection_age_limit_in_simulated_time():
     with SimulatorThread("mock", seed=2, rate=100, time_scale=200_000.0, max_connection_age=86_400) as st:
         wall, code = asyncio.run(main(st.ws_url))
         reason = _stats(st)["connections"][0]["close_reason"]
-    assert 0.3 < wall < 2.0, wall
+    assert 0.3 < wall < 5.0, wall
     assert code == 1000 and reason == "maximum connection age reached"
 
 
