@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 pub mod book;
 pub mod fixed;
+pub mod kraken;
 pub mod rows;
 
 use rows::BookRows;
@@ -802,6 +803,7 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
+    kraken::register(m)?;
     m.add("BID", 0)?;
     m.add("ASK", 1)?;
     m.add("FLAG_LAST", FLAG_LAST)?;
