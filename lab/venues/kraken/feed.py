@@ -504,7 +504,7 @@ class KrakenNormalizer(Normalizer):
         seq = self.msg_seq.get(pair, 0) + 1
         pad = self.wire_pad.get(pair, (0, 0))
         status, ts, _, pad_p, pad_a, added, detail = m.apply(book, cols, row.local_ts, row.rec_id, seq, pad[0], pad[1])
-        if (pad_p, pad_a) != pad:
+        if (pad_p, pad_a) != pad or pair not in self.wire_pad:
             self.wire_pad[pair] = (pad_p, pad_a)
         if status:
             if status == KRAKEN_MISMATCH:
@@ -640,7 +640,7 @@ class KrakenNormalizer(Normalizer):
         if pads:
             cur = self.wire_pad.get(pair, (0, 0))
             pad = (max(cur[0], max(p for p, _ in pads)), max(cur[1], max(a for _, a in pads)))
-            if pad != cur:
+            if pad != cur or pair not in self.wire_pad:
                 self.wire_pad[pair] = pad
 
     def _apply_snapshot(self, row: RawRow, inst: Instrument, levels: list, pads: list, ts: int, checksum) -> None:
