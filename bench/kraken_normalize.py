@@ -1,7 +1,7 @@
 """Kraken normalizer throughput over a recorded capture's raw rows (a benchmark, not a test).
 
     python bench/kraken_normalize.py --record ROOT [--seconds 20 --rate 3000 --depth 100 --api v1]
-    python bench/kraken_normalize.py ROOT [--repeat 3] [--profile]
+    python bench/kraken_normalize.py ROOT [--repeat 3] [--profile] [--reference]
 
 The first form records ROOT from the Kraken simulator (in-process, `lab record` code path). The
 second feeds every raw row of every Kraken session in ROOT through a fresh normalizer, as
@@ -73,7 +73,13 @@ def main() -> None:
     ap.add_argument("--pad", action="store_true", help="simulator pads XBT/USD prices to 5 decimals")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--reference", action="store_true",
+                    help="v1 only: book frames through the Python reference path instead of Rust (the 'before' figure)")
     a = ap.parse_args()
+    if a.reference:
+        from lab.venues.kraken import feed
+
+        feed.parse_kraken_book = lambda payload: None
     if a.record:
         record(a.root, a.seconds, a.rate, a.depth, a.api, a.pad)
         return
