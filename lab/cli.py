@@ -49,14 +49,13 @@ def venues() -> None:
 @click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy, sandbox).")
 @click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
 @click.option("--api", default="v1", show_default=True, type=click.Choice(["v1", "v2"]), help="Venue API version (Kraken: WebSocket v1 or v2).")
+@click.option("--ping-idle", default=None, help="Send an app-level ping after this long without traffic (venue default; Kraken 5s).")
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
 @click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int, help="Stop cleanly below this many MiB free.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_idle, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
-    if api != "v1":
-        fail(f"--api {api}: only WebSocket v1 is implemented for {venue} so far (docs/KRAKEN.md)")
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
     from lab.venues.registry import UnknownVenue
@@ -65,7 +64,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, flush_i
         rec = Recorder(
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
-                duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
+                api=api, ping_idle=parse_duration(ping_idle), duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
                 rotate_interval=parse_duration(rotate_interval), min_free_bytes=min_free_mb << 20,
             )
         )
@@ -99,13 +98,22 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, flush_i
 @click.option("--malformed-every", type=int, default=None, help="Fault: send an invalid frame every N messages.")
 @click.option("--stall-after", type=int, default=None, help="Fault: stall after N messages...")
 @click.option("--stall-seconds", type=float, default=None, help="...for this many seconds.")
-def simulate(venue, host, port, seed, rate, time_scale, **faults) -> None:
+@click.option("--option", "options", multiple=True, metavar="KEY=JSON",
+              help='Simulator/venue option, e.g. --option \'wire_price_decimals={"XBT/USD": 5}\' (Kraken pads like the real venue).')
+def simulate(venue, host, port, seed, rate, time_scale, options, **faults) -> None:
     """Run a venue simulator on loopback (REST + WebSocket)."""
     from lab.venues.simulator import simulate_main
 
     faults = {k: v for k, v in faults.items() if v is not None}
+    opts = {}
+    for item in options:
+        key, _, value = item.partition("=")
+        try:
+            opts[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            fail(f"--option {item!r}: the value must be JSON")
     try:
-        simulate_main(venue, port, seed, rate, time_scale, host=host, **faults)
+        simulate_main(venue, port, seed, rate, time_scale, host=host, options=opts, **faults)
     except KeyError:
         fail(f"no simulator for venue {venue!r}")
 

@@ -98,8 +98,9 @@ def test_documented_v1_messages():
     assert book.bids_ticks() == [(55412, 152900000), (55399, 30000000)]
     assert book.asks_ticks() == [(55413, 250700000), (55418, 33000000)]
     kinds = [e[2] for e in n.out.events]
-    assert kinds == ["connect", "status", "venue_error", "snapshot"]
-    assert n.out.events[2][3] == "XBT-USD" and "depth not supported" in n.out.events[2][4]
+    assert kinds == ["connect", "status", "pong", "venue_error", "snapshot"]
+    assert n.out.events[2][4] == "reqid 42"  # pongs are recorded (answers to the client's pings)
+    assert n.out.events[3][3] == "XBT-USD" and "depth not supported" in n.out.events[3][4]
     # an update whose checksum is computed from the 5-decimal wire strings verifies
     asks = [("5541.30000", "2.50700000"), ("5541.80000", "0.33000000")]
     bids = [("5541.20000", "1.00000000"), ("5539.90000", "0.30000000")]
@@ -108,7 +109,10 @@ def test_documented_v1_messages():
     assert book.synced and book.bids_ticks()[0] == (55412, 100000000)
     assert not requests
     rows = n.out.book["XBT-USD"]
-    assert rows.rows()[-1][8] == book.kraken_checksum()  # stored at the pair's precision (docs/KRAKEN.md)
+    # the stored checksum is the venue's (over the 5-decimal wire strings), and the book files
+    # say which decimals it was computed with, so `lab verify` recomputes it (docs/KRAKEN.md)
+    assert rows.rows()[-1][8] == crc != book.kraken_checksum()
+    assert n.take().book_meta == {"XBT-USD": {"wire_price_decimals": 5, "wire_amount_decimals": 8}}
 
 
 def test_captured_both_sides_update():

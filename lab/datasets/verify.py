@@ -17,7 +17,7 @@ from lab.datasets import schema as S
 from lab.datasets.journal import iter_journals
 from lab.datasets.store import JOURNAL_DIR
 from lab.replay.reader import CaptureError, load_book, read_file, streams_in
-from lab.rust_book import OrderBook
+from lab.rust_book import OrderBook, kraken_wire_checksum
 
 CHECKSUMS = {"mock": "mock_checksum", "kraken": "kraken_checksum"}
 
@@ -77,7 +77,7 @@ def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
         return out
     b = load_book(files, venue, symbol)
     book = OrderBook(venue, symbol, b.price_precision, b.amount_precision, b.depth)
-    checksum_of = getattr(book, CHECKSUMS.get(venue, ""), None)
+    checksum_of = _checksum_function(venue, book, files)
     sides, prices, amounts, flags = b.sides.tobytes(), b.prices.tobytes(), b.amounts.tobytes(), b.flags.tobytes()
     start = 0
     prev_last = None
@@ -95,7 +95,7 @@ def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
         prev_last = int(b.last_seq[last])
         stored = b.checksum[last]
         if stored is not None and checksum_of is not None:
-            if checksum_of() == stored:
+            if checksum_of(last) == stored:
                 out["checksums_ok"] += 1
             else:
                 out["checksums_bad"] += 1
@@ -103,6 +103,40 @@ def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
     out["best_bid"] = book.best_bid()
     out["best_ask"] = book.best_ask()
     return out
+
+
+def _checksum_function(venue: str, book: OrderBook, files: list[str]):
+    """checksum(row) of the book as applied up to that row, as the venue computes it, or None.
+
+    Kraken computes its CRC over the wire strings: when the venue pads them beyond the pair's
+    precisions (real XBT/USD prices carry 5 decimals, pair_decimals 1), the stored checksum is
+    the venue's and the book file's `lab.wire_price_decimals` / `lab.wire_amount_decimals`
+    say which decimals to recompute it with (per file: rows map to their file)."""
+    method = getattr(book, CHECKSUMS.get(venue, ""), None)
+    if method is None:
+        return None
+    if venue != "kraken":
+        return lambda row: method()
+    ends, wire = [], []
+    total = 0
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        meta = md.metadata or {}
+        total += md.num_rows
+        ends.append(total)
+        pd_, ad_ = meta.get(b"lab.wire_price_decimals"), meta.get(b"lab.wire_amount_decimals")
+        wire.append((int(pd_), int(ad_)) if pd_ is not None and ad_ is not None else None)
+    if not any(wire):
+        return lambda row: method()
+    import bisect
+
+    def checksum(row: int) -> int:
+        w = wire[min(bisect.bisect_right(ends, row), len(wire) - 1)]
+        if w is None or w == (book.price_precision, book.amount_precision):
+            return method()
+        return kraken_wire_checksum(book, w[0], w[1])
+
+    return checksum
 
 
 def _first_seqs(files: list[str]) -> list:

@@ -85,7 +85,8 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
                     table.slice(a, b - a),
                     path,
                     _meta(table_name, session, venue, symbol=symbol, venue_symbol=inst.venue_symbol,
-                          price_precision=pp, amount_precision=ap, depth=depth, source_raw=source),
+                          price_precision=pp, amount_precision=ap, depth=depth, source_raw=source,
+                          **(getattr(derived, "book_meta", {}).get(symbol, {}) if table_name == "book" else {})),
                 )
     if derived.events:
         ev = derived.events

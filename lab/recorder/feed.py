@@ -38,6 +38,8 @@ class FeedClient:
         depth: int = 0,
         backoff_initial: float = 0.25,
         backoff_max: float = 30.0,
+        ping_idle: float | None = None,
+        ping_timeout: float | None = None,
     ):
         self.module = module
         self.symbols = list(symbols)
@@ -47,6 +49,12 @@ class FeedClient:
         self.depth = depth
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # app-level pings (venues with `ping_frame`): after `ping_idle` s without a frame, one
+        # ping per `ping_idle`; nothing for `ping_timeout` s more closes the connection
+        self.ping_idle = ping_idle if ping_idle is not None else getattr(module, "PING_IDLE", None)
+        self.ping_timeout = ping_timeout if ping_timeout is not None else getattr(module, "PING_TIMEOUT", None)
+        self._ping_ids = itertools.count(1)
+        self.pings = 0
         self._rec_ids = itertools.count()
         self._conn_ids = itertools.count(REST_CONN_ID + 1)
         self._rest_seq = itertools.count()
@@ -186,11 +194,42 @@ class FeedClient:
         for frame in self.module.subscribe_frames(self.symbols, self.depth):
             ws.send_text(frame)  # every venue's subscribe is a JSON text frame
             stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
-        reason = await ws.closed
+        pinger = None
+        if self.ping_idle and getattr(self.module, "ping_frame", None) is not None:
+            pinger = asyncio.ensure_future(self._pinger(ws, (conn_id, conn_seq)))
+        try:
+            reason = await ws.closed
+        finally:
+            if pinger is not None:
+                pinger.cancel()
         if stop.is_set() and ws._close_sent:
             reason = f"recorder stopping ({reason})"
         self._ws = None
         stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
+
+    async def _pinger(self, ws, conn) -> None:
+        """Ping when the link is idle (no frame at all for `ping_idle` s); the pong is recorded
+        like any frame. The read loop is not touched: idleness is read off the frame counter."""
+        idle = float(self.ping_idle)
+        timeout = float(self.ping_timeout or 0)
+        tick = min(idle / 4, 0.5)
+        seen = self.frames
+        quiet_since = last_ping = time.monotonic()
+        while not ws.closed.done():
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self.frames != seen:
+                seen = self.frames
+                quiet_since = now
+                continue
+            if timeout and now - quiet_since >= idle + timeout:
+                self.note("ping_timeout", f"nothing received for {now - quiet_since:.1f}s; closing the connection")
+                ws.abort()
+                return
+            if now - quiet_since >= idle and now - last_ping >= idle:
+                last_ping = now
+                self.pings += 1
+                self._send_frames(ws, conn, [self.module.ping_frame(next(self._ping_ids))])
 
     async def close_ws(self, timeout: float = 3.0) -> None:
         """Stop gracefully: send CLOSE and keep reading until the venue's CLOSE, so frames already

@@ -35,6 +35,8 @@ class RecordOptions:
     rest_url: str | None = None
     ws_url: str | None = None
     depth: int = 0
+    api: str = "v1"  # the venue's WebSocket API version (Kraken: v1 or v2)
+    ping_idle: float | None = None  # app-level ping after this many idle seconds (None: venue default)
     duration: float | None = None
     flush_interval: float = 1.0
     rotate_interval: float = 60.0
@@ -48,6 +50,11 @@ class Recorder:
     def __init__(self, opts: RecordOptions):
         self.opts = opts
         self.module = feed_module(opts.venue)
+        if opts.api and opts.api != getattr(self.module, "API", "v1"):
+            for_api = getattr(self.module, "for_api", None)
+            if for_api is None:
+                raise VenueError(f"{opts.venue}: only one API version (--api {opts.api} is not available)")
+            self.module = for_api(opts.api)
         if not opts.depth:  # the venue's default depth is what the capture's metadata must say
             opts.depth = getattr(self.module, "DEFAULT_DEPTH", 0)
         self.session = new_session_id()
@@ -63,6 +70,7 @@ class Recorder:
             ws_url=opts.ws_url or self.module.DEFAULT_WS_URL,
             sink=self._sink,
             depth=opts.depth,
+            ping_idle=opts.ping_idle,
         )
         self.normalizer = self.module.Normalizer(request=self.client.request, depth=opts.depth)
         self._writer_done = threading.Event()
@@ -185,6 +193,9 @@ class Recorder:
         async with aiohttp.ClientSession(headers={"User-Agent": "lab-recorder/0.1"}) as http:
             self.client._http = http
             instruments = await self.client.fetch_instruments()
+        resolve = getattr(self.module, "resolve_symbols", None)
+        if resolve is not None and self.opts.symbols:
+            self.client.symbols = self.opts.symbols = resolve(self.opts.symbols, instruments)
         known = {i.venue_symbol for i in instruments}
         if not self.opts.symbols:
             self.client.symbols = self.opts.symbols = sorted(known)

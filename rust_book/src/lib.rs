@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod ladder;
 pub mod workload;
 pub mod fixed;
+pub mod kraken;
 pub mod rows;
 
 use rows::BookRows;
@@ -806,6 +807,7 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
+    kraken::register(m)?;
     m.add("BID", 0)?;
     m.add("ASK", 1)?;
     m.add("FLAG_LAST", FLAG_LAST)?;

@@ -12,20 +12,33 @@ snapshot. Kraken v1 has no sequence numbers: `first_seq`/`last_seq` in `book` ar
 counter of applied messages, so they are gap-free by construction and a lost update shows up as a
 checksum mismatch.
 
+WebSocket v2 (`--api v2`, `feed_v2.py` for the subscribe frames) goes through the same
+normalizer: it tells the two apart by the frame's shape (v1 data messages are arrays, v2 ones
+are objects with a `channel`). v2 snapshots carry a checksum too, prices and quantities are JSON
+numbers (read as their exact token text, never as floats), symbols are `BTC/USD` (mapped to the
+AssetPairs wsname `XBT/USD`, which stays the capture's venue symbol) and trades carry a
+`trade_id`.
+
+The book hot path is Rust (`lab.rust_book.parse_kraken_book` + `KrakenBook.apply`: frame in,
+rows out). A frame it does not accept (invalid JSON, an odd shape) goes through the Python
+reference path below, which reports it exactly.
+
 Trade ids (v1 trades carry none): see `trade_id`.
 """
 from __future__ import annotations
 
 import collections
 import hashlib
+import json
+import sys
 
 import orjson
 
 from lab.datasets.journal import RawRow
 from lab.datasets.schema import canonical_symbol
 from lab.recorder.sync import REQUEST_RESUBSCRIBE, Instrument, Normalizer
-from lab.rust_book import parse_fixed
-from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, VALID_DEPTHS
+from lab.rust_book import KRAKEN_MISMATCH, KRAKEN_PRECISION, parse_fixed, parse_kraken_book, rfc3339_to_ns
+from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, VALID_DEPTHS, v1_symbol, v2_symbol
 
 VENUE = "kraken"
 DEFAULT_REST_URL = "https://api.kraken.com"
@@ -33,6 +46,36 @@ DEFAULT_WS_URL = "wss://ws.kraken.com"
 INSTRUMENTS_PATH = "/0/public/AssetPairs"
 DEPTH_PATH = "/0/public/Depth"
 DEFAULT_DEPTH_COUNT = 100
+API = "v1"
+# App-level ping (`{"event":"ping","reqid":N}`) after this many seconds without any frame from the
+# venue (its heartbeats count: they come every second while subscribed); the connection is closed
+# (and re-opened with backoff) when nothing at all arrives for PING_TIMEOUT more seconds.
+PING_IDLE = 5.0
+PING_TIMEOUT = 10.0
+
+
+def for_api(api: str):
+    """The feed module for a WebSocket API version: this one for v1, `feed_v2` for v2."""
+    if api in ("v1", "", None):
+        return sys.modules[__name__]
+    if api == "v2":
+        from lab.venues.kraken import feed_v2
+
+        return feed_v2
+    from lab.recorder.feed import VenueError
+
+    raise VenueError(f"kraken: unknown WebSocket API {api!r} (v1 or v2)")
+
+
+def ping_frame(reqid: int) -> bytes:
+    return orjson.dumps({"event": "ping", "reqid": reqid})
+
+
+def resolve_symbols(symbols: list[str], instruments: list[Instrument]) -> list[str]:
+    """User symbols -> AssetPairs wsnames: `BTC/USD` (v2 style) is accepted for `XBT/USD`."""
+    known = {i.venue_symbol for i in instruments}
+    out = [s if s in known or v1_symbol(s) not in known else v1_symbol(s) for s in symbols]
+    return list(dict.fromkeys(out))  # XBT/USD and BTC/USD are one pair
 
 
 class KrakenError(ValueError):
@@ -156,6 +199,7 @@ class KrakenNormalizer(Normalizer):
         self.channels: dict[int, tuple[str, str]] = {}  # channelID -> (channel name, pair)
         self.by_internal: dict[str, str] = {}  # XXBTZUSD -> XBT/USD
         self.by_altname: dict[str, str] = {}  # XBTUSD -> XBT/USD
+        self.by_v2: dict[str, str] = {}  # BTC/USD -> XBT/USD
         self.resyncing: set[str] = set()
         self.streaming: set[str] = set()  # pairs with a live WS book subscription
         self.msg_seq: dict[str, int] = {}
@@ -247,8 +291,10 @@ class KrakenNormalizer(Normalizer):
                 msg = orjson.loads(row.payload)
             except orjson.JSONDecodeError:
                 return
-            if isinstance(msg, dict) and msg.get("event") in ("subscribe", "unsubscribe"):
-                self.event(row, msg["event"], None, row.payload.decode(errors="replace"))
+            if isinstance(msg, dict):
+                what = msg.get("event") or msg.get("method")
+                if what in ("subscribe", "unsubscribe", "ping"):
+                    self.event(row, what, None, row.payload.decode(errors="replace"))
         elif kind == "note":
             try:
                 note = orjson.loads(row.payload)
@@ -269,6 +315,7 @@ class KrakenNormalizer(Normalizer):
                 self.event(row, "malformed", None, f"AssetPairs {internal}: {exc}")
                 continue
             self.by_internal[internal] = inst.venue_symbol
+            self.by_v2[v2_symbol(inst.venue_symbol)] = inst.venue_symbol
             if p.get("altname"):
                 self.by_altname[p["altname"]] = inst.venue_symbol
             self.add_instrument(inst, row)
@@ -302,6 +349,19 @@ class KrakenNormalizer(Normalizer):
         self._apply_snapshot(row, inst, levels, pads, newest or row.local_ts, None)
 
     def _on_frame(self, row: RawRow) -> None:
+        payload = row.payload
+        if b'"book' in payload:  # v1 `"book-10"` or v2 `"channel":"book"`: the Rust path
+            try:
+                msgs = parse_kraken_book(payload)
+            except ValueError:
+                msgs = None  # the reference path below reports it
+            if msgs is not None:
+                for m in msgs:
+                    self._on_book_fast(row, m)
+                return
+        if payload[:1] == b"{" and (b'"channel"' in payload or b'"method"' in payload):  # v2 (v1 events have neither)
+            self._on_v2(row)
+            return
         try:
             msg = orjson.loads(row.payload)
         except orjson.JSONDecodeError as exc:
@@ -325,7 +385,10 @@ class KrakenNormalizer(Normalizer):
 
     def _on_event(self, row: RawRow, msg: dict) -> None:
         ev = msg.get("event")
-        if ev in ("heartbeat", "pong"):
+        if ev == "heartbeat":
+            return
+        if ev == "pong":
+            self.event(row, "pong", None, f"reqid {msg.get('reqid')}")
             return
         if ev == "systemStatus":
             status = msg.get("status")
@@ -418,14 +481,166 @@ class KrakenNormalizer(Normalizer):
         self.msg_seq[pair] = seq
         self.emit_levels(
             inst, book, levels, ts=newest or row.local_ts, local_ts=row.local_ts, rec_id=row.rec_id,
-            first_seq=seq, last_seq=seq, checksum=local, snapshot=False,
+            first_seq=seq, last_seq=seq, checksum=wire, snapshot=False,
         )
+
+    # -- the Rust hot path ---------------------------------------------------------------------
+    def _on_book_fast(self, row: RawRow, m) -> None:
+        """One pair's book message parsed by `parse_kraken_book` (v1 or v2)."""
+        pair = m.symbol if m.api == 1 else self.by_v2.get(m.symbol, m.symbol)
+        inst = self.instruments.get(pair)
+        if inst is None:
+            self.event(row, "unknown_symbol", None, f"book message for {m.symbol!r}")
+            return
+        book = self.books[pair]
+        if m.snapshot:
+            self.resyncing.discard(pair)
+            self.streaming.add(pair)
+        elif not book.synced:
+            return  # updates before the (re)subscription's snapshot
+        cols = self.out.book.get(inst.symbol)
+        if cols is None:
+            cols = self.book_columns(inst)
+        seq = self.msg_seq.get(pair, 0) + 1
+        pad = self.wire_pad.get(pair, (0, 0))
+        status, ts, _, pad_p, pad_a, added, detail = m.apply(book, cols, row.local_ts, row.rec_id, seq, pad[0], pad[1])
+        if (pad_p, pad_a) != pad or pair not in self.wire_pad:
+            self.wire_pad[pair] = (pad_p, pad_a)
+        if status:
+            if status == KRAKEN_MISMATCH:
+                self.stats["checksum_mismatches"] += 1
+                self._resync(row, pair, "checksum_mismatch", detail)
+            elif status == KRAKEN_PRECISION:
+                self._resync(row, pair, "precision", detail)
+            return
+        if m.snapshot:
+            book.synced = True
+            self.event(row, "snapshot", pair, f"{book.bid_count} bids, {book.ask_count} asks")
+        if added:
+            self.msg_seq[pair] = seq
+            self.stats["messages"] += 1
+            if self.on_book is not None and book.synced:
+                self.on_book(book)
+
+    def take(self):
+        out = super().take()
+        out.book_meta = self.book_meta()
+        return out
+
+    def book_meta(self) -> dict[str, dict]:
+        """Per canonical symbol, the book files' extra metadata: the decimals the venue writes
+        prices and volumes with on the WebSocket (pair precision + learned trailing zeros), which
+        the stored checksum (the venue's) is computed over; `lab verify` recomputes with them."""
+        meta = {}
+        for pair, (pad_p, pad_a) in self.wire_pad.items():
+            inst = self.instruments.get(pair)
+            if inst is not None:
+                meta[inst.symbol] = {
+                    "wire_price_decimals": inst.price_precision + max(pad_p, 0),
+                    "wire_amount_decimals": inst.amount_precision + max(pad_a, 0),
+                }
+        return meta
+
+    # -- WebSocket v2 control messages and trades ------------------------------------------------
+    def _on_v2(self, row: RawRow) -> None:
+        try:
+            msg = json.loads(row.payload, parse_float=str)  # numbers keep their exact text
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", None, f"conn {row.conn_id} seq {row.conn_seq}: {exc}; {row.payload[:80]!r}")
+            return
+        if not isinstance(msg, dict):
+            self.stats["malformed"] += 1
+            self.event(row, "malformed", None, f"conn {row.conn_id} seq {row.conn_seq}: not an object; {row.payload[:80]!r}")
+            return
+        channel = msg.get("channel")
+        method = msg.get("method")
+        if channel == "heartbeat":
+            return
+        if channel == "status":
+            for d in msg.get("data") or []:
+                if isinstance(d, dict):
+                    self.event(row, "status", None, f"system {d.get('system')} api {d.get('api_version')} version {d.get('version')}")
+            return
+        if channel == "trade":
+            self._on_trades_v2(row, msg)
+            return
+        if channel == "book":  # a book message the Rust parser refused
+            self.stats["malformed"] += 1
+            data = msg.get("data")
+            symbol = data[0].get("symbol") if isinstance(data, list) and data and isinstance(data[0], dict) else None
+            pair = self.by_v2.get(symbol) if isinstance(symbol, str) else None
+            detail = f"book message: {row.payload[:120]!r}"
+            if pair in self.books:
+                self._resync(row, pair, "malformed", detail)
+            else:
+                self.event(row, "malformed", None, detail)
+            return
+        if method == "pong":
+            self.event(row, "pong", None, f"req_id {msg.get('req_id')}")
+            return
+        if method in ("subscribe", "unsubscribe"):
+            result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
+            symbol = result.get("symbol", msg.get("symbol"))
+            pair = self.by_v2.get(symbol) if isinstance(symbol, str) else None
+            name = result.get("channel")
+            if msg.get("success"):
+                if name == "book" and pair in self.books:
+                    if method == "subscribe":
+                        self.streaming.add(pair)
+                    else:
+                        self.streaming.discard(pair)
+                    self.books[pair].synced = False  # (the snapshot follows)
+                return
+            detail = f"{method} {symbol}: {msg.get('error')}"
+            self.event(row, "venue_error", pair, detail)
+            if symbol is not None and pair is None:
+                self.event(row, "unknown_symbol", None, detail)
+            return
+        if "error" in msg:
+            self.event(row, "venue_error", None, str(msg.get("error")))
+            return
+        self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
+
+    def _on_trades_v2(self, row: RawRow, msg: dict) -> None:
+        """v2 trades carry `trade_id` (sequential per book): it is the trade's id, and a trade
+        seen again (a reconnect, a trade snapshot) is written once."""
+        for t in msg.get("data") or []:
+            try:
+                symbol = t["symbol"]
+                pair = self.by_v2.get(symbol)
+                inst = self.instruments.get(pair)
+                if inst is None:
+                    self.event(row, "unknown_symbol", None, f"trade for {symbol!r}")
+                    continue
+                seen = self.seen_trades.get(pair)
+                if seen is None:
+                    seen = self.seen_trades[pair] = (collections.deque(), set())
+                order, ids = seen
+                tid = str(t["trade_id"])
+                if tid in ids:
+                    self.stats["duplicate_trades"] += 1
+                    continue
+                price = parse_fixed(str(t["price"]), inst.price_precision)
+                amount = parse_fixed(str(t["qty"]), inst.amount_precision)
+                side = {"buy": "buy", "sell": "sell"}[t["side"]]
+                ts = rfc3339_to_ns(t["timestamp"])
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                self.stats["malformed"] += 1
+                self.event(row, "malformed", None, f"v2 trade message: {type(exc).__name__}: {exc}")
+                continue
+            ids.add(tid)
+            order.append(tid)
+            if len(order) > self.TRADE_MEMORY:
+                ids.discard(order.popleft())
+            self.stats["trades"] += 1
+            self.emit_trade(inst, row, ts, tid, side, price, amount)
 
     def _learn_pad(self, pair: str, pads: list) -> None:
         if pads:
             cur = self.wire_pad.get(pair, (0, 0))
             pad = (max(cur[0], max(p for p, _ in pads)), max(cur[1], max(a for _, a in pads)))
-            if pad != cur:
+            if pad != cur or pair not in self.wire_pad:
                 self.wire_pad[pair] = pad
 
     def _apply_snapshot(self, row: RawRow, inst: Instrument, levels: list, pads: list, ts: int, checksum) -> None:

@@ -77,6 +77,22 @@ PAIRS = (
 )
 
 
+# WebSocket v2 names assets as the world does (BTC/USD); v1 and AssetPairs' wsname use Kraken's
+# own codes (XBT/USD). The codes that differ:
+V1_TO_V2_ASSET = {"XBT": "BTC", "XDG": "DOGE"}
+V2_TO_V1_ASSET = {v: k for k, v in V1_TO_V2_ASSET.items()}
+
+
+def v2_symbol(wsname: str) -> str:
+    """v1 pair name -> v2 symbol: XBT/USD -> BTC/USD, XDG/EUR -> DOGE/EUR, ETH/USD unchanged."""
+    return "/".join(V1_TO_V2_ASSET.get(a, a) for a in wsname.split("/"))
+
+
+def v1_symbol(symbol: str) -> str:
+    """v2 symbol -> v1 pair name (the inverse of `v2_symbol`)."""
+    return "/".join(V2_TO_V1_ASSET.get(a, a) for a in symbol.split("/"))
+
+
 def wire_checksum(asks: list, bids: list) -> int:
     """CRC32 of the top 10 asks (ascending) then top 10 bids (descending) from exact wire strings:
     '.' removed, leading zeros stripped (PROTOCOLS.md, v1 and v2 rule). Levels are best first."""

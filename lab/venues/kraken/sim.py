@@ -1,6 +1,10 @@
 """Kraken as a simulator plugin (lab/venues/simulator.py): REST `AssetPairs`, `Depth`, the private
-`Balance` and `AddOrder`, and WebSocket v1 (`/ws`): systemStatus, subscriptionStatus acks and
-errors, ping/pong, heartbeats, `book-<depth>` snapshots and updates, `trade`.
+`Balance` and `AddOrder`, WebSocket v1 (`/ws`): systemStatus, subscriptionStatus acks and
+errors, ping/pong, heartbeats, `book-<depth>` snapshots and updates, `trade`; and WebSocket v2
+(`/v2`): the `status` greeting, `subscribe`/`unsubscribe` acks and errors per symbol, `ping` /
+`pong`, `{"channel":"heartbeat"}`, `book` snapshots and updates that both carry the checksum
+(prices and quantities as JSON numbers written at the pair's precisions, symbols `BTC/USD`),
+and `trade` (with a `trade_id` per pair).
 
 The market is seeded per pair: every book event changes 1-3 levels on one side or on both sides
 (a 5-element message, asks dict first, the checksum in the last dict), sometimes the same price
@@ -10,6 +14,10 @@ the client holds, and `r` republish entries for the level a delete pulls into sc
 pushed out of scope get no delete (the client truncates). The checksum is CRC32 of the top 10
 per side as wire strings padded to pair_decimals / lot_decimals (PROTOCOLS.md), the same for
 every depth >= 10.
+
+`wire_price_decimals={"XBT/USD": 5}` makes v1 and REST write that pair's prices with more
+decimals than pair_decimals, as real Kraken does for XBT/USD ("30384.10000"); the v1 checksum is
+then over those padded strings (as Kraken's is). v2 always writes the pair's precisions.
 
 `/control/book?symbol=XBT/USD[&seq=N]` gives the book (top 10 per side, checksum) right after
 book event N of that pair (or now); `/control/stats` `last_seq` says which event a connection saw
@@ -53,6 +61,19 @@ def _fmt(value: int, decimals: int) -> str:
 
 def _ts(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{(ns // 1000) % 1_000_000:06d}"
+
+
+def _iso(ns: int) -> str:
+    """RFC 3339 UTC with microseconds, as v2 writes its timestamps."""
+    import time as _time
+
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(ns // 1_000_000_000)) + f".{(ns // 1000) % 1_000_000:06d}Z"
+
+
+def _iso_now() -> str:
+    import time as _time
+
+    return _iso(_time.time_ns())
 
 
 class _Side:
@@ -106,12 +127,16 @@ class _Side:
 
 
 class _Pair:
-    def __init__(self, spec: P.PairSpec, index: int, rng: random.Random, levels: int):
+    def __init__(self, spec: P.PairSpec, index: int, rng: random.Random, levels: int, price_pad: int = 0):
         self.spec = spec
         self.index = index
+        self.v2name = P.v2_symbol(spec.wsname)
         self.pd, self.ld = spec.pair_decimals, spec.lot_decimals
+        self.price_pad = price_pad  # v1/REST price decimals beyond pair_decimals (trailing zeros)
         self.asks, self.bids = _Side(True), _Side(False)
         self.views: dict[int, tuple[_Side, _Side]] = {}  # depth -> what a client of that depth holds
+        self.apis: dict[int, set[str]] = {}  # depth -> the APIs ("v1", "v2") that subscribed it
+        self.trade_id = 0
         self.seq = 0
         self.timestamp = 0
         self.history: deque = deque(maxlen=HISTORY)  # (seq, checksum, top10 asks, top10 bids)
@@ -132,17 +157,26 @@ class _Pair:
     def side(self, ask: bool) -> _Side:
         return self.asks if ask else self.bids
 
-    def checksum(self) -> int:
+    def checksum(self, pad: int | None = None) -> int:
+        """CRC32 of the top 10 per side as Kraken computes it over its wire strings: v1 (the
+        default) with this pair's price padding, v2 (`pad=0`) at the pair's precisions."""
+        pad = self.price_pad if pad is None else pad
+        zeros = "0" * pad
         parts = []
         for p, a in self.asks.top(10) + self.bids.top(10):
-            parts.append(str(p))
-            parts.append(str(a))
+            parts.append(f"{p}{zeros}" if p else "")
+            parts.append(str(a) if a else "")
         return zlib.crc32("".join(parts).encode())
+
+    def price(self, p: int) -> str:
+        """v1 / REST price text (padded like the venue)."""
+        return _fmt(p * 10 ** self.price_pad, self.pd + self.price_pad)
 
     def record(self) -> None:
         self.history.append((self.seq, self.checksum(), self.asks.top(10), self.bids.top(10)))
 
-    def activate(self, depth: int) -> None:
+    def activate(self, depth: int, api: str = "v1") -> None:
+        self.apis.setdefault(depth, set()).add(api)
         if depth not in self.views:
             va, vb = _Side(True), _Side(False)
             for p, a in self.asks.top(depth):
@@ -162,14 +196,23 @@ class KrakenVenue(VenuePlugin):
     def __init__(self, sim, pairs=None, *, levels: int = 40, heartbeat_interval: float | None = 1.0,
                  idle_timeout: float | None = None, max_connection_age: float | None = None,
                  trade_probability: float = 0.12, both_sides_probability: float = 0.25,
-                 repeat_probability: float = 0.05, api_keys: dict[str, str] | None = None):
+                 repeat_probability: float = 0.05, api_keys: dict[str, str] | None = None,
+                 wire_price_decimals: dict[str, int] | None = None):
         super().__init__(sim)
         self.heartbeat_interval = heartbeat_interval
         self.idle_timeout = idle_timeout
         self.max_connection_age = max_connection_age
         self.rng = random.Random(sim.seed)
         self.specs = tuple(pairs) if pairs else P.PAIRS
-        self.pairs = {s.wsname: _Pair(s, i, self.rng, levels) for i, s in enumerate(self.specs)}
+        pads = {}
+        for name, decimals in (wire_price_decimals or {}).items():
+            spec = next((s for s in self.specs if name in (s.wsname, s.altname, s.internal)), None)
+            if spec is None or int(decimals) < spec.pair_decimals:
+                raise ValueError(f"wire_price_decimals: {name}={decimals} (unknown pair or below pair_decimals)")
+            pads[spec.wsname] = int(decimals) - spec.pair_decimals
+        self.pairs = {s.wsname: _Pair(s, i, self.rng, levels, pads.get(s.wsname, 0)) for i, s in enumerate(self.specs)}
+        self.v2_pairs = {p.v2name: p for p in self.pairs.values()}
+        self.v2_trades = False  # some v2 connection subscribed trades: render them too
         self._by_name = {}
         for p in self.pairs.values():
             for n in (p.spec.internal, p.spec.altname, p.spec.wsname):
@@ -198,7 +241,7 @@ class KrakenVenue(VenuePlugin):
             self.next_ns += max(1, int(self.rng.expovariate(1.0) * self.interval_ns))
             pair = self.pairs[self.specs[self.rng.randrange(len(self.specs))].wsname]
             if self.rng.random() < self.trade_probability:
-                out.append(self._trade(pair, ts))
+                out.extend(self._trade(pair, ts))
             else:
                 out.extend(self._book_event(pair, ts))
         return out
@@ -271,25 +314,44 @@ class KrakenVenue(VenuePlugin):
         pair.record()
         checksum = pair.history[-1][1]
         items = []
-        tstext = _ts(ts)
+        tstext = None
         for depth, views in pair.views.items():
             views[0].truncate(depth)
             views[1].truncate(depth)
             ent = sent[depth]
             if not ent[True] and not ent[False]:
                 continue
-            texts = {ask: ",".join(self._level(pair, p, a, tstext, rflag) for p, a, rflag in ent[ask]) for ask in (True, False)}
-            event = (pair.spec.wsname, depth, texts[True] if ent[True] else None, texts[False] if ent[False] else None, checksum)
-            items.append(Item(ws_frame(self.render_book(pair, event)), ("book", pair.spec.wsname, depth), "book",
-                              pair.spec.wsname, pair.seq, event))
+            apis = pair.apis.get(depth, ())
+            if "v1" in apis:
+                tstext = tstext or _ts(ts)
+                texts = {ask: ",".join(self._level(pair, p, a, tstext, rflag) for p, a, rflag in ent[ask]) for ask in (True, False)}
+                event = (pair.spec.wsname, depth, texts[True] if ent[True] else None, texts[False] if ent[False] else None, checksum)
+                items.append(Item(ws_frame(self.render_book(pair, event)), ("book", pair.spec.wsname, depth), "book",
+                                  pair.spec.wsname, pair.seq, event))
+            if "v2" in apis:
+                texts = {ask: ",".join(self._level2(pair, p, a) for p, a, _ in ent[ask]) for ask in (True, False)}
+                cs2 = checksum if not pair.price_pad else pair.checksum(0)
+                event = ("v2", pair.spec.wsname, texts[True], texts[False], cs2, _iso(ts))
+                items.append(Item(ws_frame(self.render_book(pair, event)), ("book2", pair.spec.wsname, depth), "book",
+                                  pair.spec.wsname, pair.seq, event))
         return items
 
     @staticmethod
     def _level(pair: _Pair, p: int, a: int, ts: str, republish: bool = False) -> str:
         r = ',"r"' if republish else ""
-        return f'["{_fmt(p, pair.pd)}","{_fmt(a, pair.ld)}","{ts}"{r}]'
+        return f'["{pair.price(p)}","{_fmt(a, pair.ld)}","{ts}"{r}]'
+
+    @staticmethod
+    def _level2(pair: _Pair, p: int, a: int) -> str:
+        """v2 level: JSON numbers written at the pair's precisions (trailing zeros kept)."""
+        return f'{{"price":{_fmt(p, pair.pd)},"qty":{_fmt(a, pair.ld)}}}'
 
     def render_book(self, pair: _Pair, event: tuple, checksum: int | None = None) -> bytes:
+        if event[0] == "v2":
+            _, _, asks, bids, cs, iso = event
+            cs = cs if checksum is None else checksum
+            return (f'{{"channel":"book","type":"update","data":[{{"symbol":"{pair.v2name}","bids":[{bids}],'
+                    f'"asks":[{asks}],"checksum":{cs},"timestamp":"{iso}"}}]}}').encode()
         wsname, depth, asks, bids, cs = event
         cs = cs if checksum is None else checksum
         chan = pair.channel_id("book", depth)
@@ -309,15 +371,27 @@ class KrakenVenue(VenuePlugin):
     def _trade(self, pair: _Pair, ts: int) -> Item:
         rng = self.rng
         trades = []
+        trades2 = []
         tstext = _ts(ts)
+        iso = _iso(ts) if self.v2_trades else ""
         for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 4)):
             buy = rng.random() < 0.5
             touch = pair.asks.best() if buy else pair.bids.best()
             price = touch if touch is not None else 1
             amount = max(1, pair.lot(rng) // 10)
-            trades.append(f'["{_fmt(price, pair.pd)}","{_fmt(amount, pair.ld)}","{tstext}","{"b" if buy else "s"}","{rng.choice("ml")}",""]')
+            kind = rng.choice("ml")
+            pair.trade_id += 1
+            trades.append(f'["{pair.price(price)}","{_fmt(amount, pair.ld)}","{tstext}","{"b" if buy else "s"}","{kind}",""]')
+            if self.v2_trades:
+                trades2.append(f'{{"symbol":"{pair.v2name}","side":"{"buy" if buy else "sell"}","price":{_fmt(price, pair.pd)},'
+                               f'"qty":{_fmt(amount, pair.ld)},"ord_type":"{"market" if kind == "m" else "limit"}",'
+                               f'"trade_id":{pair.trade_id},"timestamp":"{iso}"}}')
         payload = f'[{pair.channel_id("trade")},[{",".join(trades)}],"trade","{pair.spec.wsname}"]'.encode()
-        return Item(ws_frame(payload), ("trade", pair.spec.wsname), "trade", pair.spec.wsname, None, None)
+        items = [Item(ws_frame(payload), ("trade", pair.spec.wsname), "trade", pair.spec.wsname, None, None)]
+        if trades2:
+            payload = f'{{"channel":"trade","type":"update","data":[{",".join(trades2)}]}}'.encode()
+            items.append(Item(ws_frame(payload), ("trade2", pair.spec.wsname), "trade", pair.spec.wsname, None, None))
+        return items
 
     def seqs(self) -> dict[str, int]:
         return {w: p.seq for w, p in self.pairs.items()}
@@ -368,7 +442,7 @@ class KrakenVenue(VenuePlugin):
         sec = (pair.timestamp or self.sim.clock.now_ns()) // 1_000_000_000
 
         def levels(side):
-            return [[_fmt(p, pair.pd), _fmt(a, pair.ld), sec] for p, a in side.top(count)]
+            return [[pair.price(p), _fmt(a, pair.ld), sec] for p, a in side.top(count)]
 
         return _json({"error": [], "result": {pair.spec.internal: {"asks": levels(pair.asks), "bids": levels(pair.bids)}}})
 
@@ -387,8 +461,8 @@ class KrakenVenue(VenuePlugin):
         seq, checksum, asks, bids = entry
         return _json({
             "symbol": pair.spec.wsname, "seq": seq, "checksum": checksum,
-            "asks": [[_fmt(p, pair.pd), _fmt(a, pair.ld)] for p, a in asks],
-            "bids": [[_fmt(p, pair.pd), _fmt(a, pair.ld)] for p, a in bids],
+            "asks": [[pair.price(p), _fmt(a, pair.ld)] for p, a in asks],
+            "bids": [[pair.price(p), _fmt(a, pair.ld)] for p, a in bids],
         })
 
     # -- private
@@ -460,12 +534,23 @@ class KrakenVenue(VenuePlugin):
 
     # ------------------------------------------------------------------ WebSocket
 
+    ws_paths = ("/ws", "/v2")
+
     async def on_open(self, conn) -> None:
         self._connections += 1
         conn.state["connection_id"] = (self.sim.seed << 32) + self._connections
+        if conn.request.path.rstrip("/").endswith("/v2"):
+            conn.state["api"] = "v2"
+            conn.send(orjson.dumps({"channel": "status", "type": "update", "data": [{
+                "api_version": "v2", "connection_id": conn.state["connection_id"], "system": "online", "version": "2.0.0"}]}))
+            return
+        conn.state["api"] = "v1"
         conn.send(orjson.dumps({"connectionID": conn.state["connection_id"], "event": "systemStatus", "status": "online", "version": "1.9.1"}))
 
     async def on_text(self, conn, data: str) -> None:
+        if conn.state.get("api") == "v2":
+            self._on_text_v2(conn, data)
+            return
         try:
             msg = orjson.loads(data)
             if not isinstance(msg, dict):
@@ -534,6 +619,89 @@ class KrakenVenue(VenuePlugin):
                 pair.activate(depth)
                 conn.send(self.render_snapshot(pair, depth))
 
+    # -- v2
+    def _on_text_v2(self, conn, data: str) -> None:
+        time_in = _iso_now()
+        try:
+            msg = orjson.loads(data)
+            if not isinstance(msg, dict):
+                raise ValueError
+        except ValueError:
+            conn.send(orjson.dumps({"error": "Malformed request", "success": False, "time_in": time_in, "time_out": _iso_now()}))
+            return
+        method = msg.get("method")
+        extra = {"req_id": msg["req_id"]} if msg.get("req_id") is not None else {}
+        if method == "ping":
+            conn.send(orjson.dumps({"method": "pong", **extra, "time_in": time_in, "time_out": _iso_now()}))
+            return
+        if method not in ("subscribe", "unsubscribe"):
+            conn.send(orjson.dumps({"error": f"Unsupported method {method}", "method": method, "success": False,
+                                    **extra, "time_in": time_in, "time_out": _iso_now()}))
+            return
+        params = msg.get("params")
+        symbols = params.get("symbol") if isinstance(params, dict) else None
+        channel = params.get("channel") if isinstance(params, dict) else None
+        if not isinstance(symbols, list) or not symbols:
+            conn.send(orjson.dumps({"error": "Missing or invalid symbol", "method": method, "success": False,
+                                    **extra, "time_in": time_in, "time_out": _iso_now()}))
+            return
+        depth = params.get("depth", P.DEFAULT_DEPTH) if channel == "book" else 0
+        snapshot = bool(params.get("snapshot", channel == "book"))
+
+        def reply(symbol, error=None):
+            if error is not None:
+                conn.send(orjson.dumps({"error": error, "method": method, "success": False, "symbol": symbol,
+                                        **extra, "time_in": time_in, "time_out": _iso_now()}))
+                return
+            result = {"channel": channel, "symbol": symbol}
+            if channel == "book":
+                result["depth"] = depth
+            if method == "subscribe":
+                result["snapshot"] = snapshot
+            conn.send(orjson.dumps({"method": method, "result": result, "success": True, **extra,
+                                    "time_in": time_in, "time_out": _iso_now()}))
+
+        for symbol in symbols:
+            if channel not in ("book", "trade"):
+                reply(symbol, f"Channel {channel} not supported")
+                continue
+            if channel == "book" and depth not in P.VALID_DEPTHS:
+                reply(symbol, P.WS_DEPTH_NOT_SUPPORTED)
+                continue
+            pair = self.v2_pairs.get(symbol)
+            if pair is None:
+                reply(symbol, f"{P.WS_PAIR_NOT_SUPPORTED} {symbol}")
+                continue
+            key = ("book2", pair.spec.wsname, depth) if channel == "book" else ("trade2", pair.spec.wsname)
+            if method == "unsubscribe":
+                if key not in conn.subscriptions:
+                    reply(symbol, "Subscription Not Found")
+                    continue
+                conn.unsubscribe([key])
+                reply(symbol)
+                continue
+            if key in conn.subscriptions:
+                reply(symbol, "Already subscribed")
+                continue
+            if conn.next_batch < self.sim._next_batch_no and not conn.closing:
+                import time as _time
+
+                self.sim._flush(conn, _time.monotonic())
+            conn.subscribe([key])
+            reply(symbol)
+            if channel == "book":
+                pair.activate(depth, "v2")
+                if snapshot:
+                    conn.send(self.render_snapshot_v2(pair, depth))
+            else:
+                self.v2_trades = True
+
+    def render_snapshot_v2(self, pair: _Pair, depth: int) -> bytes:
+        asks = ",".join(self._level2(pair, p, a) for p, a in pair.asks.top(depth))
+        bids = ",".join(self._level2(pair, p, a) for p, a in pair.bids.top(depth))
+        return (f'{{"channel":"book","type":"snapshot","data":[{{"symbol":"{pair.v2name}","bids":[{bids}],'
+                f'"asks":[{asks}],"checksum":{pair.checksum(0)}}}]}}').encode()
+
     def render_snapshot(self, pair: _Pair, depth: int) -> bytes:
         ts = _ts(pair.timestamp or self.sim.clock.now_ns())
         asks = ",".join(self._level(pair, p, a, ts) for p, a in pair.asks.top(depth))
@@ -541,7 +709,10 @@ class KrakenVenue(VenuePlugin):
         return f'[{pair.channel_id("book", depth)},{{"as":[{asks}],"bs":[{bids}]}},"book-{depth}","{pair.spec.wsname}"]'.encode()
 
     def heartbeat(self, conn) -> bytes | None:
-        return b'{"event":"heartbeat"}' if conn.subscriptions else None
+        if not conn.subscriptions:
+            return None
+        return b'{"channel":"heartbeat"}' if conn.state.get("api") == "v2" else b'{"event":"heartbeat"}'
+
 
 
 def _json(obj, status: int = 200) -> web.Response:
