@@ -296,11 +296,7 @@ class KrakenNormalizer(Normalizer):
                 if what in ("subscribe", "unsubscribe", "ping"):
                     self.event(row, what, None, row.payload.decode(errors="replace"))
         elif kind == "note":
-            try:
-                note = orjson.loads(row.payload)
-                self.event(row, note.get("kind", "note"), note.get("symbol"), note.get("detail", ""))
-            except orjson.JSONDecodeError:
-                self.event(row, "note", None, row.payload.decode(errors="replace"))
+            self.note_event(row)
 
     def _on_asset_pairs(self, row: RawRow) -> None:
         try:
