@@ -38,6 +38,41 @@ pub struct Ladder {
     hi: usize,
 }
 
+/// Move SCAN levels by one slot inside `w` (SCAN + 1 levels): up (`w[..SCAN]` -> `w[1..]`) or
+/// down (`w[1..]` -> `w[..SCAN]`). Every load happens before any store, in registers: LLVM turns
+/// a plain 256-byte copy into a memmove call, which cost more than the move itself.
+#[inline(always)]
+fn move_window(w: &mut [(i64, i64)], up: bool) {
+    assert!(w.len() == SCAN + 1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
+        let (src, dst) = if up { (0, 1) } else { (1, 0) };
+        // SAFETY: SSE2 is part of x86_64; indices < SCAN + 1 = w.len() (asserted above);
+        // unaligned loads/stores of the 16-byte (i64, i64) slots.
+        unsafe {
+            let p = w.as_mut_ptr() as *mut __m128i;
+            let mut r = [std::mem::zeroed::<__m128i>(); SCAN];
+            for (k, x) in r.iter_mut().enumerate() {
+                *x = _mm_loadu_si128(p.add(src + k));
+            }
+            // keeps LLVM from fusing the loads and stores back into a memmove call
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            for (k, x) in r.iter().enumerate() {
+                _mm_storeu_si128(p.add(dst + k), *x);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if up {
+            w.copy_within(0..SCAN, 1);
+        } else {
+            w.copy_within(1..SCAN + 1, 0);
+        }
+    }
+}
+
 /// Where a price sits in `buf`: `Ok(i)` present at physical index i, `Err(i)` to be inserted
 /// before physical index i.
 type Pos = Result<usize, usize>;
@@ -145,8 +180,7 @@ impl Ladder {
             if room_right && right <= SCAN {
                 // near the touch: move a fixed SCAN-level window (branch-free, no memmove
                 // call); the slots past `hi` it overwrites are slack (TAIL)
-                let w: [(i64, i64); SCAN] = self.buf[i..i + SCAN].try_into().unwrap();
-                self.buf[i + 1..i + 1 + SCAN].copy_from_slice(&w);
+                move_window(&mut self.buf[i..i + 1 + SCAN], true);
                 self.buf[i] = v;
                 self.hi += 1;
                 return;
@@ -176,8 +210,7 @@ impl Ladder {
         let right = self.hi - 1 - i;
         if right <= SCAN {
             // fixed window, as in insert_at (TAIL slots past `hi` exist)
-            let w: [(i64, i64); SCAN] = self.buf[i + 1..i + 1 + SCAN].try_into().unwrap();
-            self.buf[i..i + SCAN].copy_from_slice(&w);
+            move_window(&mut self.buf[i..i + 1 + SCAN], false);
             self.hi -= 1;
         } else if right <= i - self.lo {
             self.buf.copy_within(i + 1..self.hi, i);
