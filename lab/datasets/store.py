@@ -41,18 +41,25 @@ def file_name(session: str, seq: int) -> str:
     return f"{session}-{seq:06d}.parquet"
 
 
-_DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol")
+# Few distinct values: dictionary pages (RLE / bit-packed indices). `price` and `flags` too: book
+# prices cluster near the touch, and dictionary indices decode several times faster than
+# zstd-compressed PLAIN int64 (measured on the pinned workload of `lab bench book`).
+_DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol", "price", "flags")
 # Columns that move in small steps from row to row: delta-encoded they take a byte or two.
 _DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "last_seq")
+# Random mantissas (amounts): BYTE_STREAM_SPLIT puts their always-zero high bytes in streams of
+# their own, which zstd squeezes to nothing: smaller files and a faster decode than PLAIN.
+_SPLIT = ("amount",)
 
 
 def _delta_columns(schema: pa.Schema) -> dict[str, str]:
     out = {}
-    for name in _DELTA:
-        if name in schema.names:
-            t = schema.field(name).type
-            if pa.types.is_int64(t) or pa.types.is_timestamp(t) or (pa.types.is_decimal(t) and t.precision <= 18):
-                out[name] = "DELTA_BINARY_PACKED"
+    for names, encoding in ((_DELTA, "DELTA_BINARY_PACKED"), (_SPLIT, "BYTE_STREAM_SPLIT")):
+        for name in names:
+            if name in schema.names:
+                t = schema.field(name).type
+                if pa.types.is_int64(t) or pa.types.is_timestamp(t) or (pa.types.is_decimal(t) and t.precision <= 18):
+                    out[name] = encoding
     return out
 
 
