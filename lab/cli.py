@@ -196,6 +196,24 @@ def normalize(root, venue, session) -> None:
         click.echo(line)
 
 
+@main.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--venue", default=None)
+@click.option("--session", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def compact(root, venue, session, as_json) -> None:
+    """Recompress finished sessions' raw files at zstd level 19 (in place, atomic, idempotent)."""
+    from lab.datasets.writer import compact_root
+
+    for r in compact_root(root, venue=venue, session=session):
+        if as_json:
+            click.echo(json.dumps(r))
+        elif "skipped" in r:
+            click.echo(f"{r['venue']} {r['session']}: skipped ({r['skipped']})")
+        else:
+            click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
+
+
 def _ns_of(text: str | None) -> int | None:
     if text is None:
         return None

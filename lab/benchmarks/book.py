@@ -224,7 +224,10 @@ def _frame(t, bids, asks, seq) -> bytes:
 
 def raw_vs_gzip(w, tmp: str, messages: int = 20_000) -> dict:
     """The workload's first messages rendered as mock-venue frames: lab's `raw` file against the
-    same frames gzipped (default level 6, newline separated)."""
+    same frames gzipped (default level 6, newline separated), as written live (zstd 3) and after
+    `lab compact` (zstd 19)."""
+    from lab.datasets.writer import compact_root
+
     arr = _arrays(w)
     ends = np.flatnonzero(arr["flags"] & 1)[:messages]
     starts = np.concatenate([[0], ends[:-1] + 1])
@@ -241,8 +244,11 @@ def raw_vs_gzip(w, tmp: str, messages: int = 20_000) -> dict:
     raw_bytes = os.path.getsize(path)
     plain = b"\n".join(frames)
     gz = len(gzip.compress(plain))
+    compact_root(tmp, venue="bench")
+    compacted = os.path.getsize(path)
     return {"metric": "raw_vs_gzip", "frames": len(frames), "frame_bytes": len(plain), "raw_parquet_bytes": raw_bytes,
-            "gzip_bytes": gz, "raw_over_gzip": raw_bytes / gz}
+            "gzip_bytes": gz, "raw_over_gzip": raw_bytes / gz, "compacted_raw_parquet_bytes": compacted,
+            "compacted_raw_over_gzip": compacted / gz}
 
 
 def capture_lines(capture: str) -> list[dict]:

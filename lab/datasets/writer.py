@@ -23,7 +23,10 @@ from lab.recorder.sync import Derived
 
 from .journal import JournalWriter, RawRow, iter_journals, read_journal
 from .store import (
+    COMPACT_LEVEL,
+    COMPACT_PAGE_SIZE,
     JOURNAL_DIR,
+    META_COMPACTED,
     atomic_write,
     file_name,
     partition_dir,
@@ -53,13 +56,15 @@ def _meta(table: str, session: str, venue: str, **extra) -> dict[bytes, bytes]:
     return meta
 
 
-def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawRow], derived, instruments: dict, depth: int, stats: WriterStats) -> None:
-    """All files of one segment. `instruments` maps canonical symbol -> Instrument."""
+def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawRow], derived, instruments: dict, depth: int, stats: WriterStats,
+                  compact_raw: bool = False) -> None:
+    """All files of one segment. `instruments` maps canonical symbol -> Instrument. `compact_raw`:
+    write the raw files as `lab compact` does (a re-derivation keeps a compacted segment compacted)."""
     name = file_name(session, seq)
     raw_names: list[str] = []
 
-    def put(table: pa.Table, path: str, meta: dict) -> None:
-        atomic_write(table, path, meta)
+    def put(table: pa.Table, path: str, meta: dict, **kw) -> None:
+        atomic_write(table, path, meta, **kw)
         stats.files += 1
         stats.bytes += os.path.getsize(path)
         stats.paths.append(path)
@@ -68,7 +73,12 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
     for date, a, b in split_by_day([r.local_ts for r in rows]):
         path = os.path.join(partition_dir(root, "raw", venue, None, date), name)
         chunk = rows[a:b]
-        put(raw_table(chunk, session), path, _meta("raw", session, venue, depth=depth, rec_id_range=f"{chunk[0].rec_id}-{chunk[-1].rec_id}"))
+        meta = _meta("raw", session, venue, depth=depth, rec_id_range=f"{chunk[0].rec_id}-{chunk[-1].rec_id}")
+        if compact_raw:
+            meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
+            put(raw_table(chunk, session), path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
+        else:
+            put(raw_table(chunk, session), path, meta)
         raw_names.append(os.path.relpath(path, root))
     source = ",".join(raw_names)
 
@@ -219,9 +229,13 @@ def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
     files = session_raw_files(root, venue, session)
     depth = 0
     by_seq: dict[int, list[str]] = {}
+    compacted: set[int] = set()
     for seq, path in files:
         by_seq.setdefault(seq, []).append(path)
-        depth = int((pq.read_schema(path).metadata or {}).get(b"lab.depth", b"0"))
+        meta = pq.read_schema(path).metadata or {}
+        depth = int(meta.get(b"lab.depth", b"0"))
+        if META_COMPACTED in meta:
+            compacted.add(seq)
     normalizer = module.Normalizer(depth=depth)
     stats = WriterStats()
     old = set()
@@ -238,7 +252,7 @@ def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
         instruments = {i.symbol: i for i in normalizer.instruments.values()}
         segment_stats = WriterStats()
         # Raw files are rewritten byte-identical in content; only derived tables change.
-        write_segment(root, venue, session, seq, rows, derived, instruments, depth, segment_stats)
+        write_segment(root, venue, session, seq, rows, derived, instruments, depth, segment_stats, compact_raw=seq in compacted)
         stats.files += segment_stats.files
         stats.segments += 1
         old.difference_update(segment_stats.paths)
@@ -322,3 +336,37 @@ def normalize_root(root: str, venue: str | None = None, session: str | None = No
             stats = renormalize_session(root, v, s)
             lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
     return lines
+
+
+def compact_root(root: str, venue: str | None = None, session: str | None = None) -> list[dict]:
+    """`lab compact`: rewrite the raw files of finished sessions at zstd level 19 (live writing
+    uses level 3 to stay cheap), atomically and in place, content unchanged (same rows, schema
+    and metadata, plus `lab.compacted`). Live sessions (marker flock-ed) are skipped, and so are
+    files already compacted, so the command is idempotent.
+
+    Files are not merged: a segment's raw files name the derived files of that segment
+    (`<session>-<seq>.parquet`, `lab.source_raw`), which `lab normalize` and recovery rebuild
+    segment by segment; large pages (8 MiB) get most of what merging would give."""
+    reports = []
+    for v, s in sessions_in(root, venue):
+        if session is not None and s != session:
+            continue
+        if _session_is_live(root, s):
+            reports.append({"venue": v, "session": s, "skipped": "live session"})
+            continue
+        before = after = done = 0
+        for _seq, path in session_raw_files(root, v, s):
+            size = os.path.getsize(path)
+            before += size
+            pf = pq.ParquetFile(path)
+            meta = dict(pf.schema_arrow.metadata or {})
+            if META_COMPACTED in meta:
+                after += size
+                continue
+            table = pf.read()
+            meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
+            atomic_write(table, path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
+            after += os.path.getsize(path)
+            done += 1
+        reports.append({"venue": v, "session": s, "files": done, "bytes_before": before, "bytes_after": after})
+    return reports
