@@ -66,6 +66,7 @@ def main() -> int:
     finally:
         sim.terminate()
         sim.wait()
+    from lab.benchmarks.book import cpu_model
     from lab.datasets.catalog import query
 
     [stats] = query(root, "select count(*) as n, (epoch_ns(max(local_timestamp)) - epoch_ns(min(local_timestamp))) / 1e9 as span from raw where kind = 'recv'").to_pylist()
@@ -75,7 +76,7 @@ def main() -> int:
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
     result = {
         "bench": "record_throughput",
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "offered_rate": args.rate,
         "seconds": summary["seconds"],
         "sent": sent["messages"],
@@ -93,17 +94,6 @@ def main() -> int:
     shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result) if args.json else "\n".join(f"{k:>24}: {v}" for k, v in result.items()))
     return 0 if result["lost"] == 0 else 1
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
