@@ -1,12 +1,15 @@
 """Kraken normalizer throughput over a recorded capture's raw rows (a benchmark, not a test).
 
     python bench/kraken_normalize.py --record ROOT [--seconds 20 --rate 3000 --depth 100 --api v1]
-    python bench/kraken_normalize.py ROOT [--repeat 3] [--profile] [--reference]
+    python bench/kraken_normalize.py ROOT [--repeat 3] [--profile] [--reference] [--trades-only]
 
 The first form records ROOT from the Kraken simulator (in-process, `lab record` code path). The
 second feeds every raw row of every Kraken session in ROOT through a fresh normalizer, as
 `lab normalize` (writer.renormalize_session) does, without writing Parquet, and prints rows/s
 and book messages/s (best of --repeat). `--profile` prints the top cProfile entries.
+`--trades-only` keeps, of the received frames, only the trade frames (a trades figure: us per
+trade frame); `--reference` sends book (v1), trade and Depth frames through the Python
+reference paths instead of Rust.
 """
 from __future__ import annotations
 
@@ -46,11 +49,16 @@ def load_rows(root: str):
     return out
 
 
-def run(sessions) -> tuple[float, int, int]:
+def trades_only(sessions):
+    """Every row but the received frames that are not trade frames."""
+    return [(depth, [r for r in rows if r.kind != "recv" or b'"trade"' in r.payload]) for depth, rows in sessions]
+
+
+def run(sessions) -> tuple[float, int, int, int]:
     from lab.venues.kraken.feed import Normalizer
 
     t0 = time.perf_counter()
-    n_rows = n_msgs = 0
+    n_rows = n_msgs = n_trades = 0
     for depth, rows in sessions:
         norm = Normalizer(depth=depth)
         feed = norm.feed
@@ -59,7 +67,8 @@ def run(sessions) -> tuple[float, int, int]:
         norm.take()
         n_rows += len(rows)
         n_msgs += norm.stats["messages"]
-    return time.perf_counter() - t0, n_rows, n_msgs
+        n_trades += norm.stats["trades"]
+    return time.perf_counter() - t0, n_rows, n_msgs, n_trades
 
 
 def main() -> None:
@@ -74,22 +83,29 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--reference", action="store_true",
-                    help="v1 only: book frames through the Python reference path instead of Rust (the 'before' figure)")
+                    help="book (v1 only: v2 books have no Python path), trade and Depth frames through the "
+                         "Python reference paths instead of Rust")
+    ap.add_argument("--trades-only", action="store_true", help="of the received frames, keep only trade frames")
     a = ap.parse_args()
     if a.reference:
         from lab.venues.kraken import feed
 
-        feed.parse_kraken_book = lambda payload: None
+        def refuse(payload):
+            raise ValueError("reference path")
+
+        feed.parse_kraken_book = feed.parse_kraken_trades = feed.parse_kraken_depth = refuse
     if a.record:
         record(a.root, a.seconds, a.rate, a.depth, a.api, a.pad)
         return
     sessions = load_rows(a.root)
+    if a.trades_only:
+        sessions = trades_only(sessions)
     best = None
     for _ in range(a.repeat):
         r = run(sessions)
         best = r if best is None or r[0] < best[0] else best
-    secs, n_rows, n_msgs = best
-    print(f"{n_rows:,} raw rows, {n_msgs:,} book messages in {secs:.3f}s: {n_rows / secs:,.0f} rows/s, "
+    secs, n_rows, n_msgs, n_trades = best
+    print(f"{n_rows:,} raw rows, {n_msgs:,} book messages, {n_trades:,} trades in {secs:.3f}s: {n_rows / secs:,.0f} rows/s, "
           f"{n_msgs / secs:,.0f} book msgs/s, {1e6 * secs / n_rows:.2f} us/row")
     if a.profile:
         prof = cProfile.Profile()

@@ -5,7 +5,6 @@ import datetime as dt
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 
 from . import schema as S
 from .journal import RawRow, fsync_dir
-from lab.rust_book import BookRows
+from lab.rust_book import BookRows, TradeRows
 
 NS_PER_DAY = 86_400_000_000_000
 JOURNAL_DIR = ".journal"
@@ -189,30 +188,38 @@ class BookColumns(BookRows):
         )
 
 
-@dataclass
-class TradeColumns:
-    timestamp: list = field(default_factory=list)
-    local_timestamp: list = field(default_factory=list)
-    id: list = field(default_factory=list)
-    side: list = field(default_factory=list)
-    price: list = field(default_factory=list)
-    amount: list = field(default_factory=list)
-    rec_id: list = field(default_factory=list)
+class TradeColumns(TradeRows):
+    """The `trades` rows of one segment and symbol, held in Rust (`lab.rust_book.TradeRows`).
 
-    def __len__(self) -> int:
-        return len(self.rec_id)
+    Filled by `push` (`Normalizer.emit_trade`, any venue) or by Kraken's frame parser
+    (`KrakenTrades.apply`); `id`, `side`, `price`, ... read back as lists (tests)."""
+
+    @property
+    def local_timestamp(self) -> np.ndarray:
+        return np.frombuffer(self.local_timestamp_bytes(), dtype=np.int64)
 
     def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
+        b = self.buffers()
+        n = b["n"]
+
+        def ints(name: str, typ: pa.DataType = pa.int64()) -> pa.Array:
+            return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(b[name])])
+
+        def strings(name: str) -> pa.Array:
+            return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(b[name + "_offsets"]), pa.py_buffer(b[name + "_data"])])
+
+        name = venue_symbol.encode()
         return pa.table(
             [
-                pa.array(self.timestamp, pa.int64()).cast(S.TS),
-                pa.array(self.local_timestamp, pa.int64()).cast(S.TS),
-                pa.array(self.id, pa.string()),
-                pa.array(self.side, pa.string()),
-                decimal_array(self.price, pp),
-                decimal_array(self.amount, ap),
-                pa.array(self.rec_id, pa.int64()),
-                pa.array([venue_symbol] * len(self), pa.string()),
+                ints("timestamp", S.TS),
+                ints("local_timestamp", S.TS),
+                strings("id"),
+                strings("side"),
+                decimal_array(np.frombuffer(b["price"], dtype=np.int64), pp),
+                decimal_array(np.frombuffer(b["amount"], dtype=np.int64), ap),
+                ints("rec_id"),
+                pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(0, len(name) * n + 1, len(name), dtype=np.int32)),
+                                                       pa.py_buffer(name * n)]),
             ],
             schema=S.trades_schema(pp, ap),
         )

@@ -123,17 +123,14 @@ class Normalizer:
             cols = self.out.book[inst.symbol] = BookColumns()
         return cols
 
-    def emit_trade(self, inst: Instrument, row: RawRow, ts: int, trade_id: str, side: str, price: int, amount: int) -> None:
+    def trade_columns(self, inst: Instrument) -> TradeColumns:
         cols = self.out.trades.get(inst.symbol)
         if cols is None:
             cols = self.out.trades[inst.symbol] = TradeColumns()
-        cols.timestamp.append(ts)
-        cols.local_timestamp.append(row.local_ts)
-        cols.id.append(trade_id)
-        cols.side.append(side)
-        cols.price.append(price)
-        cols.amount.append(amount)
-        cols.rec_id.append(row.rec_id)
+        return cols
+
+    def emit_trade(self, inst: Instrument, row: RawRow, ts: int, trade_id: str, side: str, price: int, amount: int) -> None:
+        self.trade_columns(inst).push(ts, row.local_ts, trade_id, side, price, amount, row.rec_id)
         if self.on_trade is not None:
             self.on_trade(
                 Trade(
@@ -141,6 +138,16 @@ class Normalizer:
                     Decimal(price).scaleb(-inst.price_precision), Decimal(amount).scaleb(-inst.amount_precision),
                 )
             )
+
+    def trades_appended(self, inst: Instrument, cols: TradeColumns, start: int) -> None:
+        """`on_trade` for the rows a Rust parser appended to `cols` from row `start` on (the
+        same Trade objects `emit_trade` gives, in the same order)."""
+        if self.on_trade is None:
+            return
+        pp, ap = inst.price_precision, inst.amount_precision
+        for ts, local_ts, trade_id, side, price, amount, _ in cols.rows(start):
+            self.on_trade(Trade(self.venue, inst.symbol, ts, local_ts, trade_id, side,
+                                Decimal(price).scaleb(-pp), Decimal(amount).scaleb(-ap)))
 
     def emit_levels(
         self,

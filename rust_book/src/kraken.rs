@@ -10,12 +10,16 @@
 //! frame exactly as before. `KrakenBook.apply(...)` parses the levels at the book's precisions,
 //! applies them in wire order, truncates to depth, compares the checksum and appends the rows.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::fixed::{self, push_u64};
 use crate::rows::BookRows;
+use crate::trades::{TradeMemory, TradeRows};
 use crate::OrderBook;
 
 // ------------------------------------------------------------------------------ JSON scanner
@@ -255,8 +259,9 @@ fn plain<'a>(s: &'a [u8], v: &V) -> Option<&'a [u8]> {
 }
 
 fn get<'v>(s: &[u8], obj: &'v [(usize, usize, bool, V)], key: &[u8]) -> Option<&'v V> {
-    // keys with escapes never match the plain ASCII keys Kraken uses
-    obj.iter().find(|(a, b, e, _)| !e && &s[*a..*b] == key).map(|(_, _, _, v)| v)
+    // keys with escapes never match the plain ASCII keys Kraken uses; a repeated key: the last
+    // one wins, as in Python's json and orjson (the reference paths)
+    obj.iter().rev().find(|(a, b, e, _)| !e && &s[*a..*b] == key).map(|(_, _, _, v)| v)
 }
 
 fn has(s: &[u8], obj: &[(usize, usize, bool, V)], key: &[u8]) -> bool {
@@ -281,12 +286,12 @@ fn v1_ts_ns(t: &[u8]) -> Option<i64> {
     for &c in sec {
         ns = ns * 10 + i64::from(c - b'0');
     }
-    ns *= 1_000_000_000;
     let mut f: i64 = 0;
     for k in 0..9 {
         f = f * 10 + frac.get(k).map_or(0, |&c| i64::from(c - b'0'));
     }
-    Some(ns + f)
+    // beyond int64 ns (year 2262) is not a time the reference path takes either
+    ns.checked_mul(1_000_000_000)?.checked_add(f)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
@@ -341,7 +346,7 @@ pub fn rfc3339_ns(t: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset;
-    Some(secs * 1_000_000_000 + frac)
+    secs.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
 // ------------------------------------------------------------------------------ messages
@@ -765,11 +770,517 @@ fn rfc3339_to_ns(text: &str) -> PyResult<i64> {
     rfc3339_ns(text.as_bytes()).ok_or_else(|| PyValueError::new_err(format!("not an RFC 3339 time: {text:?}")))
 }
 
+// ------------------------------------------------------------------------------ trades
+
+/// BLAKE2b (RFC 7693), unkeyed, with an `out_len`-byte digest (1..=64): the hash of the v1
+/// trade id (`docs/KRAKEN.md`). Written out here (the compression function is 30 lines) rather
+/// than taking a dependency for one 8-byte digest; the tests check it against RFC 7693's "abc"
+/// vector and against Python's `hashlib.blake2b` over many lengths.
+pub fn blake2b(out_len: usize, data: &[u8]) -> Vec<u8> {
+    const IV: [u64; 8] = [
+        0x6a09_e667_f3bc_c908, 0xbb67_ae85_84ca_a73b, 0x3c6e_f372_fe94_f82b, 0xa54f_f53a_5f1d_36f1,
+        0x510e_527f_ade6_82d1, 0x9b05_688c_2b3e_6c1f, 0x1f83_d9ab_fb41_bd6b, 0x5be0_cd19_137e_2179,
+    ];
+    const SIGMA: [[usize; 16]; 12] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
+        [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
+        [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
+        [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
+        [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+    ];
+    #[inline(always)]
+    #[allow(clippy::many_single_char_names)]
+    fn g(v: &mut [u64; 16], a: usize, b: usize, c: usize, d: usize, x: u64, y: u64) {
+        v[a] = v[a].wrapping_add(v[b]).wrapping_add(x);
+        v[d] = (v[d] ^ v[a]).rotate_right(32);
+        v[c] = v[c].wrapping_add(v[d]);
+        v[b] = (v[b] ^ v[c]).rotate_right(24);
+        v[a] = v[a].wrapping_add(v[b]).wrapping_add(y);
+        v[d] = (v[d] ^ v[a]).rotate_right(16);
+        v[c] = v[c].wrapping_add(v[d]);
+        v[b] = (v[b] ^ v[c]).rotate_right(63);
+    }
+    fn compress(h: &mut [u64; 8], block: &[u8; 128], t: u128, last: bool) {
+        let mut m = [0u64; 16];
+        for (i, w) in m.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&block[8 * i..8 * i + 8]);
+            *w = u64::from_le_bytes(b);
+        }
+        let mut v = [0u64; 16];
+        v[..8].copy_from_slice(h);
+        v[8..].copy_from_slice(&IV);
+        v[12] ^= t as u64;
+        v[13] ^= (t >> 64) as u64;
+        if last {
+            v[14] = !v[14];
+        }
+        for s in &SIGMA {
+            g(&mut v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
+            g(&mut v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+            g(&mut v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+            g(&mut v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+            g(&mut v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
+            g(&mut v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+            g(&mut v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+            g(&mut v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+        }
+        for i in 0..8 {
+            h[i] ^= v[i] ^ v[i + 8];
+        }
+    }
+    let out_len = out_len.clamp(1, 64);
+    let mut h = IV;
+    h[0] ^= 0x0101_0000 ^ out_len as u64;
+    let mut block = [0u8; 128];
+    let mut t: u128 = 0;
+    let mut rest = data;
+    while rest.len() > 128 {
+        block.copy_from_slice(&rest[..128]);
+        t += 128;
+        compress(&mut h, &block, t, false);
+        rest = &rest[128..];
+    }
+    block = [0u8; 128];
+    block[..rest.len()].copy_from_slice(rest);
+    t += rest.len() as u128;
+    compress(&mut h, &block, t, true);
+    let mut out = Vec::with_capacity(64);
+    for w in h {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.truncate(out_len);
+    out
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+/// lab's id of a v1 trade: blake2b-64 hex of `pair|time|price|volume|side|ordertype|ordinal`
+/// (exact wire strings; `ordinal` counts earlier trades of the message with identical fields).
+fn v1_trade_id(out: &mut Vec<u8>, key: &mut Vec<u8>, fields: [&[u8]; 6], ordinal: usize) {
+    key.clear();
+    for (k, f) in fields.iter().enumerate() {
+        if k > 0 {
+            key.push(b'|');
+        }
+        key.extend_from_slice(f);
+    }
+    key.push(b'|');
+    push_u64(key, ordinal as u64);
+    out.clear();
+    push_hex(out, &blake2b(8, key));
+}
+
+/// One trade of a frame: byte ranges of its wire text.
+struct Trade {
+    price: (usize, usize),
+    amount: (usize, usize),
+    /// v1: the time text; v2: the `trade_id` text
+    key: (usize, usize),
+    /// v1 order type text (v2: unused)
+    ordertype: (usize, usize),
+    /// 0 buy, 1 sell (the taker side)
+    side: u8,
+    ts: i64,
+}
+
+/// One pair's trades parsed from a frame (v1: the message; v2: a run of `data` entries with
+/// the same symbol), every field kept as its exact wire text.
+#[pyclass(module = "lab.rust_book", frozen)]
+pub struct KrakenTrades {
+    payload: Arc<[u8]>,
+    trades: Vec<Trade>,
+    /// 1 or 2
+    #[pyo3(get)]
+    api: u8,
+    /// The pair as on the wire (v1 `XBT/USD`, v2 `BTC/USD`).
+    #[pyo3(get)]
+    symbol: String,
+}
+
+fn plain_str(v: &V) -> Option<(usize, usize)> {
+    match *v {
+        V::Str(a, b, false) => Some((a, b)),
+        _ => None,
+    }
+}
+
+/// A v2 number or string field as `str(json.loads(..., parse_float=str)[k])` gives it: the
+/// token text (except the integer `-0`, which Python prints as `0`: refused).
+fn v2_text(s: &[u8], v: &V, what: &str) -> R<(usize, usize)> {
+    match *v {
+        V::Str(a, b, false) => Ok((a, b)),
+        V::Num(a, b) if &s[a..b] != b"-0" => Ok((a, b)),
+        _ => Err(format!("trade {what} is not a number or a plain string")),
+    }
+}
+
+const SIDES: [&[u8]; 2] = [b"buy", b"sell"];
+const V1_SIDES: [&[u8]; 2] = [b"b", b"s"];
+
+/// v1 `[channelID, [[price, volume, time, side, orderType, misc], ...], "trade", pair]`.
+///
+/// Accepted only in the form Kraken sends (every trade field a plain string, channelID a small
+/// integer, exactly 4 elements), so that orjson + the reference path would read exactly the
+/// same values; anything else is refused and goes through the reference path.
+fn parse_v1_trades(payload: &[u8], items: &[V]) -> R<Option<KrakenTrades>> {
+    let n = items.len();
+    if n < 4 || !matches!(items[n - 2], V::Str(..)) || !matches!(items[n - 1], V::Str(..)) {
+        return Ok(None);
+    }
+    if plain(payload, &items[n - 2]) != Some(b"trade") {
+        return Ok(None);
+    }
+    if n != 4 {
+        return Err("a trade message without exactly 4 elements".into());
+    }
+    match items[0] {
+        V::Num(a, b) if b - a <= 18 && payload[a..b].iter().all(u8::is_ascii_digit) => {}
+        _ => return Err("channelID is not a small unsigned integer".into()),
+    }
+    let pair = plain_str(&items[3]).ok_or("pair has escapes")?;
+    let symbol = std::str::from_utf8(&payload[pair.0..pair.1]).map_err(|_| "pair is not UTF-8")?.to_owned();
+    let V::Arr(list) = &items[1] else {
+        return Err("trades are not a list".into());
+    };
+    let mut trades = Vec::with_capacity(list.len());
+    for t in list {
+        let V::Arr(f) = t else {
+            return Err("a trade is not a list".into());
+        };
+        if f.len() < 5 {
+            return Err("a trade has fewer than 5 fields".into());
+        }
+        let mut r = [(0usize, 0usize); 5];
+        for (k, v) in f.iter().enumerate() {
+            let x = plain_str(v).ok_or("a trade field is not a plain string")?;
+            if k < 5 {
+                r[k] = x;
+            }
+        }
+        let side = match &payload[r[3].0..r[3].1] {
+            b"b" => 0,
+            b"s" => 1,
+            _ => return Err("trade side is neither b nor s".into()),
+        };
+        let ts = v1_ts_ns(&payload[r[2].0..r[2].1]).ok_or("bad trade time")?;
+        trades.push(Trade { price: r[0], amount: r[1], key: r[2], ordertype: r[4], side, ts });
+    }
+    Ok(Some(KrakenTrades { payload: Arc::from(&[][..]), trades, api: 1, symbol }))
+}
+
+/// v2 `{"channel":"trade","type":...,"data":[{symbol, side, price, qty, ord_type, trade_id,
+/// timestamp}, ...]}`: one `KrakenTrades` per run of entries with the same symbol.
+fn parse_v2_trades(payload: &[u8], obj: &[(usize, usize, bool, V)]) -> R<Option<Vec<KrakenTrades>>> {
+    match get(payload, obj, b"channel") {
+        Some(v @ V::Str(..)) if plain(payload, v) == Some(b"trade") => {}
+        _ => return Ok(None),
+    }
+    if payload.first() != Some(&b'{') {
+        // the reference path reads only frames starting with '{' as v2
+        return Err("a v2 frame that does not start with '{'".into());
+    }
+    let data = match get(payload, obj, b"data") {
+        None | Some(V::Null) => return Ok(Some(Vec::new())),
+        Some(V::Arr(d)) => d,
+        Some(_) => return Err("trade data is not a list".into()),
+    };
+    let mut out: Vec<KrakenTrades> = Vec::new();
+    for entry in data {
+        let V::Obj(d) = entry else {
+            return Err("a trade is not an object".into());
+        };
+        let field = |k: &str| get(payload, d, k.as_bytes()).ok_or_else(|| format!("a trade without {k}"));
+        let symbol = plain_str(field("symbol")?).ok_or("trade symbol is not a plain string")?;
+        let key = v2_text(payload, field("trade_id")?, "trade_id")?;
+        let price = v2_text(payload, field("price")?, "price")?;
+        let amount = v2_text(payload, field("qty")?, "qty")?;
+        let side = match plain_str(field("side")?).map(|(a, b)| &payload[a..b]) {
+            Some(b"buy") => 0,
+            Some(b"sell") => 1,
+            _ => return Err("trade side is neither buy nor sell".into()),
+        };
+        let ts = plain_str(field("timestamp")?)
+            .and_then(|(a, b)| rfc3339_ns(&payload[a..b]))
+            .ok_or("bad trade timestamp")?;
+        let t = Trade { price, amount, key, ordertype: (0, 0), side, ts };
+        let sym = &payload[symbol.0..symbol.1];
+        match out.last_mut() {
+            Some(m) if m.symbol.as_bytes() == sym => m.trades.push(t),
+            _ => out.push(KrakenTrades {
+                payload: Arc::from(&[][..]),
+                trades: vec![t],
+                api: 2,
+                symbol: std::str::from_utf8(sym).map_err(|_| "symbol is not UTF-8")?.to_owned(),
+            }),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn parse_trade_frame(payload: &[u8]) -> R<Option<Vec<KrakenTrades>>> {
+    let v = parse_json(payload)?;
+    let mut msgs = match &v {
+        V::Arr(items) => parse_v1_trades(payload, items)?.map(|m| vec![m]),
+        V::Obj(obj) => parse_v2_trades(payload, obj)?,
+        _ => None,
+    };
+    if let Some(ms) = msgs.as_mut() {
+        // Kraken writes no escapes; refusing them keeps every accepted frame one that orjson
+        // and json.loads decode to exactly these texts (no lone surrogates, no decoding).
+        if payload.contains(&b'\\') {
+            return Err("a trade frame with escapes".into());
+        }
+        let shared: Arc<[u8]> = Arc::from(payload);
+        for m in ms.iter_mut() {
+            m.payload = Arc::clone(&shared);
+        }
+    }
+    Ok(msgs)
+}
+
+#[pymethods]
+impl KrakenTrades {
+    fn __len__(&self) -> usize {
+        self.trades.len()
+    }
+
+    /// The trades as (price text, amount text, side "buy"/"sell", timestamp ns, v1 time text
+    /// or v2 trade_id text), in wire order (tests).
+    fn trades(&self) -> Vec<(String, String, &'static str, i64, String)> {
+        let t = |r: (usize, usize)| String::from_utf8_lossy(&self.payload[r.0..r.1]).into_owned();
+        self.trades
+            .iter()
+            .map(|x| (t(x.price), t(x.amount), if x.side == 0 { "buy" } else { "sell" }, x.ts, t(x.key)))
+            .collect()
+    }
+
+    /// Append the trades not seen before to `rows`, as the reference path does.
+    ///
+    /// Per trade, in wire order: its id (v1: `kraken_trade_id`, v2: `trade_id`); an id in
+    /// `memory` is a duplicate (skipped, counted); else price and amount are parsed at the
+    /// precisions (a value finer than them, or not a decimal: its message is added to the
+    /// returned errors and, v1, the rest of the message is dropped; v2 goes on with the next
+    /// trade); else the id is remembered and the row appended (local_ts, rec_id of the raw
+    /// row). Returns (rows added, duplicates, error messages).
+    #[pyo3(signature = (rows, memory, price_precision, amount_precision, local_ts, rec_id))]
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        rows: &Bound<'_, TradeRows>,
+        memory: &Bound<'_, TradeMemory>,
+        price_precision: u32,
+        amount_precision: u32,
+        local_ts: i64,
+        rec_id: i64,
+    ) -> PyResult<(usize, usize, Vec<String>)> {
+        let (pp, ap) = (price_precision, amount_precision);
+        if pp > fixed::MAX_PRECISION || ap > fixed::MAX_PRECISION {
+            return Err(PyValueError::new_err(format!(
+                "precisions must be between 0 and {}, got {pp} / {ap}",
+                fixed::MAX_PRECISION
+            )));
+        }
+        let mut rows = rows.try_borrow_mut()?;
+        let mut mem = memory.try_borrow_mut()?;
+        let s = &self.payload[..];
+        let text = |r: (usize, usize)| &s[r.0..r.1];
+        let (mut added, mut dups, mut errors) = (0usize, 0usize, Vec::new());
+        let (mut id, mut key) = (Vec::with_capacity(16), Vec::with_capacity(96));
+        let v1 = self.api == 1;
+        let same = |a: &Trade, b: &Trade| {
+            a.side == b.side
+                && text(a.price) == text(b.price)
+                && text(a.amount) == text(b.amount)
+                && text(a.key) == text(b.key)
+                && text(a.ordertype) == text(b.ordertype)
+        };
+        let mut counts: HashMap<[&[u8]; 5], usize> = HashMap::new();
+        let many = self.trades.len() > 16;
+        for (k, t) in self.trades.iter().enumerate() {
+            if v1 {
+                let side = V1_SIDES[usize::from(t.side)];
+                let fields5 = [text(t.price), text(t.amount), text(t.key), side, text(t.ordertype)];
+                let ordinal = if many {
+                    let c = counts.entry(fields5).or_insert(0);
+                    *c += 1;
+                    *c - 1
+                } else {
+                    self.trades[..k].iter().filter(|e| same(e, t)).count()
+                };
+                let fields = [self.symbol.as_bytes(), text(t.key), text(t.price), text(t.amount), side, text(t.ordertype)];
+                v1_trade_id(&mut id, &mut key, fields, ordinal);
+            } else {
+                id.clear();
+                id.extend_from_slice(text(t.key));
+            }
+            if mem.contains_id(&id) {
+                dups += 1;
+                continue;
+            }
+            let parsed = fixed::parse_fixed(text(t.price), pp)
+                .map_err(|e| e.message(&String::from_utf8_lossy(text(t.price)), pp))
+                .and_then(|p| {
+                    fixed::parse_fixed(text(t.amount), ap)
+                        .map(|a| (p, a))
+                        .map_err(|e| e.message(&String::from_utf8_lossy(text(t.amount)), ap))
+                });
+            let (p, a) = match parsed {
+                Ok(pa) => pa,
+                Err(msg) => {
+                    errors.push(msg);
+                    if v1 {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            mem.remember(&id);
+            rows.push_row(t.ts, local_ts, &id, SIDES[usize::from(t.side)], p, a, rec_id)
+                .map_err(PyValueError::new_err)?;
+            added += 1;
+        }
+        Ok((added, dups, errors))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("KrakenTrades(api=v{}, symbol={:?}, trades={})", self.api, self.symbol, self.trades.len())
+    }
+}
+
+/// Parse one Kraken WebSocket frame (v1 or v2) for trades. None: not a trade message. A list
+/// of `KrakenTrades` (v1: one; v2: one per run of entries with the same symbol). ValueError:
+/// invalid JSON or a trade message in a form the fast path does not take (the caller's
+/// reference path reports it); never a panic.
+#[pyfunction]
+fn parse_kraken_trades<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
+    match parse_trade_frame(payload) {
+        Ok(None) => Ok(None),
+        Ok(Some(msgs)) => {
+            let items = msgs.into_iter().map(|m| Bound::new(py, m)).collect::<PyResult<Vec<_>>>()?;
+            Ok(Some(PyList::new(py, items)?))
+        }
+        Err(e) => Err(PyValueError::new_err(e)),
+    }
+}
+
+/// lab's id of a v1 trade (see `docs/KRAKEN.md`): blake2b-64 hex of
+/// `pair|time|price|volume|side|ordertype|ordinal`.
+#[pyfunction]
+fn kraken_trade_id(pair: &str, time: &str, price: &str, volume: &str, side: &str, ordertype: &str, ordinal: usize) -> String {
+    let (mut out, mut key) = (Vec::new(), Vec::new());
+    let fields = [pair, time, price, volume, side, ordertype].map(str::as_bytes);
+    v1_trade_id(&mut out, &mut key, fields, ordinal);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unkeyed BLAKE2b hex digest of `data` with `digest_size` bytes (1..=64; tests).
+#[pyfunction]
+#[pyo3(signature = (data, digest_size = 64))]
+fn blake2b_hex(data: &[u8], digest_size: usize) -> PyResult<String> {
+    if !(1..=64).contains(&digest_size) {
+        return Err(PyValueError::new_err(format!("digest_size must be between 1 and 64, got {digest_size}")));
+    }
+    let mut out = Vec::with_capacity(2 * digest_size);
+    push_hex(&mut out, &blake2b(digest_size, data));
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+// ------------------------------------------------------------------------------ REST Depth
+
+/// REST `Depth` `{"error":[],"result":{"XXBTZUSD":{"asks":[[price, volume, time], ...],
+/// "bids":[...]}}}` as a snapshot `KrakenBook` (api 1: no checksum, wire decimals learned;
+/// `symbol` is the result key). Only the form Kraken sends is taken (an empty error list, one
+/// result, plain-string prices and volumes, integer or string times, no escapes or exponents);
+/// anything else is a ValueError and the caller's reference path reports it.
+fn parse_depth(payload: &[u8]) -> R<KrakenBook> {
+    if payload.contains(&b'\\') {
+        return Err("a Depth response with escapes".into());
+    }
+    let v = parse_json(payload)?;
+    let V::Obj(doc) = &v else {
+        return Err("Depth response is not an object".into());
+    };
+    match get(payload, doc, b"error") {
+        None => {}
+        Some(V::Arr(e)) if e.is_empty() => {}
+        _ => return Err("Depth response with errors".into()),
+    }
+    let Some(V::Obj(result)) = get(payload, doc, b"result") else {
+        return Err("Depth response without a result object".into());
+    };
+    let [(a, b, false, V::Obj(book))] = &result[..] else {
+        return Err("Depth result without exactly one pair".into());
+    };
+    let symbol = std::str::from_utf8(&payload[*a..*b]).map_err(|_| "pair is not UTF-8")?.to_owned();
+    let mut levels = Vec::new();
+    let mut newest = 0;
+    for (key, side) in [(&b"asks"[..], 1u8), (&b"bids"[..], 0u8)] {
+        let Some(list @ V::Arr(items)) = get(payload, book, key) else {
+            return Err("Depth book without asks and bids lists".into());
+        };
+        for item in items {
+            if let V::Arr(f) = item {
+                // orjson reads a fractional number as a float: only integer times are exact
+                if let Some(V::Num(x, y)) = f.get(2) {
+                    if payload[*x..*y].iter().any(|c| !c.is_ascii_digit()) {
+                        return Err("Depth level time is not an integer".into());
+                    }
+                }
+                for v in f.iter().take(2) {
+                    if let V::Str(x, y, _) = v {
+                        if payload[*x..*y].iter().any(|c| matches!(c, b'e' | b'E')) {
+                            return Err("Depth level with an exponent".into());
+                        }
+                    }
+                }
+            }
+        }
+        newest = newest.max(v1_levels(payload, list, side, &mut levels)?);
+    }
+    Ok(KrakenBook {
+        payload: payload.to_vec(),
+        levels,
+        api: 1,
+        symbol,
+        snapshot: true,
+        checksum: None,
+        timestamp: newest,
+    })
+}
+
+/// Parse a REST `Depth` response body into a snapshot `KrakenBook` (`symbol`: the result key,
+/// e.g. `XXBTZUSD`). ValueError for anything else (errors, an odd shape); never a panic.
+#[pyfunction]
+fn parse_kraken_depth(py: Python<'_>, payload: &[u8]) -> PyResult<Py<KrakenBook>> {
+    let m = parse_depth(payload).map_err(PyValueError::new_err)?;
+    Py::new(py, m)
+}
+
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KrakenBook>()?;
     m.add_function(wrap_pyfunction!(parse_kraken_book, m)?)?;
     m.add_function(wrap_pyfunction!(kraken_wire_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(rfc3339_to_ns, m)?)?;
+    m.add_class::<KrakenTrades>()?;
+    m.add_function(wrap_pyfunction!(parse_kraken_trades, m)?)?;
+    m.add_function(wrap_pyfunction!(kraken_trade_id, m)?)?;
+    m.add_function(wrap_pyfunction!(blake2b_hex, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_kraken_depth, m)?)?;
     m.add("KRAKEN_APPLIED", APPLIED)?;
     m.add("KRAKEN_MISMATCH", MISMATCH)?;
     m.add("KRAKEN_PRECISION", PRECISION)?;
@@ -812,5 +1323,35 @@ mod tests {
         assert_eq!(&v2[l.amount.0..l.amount.1], b"1098.3947558");
         assert!(parse_frame(br#"{"channel":"heartbeat"}"#).unwrap().is_none());
         assert!(parse_frame(br#"{"channel":"book","type":"update","data":[{"symbol":"X","checksum":"1"}]}"#).is_err());
+    }
+
+    #[test]
+    fn blake2b_vectors() {
+        // RFC 7693 appendix A: BLAKE2b-512("abc")
+        let mut hex = Vec::new();
+        push_hex(&mut hex, &blake2b(64, b"abc"));
+        assert_eq!(
+            std::str::from_utf8(&hex).unwrap(),
+            "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1\
+             7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"
+        );
+    }
+
+    #[test]
+    fn trade_frames() {
+        let v1 = br#"[0,[["5541.20000","0.15850568","1534614057.321597","s","l",""],["6060.00000","0.02455000","1534614057.324998","b","l",""]],"trade","XBT/USD"]"#;
+        let m = parse_trade_frame(v1).unwrap().unwrap();
+        assert_eq!((m.len(), m[0].trades.len(), m[0].symbol.as_str()), (1, 2, "XBT/USD"));
+        assert_eq!(m[0].trades[0].ts, 1_534_614_057_321_597_000);
+        assert!(parse_trade_frame(br#"[0,[["1","2","3","x","l",""]],"trade","XBT/USD"]"#).is_err());
+        assert!(parse_trade_frame(br#"[0,[[1,"2","3","b","l",""]],"trade","XBT/USD"]"#).is_err());
+        assert!(parse_trade_frame(br#"[0,[["1","2","99999999999","b","l",""]],"trade","XBT/USD"]"#).is_err());
+        assert!(parse_trade_frame(br#"[0,{"a":[]},"book-10","XBT/USD"]"#).unwrap().is_none());
+        let v2 = br#"{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"buy","price":0.5147,"qty":6423.46326,"ord_type":"limit","trade_id":4665846,"timestamp":"2023-09-25T07:48:36.925533Z"},{"symbol":"ETH/USD","side":"sell","price":1,"qty":2,"ord_type":"limit","trade_id":7,"timestamp":"2023-09-25T07:48:36Z"}]}"#;
+        let m = parse_trade_frame(v2).unwrap().unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(parse_trade_frame(br#" {"channel":"trade","data":[]}"#).is_err());
+        assert!(parse_trade_frame(br#"{"channel":"trade","data":[{"symbol":"A\u0042"}]}"#).is_err());
+        assert_eq!(rfc3339_ns(b"9999-12-31T23:59:59Z"), None);
     }
 }

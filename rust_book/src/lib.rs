@@ -13,6 +13,7 @@ pub mod workload;
 pub mod fixed;
 pub mod kraken;
 pub mod rows;
+pub mod trades;
 
 use rows::BookRows;
 
@@ -808,6 +809,7 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_fixed, m)?)?;
     m.add_function(wrap_pyfunction!(format_fixed, m)?)?;
     kraken::register(m)?;
+    trades::register(m)?;
     m.add("BID", 0)?;
     m.add("ASK", 1)?;
     m.add("FLAG_LAST", FLAG_LAST)?;

@@ -19,15 +19,17 @@ numbers (read as their exact token text, never as floats), symbols are `BTC/USD`
 AssetPairs wsname `XBT/USD`, which stays the capture's venue symbol) and trades carry a
 `trade_id`.
 
-The book hot path is Rust (`lab.rust_book.parse_kraken_book` + `KrakenBook.apply`: frame in,
-rows out). A frame it does not accept (invalid JSON, an odd shape) goes through the Python
-reference path below, which reports it exactly.
+The hot paths are Rust, frame in, rows out: books (`lab.rust_book.parse_kraken_book` +
+`KrakenBook.apply`), trades (`parse_kraken_trades` + `KrakenTrades.apply`, v1 ids included) and
+REST Depth snapshots (`parse_kraken_depth`). A frame they do not accept (invalid JSON, an odd
+shape, anything but the form Kraken sends) goes through the Python reference path below, which
+reports it exactly; both paths share the state (books, trade memory), and tests require
+identical rows, events and stats from either.
 
 Trade ids (v1 trades carry none): see `trade_id`.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import sys
@@ -37,7 +39,16 @@ import orjson
 from lab.datasets.journal import RawRow
 from lab.datasets.schema import canonical_symbol
 from lab.recorder.sync import REQUEST_RESUBSCRIBE, Instrument, Normalizer
-from lab.rust_book import KRAKEN_MISMATCH, KRAKEN_PRECISION, parse_fixed, parse_kraken_book, rfc3339_to_ns
+from lab.rust_book import (
+    KRAKEN_MISMATCH,
+    KRAKEN_PRECISION,
+    TradeMemory,
+    parse_fixed,
+    parse_kraken_book,
+    parse_kraken_depth,
+    parse_kraken_trades,
+    rfc3339_to_ns,
+)
 from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, VALID_DEPTHS, v1_symbol, v2_symbol
 
 VENUE = "kraken"
@@ -167,10 +178,14 @@ def _instrument(p: dict) -> Instrument:
 
 
 def ts_ns(text) -> int:
-    """Kraken seconds with a fraction ("1534614248.123678", or an int) -> ns, exactly."""
+    """Kraken seconds with a fraction ("1534614248.123678", or an int) -> ns, exactly.
+    ValueError beyond int64 ns (the time columns' range)."""
     s = str(text)
     sec, _, frac = s.partition(".")
-    return int(sec) * 1_000_000_000 + (int((frac + "000000000")[:9]) if frac else 0)
+    ns = int(sec) * 1_000_000_000 + (int((frac + "000000000")[:9]) if frac else 0)
+    if not -(1 << 63) <= ns < (1 << 63):
+        raise ValueError(f"time {s!r} is out of range")
+    return ns
 
 
 def trade_id(pair: str, trade: list, ordinal: int) -> str:
@@ -204,7 +219,7 @@ class KrakenNormalizer(Normalizer):
         self.streaming: set[str] = set()  # pairs with a live WS book subscription
         self.msg_seq: dict[str, int] = {}
         self.wire_pad: dict[str, tuple[int, int]] = {}  # pair -> wire decimals beyond precision
-        self.seen_trades: dict[str, tuple[collections.deque, set]] = {}
+        self.seen_trades: dict[str, TradeMemory] = {}  # pair -> ids of its last TRADE_MEMORY trades
         self.stats.setdefault("trades", 0)
         self.stats.setdefault("duplicate_trades", 0)
 
@@ -318,7 +333,15 @@ class KrakenNormalizer(Normalizer):
 
     def _on_depth(self, row: RawRow) -> None:
         """REST Depth: a snapshot for `fetch_orderbook_sync`. While the pair streams over the
-        WebSocket a REST book cannot be bridged into it (no sequence numbers), so it is ignored."""
+        WebSocket a REST book cannot be bridged into it (no sequence numbers), so it is ignored.
+        The Rust path takes the well-formed snapshot of a known pair that is not streaming;
+        everything else (errors, precision, streaming pairs) goes through the reference path."""
+        try:
+            m = parse_kraken_depth(row.payload)
+        except ValueError:
+            m = None
+        if m is not None and self._on_depth_fast(row, m):
+            return
         symbol = row.symbol
         try:
             result = _result(row.payload, "Depth")
@@ -344,6 +367,32 @@ class KrakenNormalizer(Normalizer):
             return
         self._apply_snapshot(row, inst, levels, pads, newest or row.local_ts, None)
 
+    def _on_depth_fast(self, row: RawRow, m) -> bool:
+        """A Depth snapshot parsed by `parse_kraken_depth`; False: leave it to the reference path."""
+        symbol = row.symbol
+        if symbol is None:
+            symbol = self.by_internal.get(m.symbol) or self.by_altname.get(m.symbol) or m.symbol
+        inst = self.instruments.get(symbol)
+        if inst is None or symbol in self.streaming:
+            return False
+        book = self.books[symbol]
+        cols = self.book_columns(inst)
+        seq = self.msg_seq.get(symbol, 0) + 1
+        pad = self.wire_pad.get(symbol, (0, 0))
+        status, _, _, pad_p, pad_a, added, _ = m.apply(book, cols, row.local_ts, row.rec_id, seq, pad[0], pad[1])
+        if status:
+            return False  # a value finer than the precision: nothing was applied
+        if len(m) and ((pad_p, pad_a) != pad or symbol not in self.wire_pad):
+            self.wire_pad[symbol] = (pad_p, pad_a)
+        book.synced = True
+        self.msg_seq[symbol] = seq
+        self.event(row, "snapshot", symbol, f"{book.bid_count} bids, {book.ask_count} asks")
+        if added:  # (a snapshot always adds rows)
+            self.stats["messages"] += 1
+            if self.on_book is not None:
+                self.on_book(book)
+        return True
+
     def _on_frame(self, row: RawRow) -> None:
         payload = row.payload
         if b'"book' in payload:  # v1 `"book-10"` or v2 `"channel":"book"`: the Rust path
@@ -354,6 +403,15 @@ class KrakenNormalizer(Normalizer):
             if msgs is not None:
                 for m in msgs:
                     self._on_book_fast(row, m)
+                return
+        if b'"trade"' in payload:  # v1 `"trade"` or v2 `"channel":"trade"`: the Rust path
+            try:
+                msgs = parse_kraken_trades(payload)
+            except ValueError:
+                msgs = None  # the reference path below reports it
+            if msgs is not None:
+                for m in msgs:
+                    self._on_trades_fast(row, m)
                 return
         if payload[:1] == b"{" and (b'"channel"' in payload or b'"method"' in payload):  # v2 (v1 events have neither)
             self._on_v2(row)
@@ -481,6 +539,45 @@ class KrakenNormalizer(Normalizer):
         )
 
     # -- the Rust hot path ---------------------------------------------------------------------
+    def _trade_memory(self, pair: str) -> TradeMemory:
+        mem = self.seen_trades.get(pair)
+        if mem is None:
+            mem = self.seen_trades[pair] = TradeMemory(self.TRADE_MEMORY)
+        return mem
+
+    def _on_trades_fast(self, row: RawRow, m) -> None:
+        """One pair's trades parsed by `parse_kraken_trades` (v1 message, or a run of v2 data
+        entries with the same symbol): the reference paths' ids, de-duplication, rows, events,
+        stats and on_trade calls, with the rows appended in Rust."""
+        if m.api == 1:
+            pair = m.symbol
+            inst = self.instruments.get(pair)
+            if inst is None:
+                self.event(row, "unknown_symbol", None, f"trade for {pair!r}")
+                return
+        else:
+            pair = self.by_v2.get(m.symbol)
+            inst = self.instruments.get(pair)
+            if inst is None:
+                for _ in range(len(m)):
+                    self.event(row, "unknown_symbol", None, f"trade for {m.symbol!r}")
+                return
+        cols = self.trade_columns(inst)
+        start = len(cols)
+        added, duplicates, errors = m.apply(
+            cols, self._trade_memory(pair), inst.price_precision, inst.amount_precision, row.local_ts, row.rec_id
+        )
+        self.stats["trades"] += added
+        self.stats["duplicate_trades"] += duplicates
+        for detail in errors:  # a value finer than the precision (v1: the rest of the message is dropped)
+            self.stats["malformed"] += 1
+            if m.api == 1:
+                self.event(row, "malformed", pair, f"trade message: ValueError: {detail}")
+            else:
+                self.event(row, "malformed", None, f"v2 trade message: ValueError: {detail}")
+        if added:
+            self.trades_appended(inst, cols, start)
+
     def _on_book_fast(self, row: RawRow, m) -> None:
         """One pair's book message parsed by `parse_kraken_book` (v1 or v2)."""
         pair = m.symbol if m.api == 1 else self.by_v2.get(m.symbol, m.symbol)
@@ -609,10 +706,7 @@ class KrakenNormalizer(Normalizer):
                 if inst is None:
                     self.event(row, "unknown_symbol", None, f"trade for {symbol!r}")
                     continue
-                seen = self.seen_trades.get(pair)
-                if seen is None:
-                    seen = self.seen_trades[pair] = (collections.deque(), set())
-                order, ids = seen
+                ids = self._trade_memory(pair)
                 tid = str(t["trade_id"])
                 if tid in ids:
                     self.stats["duplicate_trades"] += 1
@@ -626,9 +720,6 @@ class KrakenNormalizer(Normalizer):
                 self.event(row, "malformed", None, f"v2 trade message: {type(exc).__name__}: {exc}")
                 continue
             ids.add(tid)
-            order.append(tid)
-            if len(order) > self.TRADE_MEMORY:
-                ids.discard(order.popleft())
             self.stats["trades"] += 1
             self.emit_trade(inst, row, ts, tid, side, price, amount)
 
@@ -661,10 +752,7 @@ class KrakenNormalizer(Normalizer):
         if inst is None:
             self.event(row, "unknown_symbol", None, f"trade for {pair!r}")
             return
-        seen = self.seen_trades.get(pair)
-        if seen is None:
-            seen = self.seen_trades[pair] = (collections.deque(), set())
-        order, ids = seen
+        ids = self._trade_memory(pair)
         counts: dict[tuple, int] = {}
         try:
             for t in msg[1]:
@@ -678,12 +766,10 @@ class KrakenNormalizer(Normalizer):
                 price = parse_fixed(t[0], inst.price_precision)
                 amount = parse_fixed(t[1], inst.amount_precision)
                 side = {"b": "buy", "s": "sell"}[t[3]]
+                ts = ts_ns(t[2])
                 ids.add(tid)
-                order.append(tid)
-                if len(order) > self.TRADE_MEMORY:
-                    ids.discard(order.popleft())
                 self.stats["trades"] += 1
-                self.emit_trade(inst, row, ts_ns(t[2]), tid, side, price, amount)
+                self.emit_trade(inst, row, ts, tid, side, price, amount)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             self.stats["malformed"] += 1
             self.event(row, "malformed", pair, f"trade message: {type(exc).__name__}: {exc}")
