@@ -9,7 +9,8 @@
 //!   (about 20 % of rebuild time went to memmove). Here both only move the low end `lo`;
 //! - the position of a price near the touch is found without data-dependent branches: a count
 //!   of how many of the 16 levels nearest the touch are better (the scan with an early exit
-//!   mispredicted on most rows); only prices further away are bisected.
+//!   mispredicted on most rows; AVX2 when the CPU has it); only prices further away are
+//!   bisected. Near the touch, insert / update / delete are one branch-free 16-slot shift.
 //!
 //! Prices are compared through `key = price ^ mask` (mask 0 for bids, all ones for asks, an
 //! order-reversing bijection on i64), so both sides are "ascending by key, best at the end"
@@ -112,6 +113,33 @@ unsafe fn count_better_avx2(w: &[(i64, i64); SCAN], mask: i64, k: i64) -> usize 
     let s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
     let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
     (-_mm_cvtsi128_si64(s)) as usize
+}
+
+/// Copy SCAN slots from `buf[src..]` to `buf[dst..]` (overlapping allowed), every load before
+/// any store, in registers (see `move_window`); `src == dst` is a no-op copy.
+#[inline(always)]
+fn shift_window(buf: &mut [(i64, i64)], src: usize, dst: usize) {
+    assert!(src.max(dst) + SCAN <= buf.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
+        // SAFETY: SSE2 is part of x86_64; src + k and dst + k < buf.len() (asserted above).
+        unsafe {
+            let p = buf.as_mut_ptr() as *mut __m128i;
+            let mut r = [std::mem::zeroed::<__m128i>(); SCAN];
+            for (k, x) in r.iter_mut().enumerate() {
+                *x = _mm_loadu_si128(p.add(src + k));
+            }
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            for (k, x) in r.iter().enumerate() {
+                _mm_storeu_si128(p.add(dst + k), *x);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        buf.copy_within(src..src + SCAN, dst);
+    }
 }
 
 /// Where a price sits in `buf`: `Ok(i)` present at physical index i, `Err(i)` to be inserted
@@ -263,6 +291,31 @@ impl Ladder {
     #[inline(always)]
     pub fn set(&mut self, price: i64, amount: i64) {
         let k = self.key(price);
+        let (lo, hi) = (self.lo, self.hi);
+        if hi - lo >= SCAN && hi + TAIL < self.buf.len() {
+            // Near the touch, no branch on the kind of change: insert, update, delete and
+            // delete-of-absent are one path (a 16-slot shift whose source offset is -1, 0 or
+            // +1, then one store of a selected value). The kind is random per row, so
+            // branching on it mispredicted often.
+            let w: &[(i64, i64); SCAN] = self.buf[hi - SCAN..hi].try_into().unwrap();
+            let c = count_better(w, self.mask, k);
+            if c < SCAN {
+                let i = hi - c;
+                let found = (self.buf[i - 1].0 ^ self.mask) == k;
+                let del = amount == 0;
+                let ins = !found & !del;
+                let rm = found & del;
+                let pos = i - found as usize;
+                let src = pos + rm as usize - ins as usize;
+                let old = self.buf[src];
+                let m = -(del as i64);
+                let val = ((old.0 & m) | (price & !m), (old.1 & m) | (amount & !m));
+                shift_window(&mut self.buf, src, pos);
+                self.buf[pos] = val;
+                self.hi = hi + ins as usize - rm as usize;
+                return;
+            }
+        }
         if self.hi > self.lo {
             // fast path: at or beyond the touch
             let best = self.buf[self.hi - 1];
