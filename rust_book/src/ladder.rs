@@ -9,7 +9,8 @@
 //!   (about 20 % of rebuild time went to memmove). Here both only move the low end `lo`;
 //! - the position of a price near the touch is found without data-dependent branches: a count
 //!   of how many of the 16 levels nearest the touch are better (the scan with an early exit
-//!   mispredicted on most rows); only prices further away are bisected.
+//!   mispredicted on most rows; AVX2 when the CPU has it); only prices further away are
+//!   bisected. Near the touch, insert / update / delete are one branch-free 16-slot shift.
 //!
 //! Prices are compared through `key = price ^ mask` (mask 0 for bids, all ones for asks, an
 //! order-reversing bijection on i64), so both sides are "ascending by key, best at the end"
@@ -73,6 +74,74 @@ fn move_window(w: &mut [(i64, i64)], up: bool) {
     }
 }
 
+/// How many levels of `w` have a key (`price ^ mask`) greater than `k`, without a branch:
+/// AVX2 when the CPU has it (checked at run time, cached), else scalar.
+#[inline(always)]
+fn count_better(w: &[(i64, i64); SCAN], mask: i64, k: i64) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was detected just above.
+            return unsafe { count_better_avx2(w, mask, k) };
+        }
+    }
+    let mut c = 0usize;
+    for l in w {
+        c += ((l.0 ^ mask) > k) as usize;
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn count_better_avx2(w: &[(i64, i64); SCAN], mask: i64, k: i64) -> usize {
+    use std::arch::x86_64::*;
+    let p = w.as_ptr() as *const __m256i; // 2 levels (price, amount) per vector
+    let mv = _mm256_set1_epi64x(mask);
+    let kv = _mm256_set1_epi64x(k);
+    // each compare gives -1 per better level: add them up lane-wise, then across lanes
+    let mut acc = _mm256_setzero_si256();
+    for j in 0..SCAN / 4 {
+        // SAFETY (caller): vectors 2 j and 2 j + 1 (32 bytes each) lie inside `w`
+        let a = _mm256_loadu_si256(p.add(2 * j));
+        let b = _mm256_loadu_si256(p.add(2 * j + 1));
+        let prices = _mm256_unpacklo_epi64(a, b); // 4 prices (order irrelevant to a count)
+        let gt = _mm256_cmpgt_epi64(_mm256_xor_si256(prices, mv), kv);
+        acc = _mm256_add_epi64(acc, gt);
+    }
+    let s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
+    let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    (-_mm_cvtsi128_si64(s)) as usize
+}
+
+/// Copy SCAN slots from `buf[src..]` to `buf[dst..]` (overlapping allowed), every load before
+/// any store, in registers (see `move_window`); `src == dst` is a no-op copy.
+#[inline(always)]
+fn shift_window(buf: &mut [(i64, i64)], src: usize, dst: usize) {
+    assert!(src.max(dst) + SCAN <= buf.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
+        // SAFETY: SSE2 is part of x86_64; src + k and dst + k < buf.len() (asserted above).
+        unsafe {
+            let p = buf.as_mut_ptr() as *mut __m128i;
+            let mut r = [std::mem::zeroed::<__m128i>(); SCAN];
+            for (k, x) in r.iter_mut().enumerate() {
+                *x = _mm_loadu_si128(p.add(src + k));
+            }
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            for (k, x) in r.iter().enumerate() {
+                _mm_storeu_si128(p.add(dst + k), *x);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        buf.copy_within(src..src + SCAN, dst);
+    }
+}
+
 /// Where a price sits in `buf`: `Ok(i)` present at physical index i, `Err(i)` to be inserted
 /// before physical index i.
 type Pos = Result<usize, usize>;
@@ -108,10 +177,7 @@ impl Ladder {
         let cnt = if len >= SCAN {
             // number of the SCAN levels nearest the touch that are better than k, branch-free
             let w: &[(i64, i64); SCAN] = self.buf[hi - SCAN..hi].try_into().unwrap();
-            let mut c = 0usize;
-            for l in w {
-                c += ((l.0 ^ self.mask) > k) as usize;
-            }
+            let c = count_better(w, self.mask, k);
             if c == SCAN {
                 return self.bisect(k);
             }
@@ -222,9 +288,34 @@ impl Ladder {
     }
 
     /// Upsert (amount > 0) or delete (amount == 0; absent level is a no-op).
-    #[inline]
+    #[inline(always)]
     pub fn set(&mut self, price: i64, amount: i64) {
         let k = self.key(price);
+        let (lo, hi) = (self.lo, self.hi);
+        if hi - lo >= SCAN && hi + TAIL < self.buf.len() {
+            // Near the touch, no branch on the kind of change: insert, update, delete and
+            // delete-of-absent are one path (a 16-slot shift whose source offset is -1, 0 or
+            // +1, then one store of a selected value). The kind is random per row, so
+            // branching on it mispredicted often.
+            let w: &[(i64, i64); SCAN] = self.buf[hi - SCAN..hi].try_into().unwrap();
+            let c = count_better(w, self.mask, k);
+            if c < SCAN {
+                let i = hi - c;
+                let found = (self.buf[i - 1].0 ^ self.mask) == k;
+                let del = amount == 0;
+                let ins = !found & !del;
+                let rm = found & del;
+                let pos = i - found as usize;
+                let src = pos + rm as usize - ins as usize;
+                let old = self.buf[src];
+                let m = -(del as i64);
+                let val = ((old.0 & m) | (price & !m), (old.1 & m) | (amount & !m));
+                shift_window(&mut self.buf, src, pos);
+                self.buf[pos] = val;
+                self.hi = hi + ins as usize - rm as usize;
+                return;
+            }
+        }
         if self.hi > self.lo {
             // fast path: at or beyond the touch
             let best = self.buf[self.hi - 1];
@@ -337,6 +428,39 @@ mod tests {
         };
         assert_eq!(l.top_n(None), want);
         assert_eq!(l.best(), want.first().copied());
+    }
+
+    /// The AVX2 count equals the scalar one, on both sides, for keys around and equal to the
+    /// levels and at the extremes.
+    #[test]
+    fn count_matches_scalar() {
+        let mut r = Rng(7);
+        for mask in [0i64, -1] {
+            for _ in 0..20_000 {
+                let mut keys: Vec<i64> = (0..SCAN).map(|_| (r.next() % 64) as i64 - 32).collect();
+                if r.next() % 50 == 0 {
+                    keys[0] = i64::MIN;
+                    keys[SCAN - 1] = i64::MAX;
+                }
+                keys.sort();
+                let mut w = [(0i64, 0i64); SCAN];
+                for (l, &key) in w.iter_mut().zip(&keys) {
+                    *l = (key ^ mask, r.next() as i64);
+                }
+                let k = match r.next() % 4 {
+                    0 => keys[(r.next() as usize) % SCAN],
+                    1 => i64::MIN,
+                    2 => i64::MAX,
+                    _ => (r.next() % 80) as i64 - 40,
+                };
+                let want = keys.iter().filter(|&&x| x > k).count();
+                assert_eq!(count_better(&w, mask, k), want);
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    assert_eq!(unsafe { count_better_avx2(&w, mask, k) }, want);
+                }
+            }
+        }
     }
 
     /// Random upserts, deletes (also of absent levels), truncations, clears and best-first
