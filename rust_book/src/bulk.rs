@@ -87,7 +87,8 @@ impl RustBuffer {
     }
 }
 
-/// A read-only view of a buffer-protocol object, released on drop (GIL held).
+/// A read-only, C-contiguous view of any object exporting the buffer protocol (bytes,
+/// memoryview, array.array, pyarrow.Buffer, numpy arrays...), released on drop (GIL held).
 pub(crate) struct InBuf {
     view: Box<ffi::Py_buffer>,
 }

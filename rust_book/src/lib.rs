@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 pub mod book;
 pub mod bulk;
+use bulk::InBuf;
 pub mod ladder;
 pub mod workload;
 pub mod fixed;
@@ -41,50 +42,6 @@ fn fixed_string(value: i64, precision: u32) -> String {
     push_fixed(&mut buf, value, precision);
     // only ASCII digits, '-' and '.'
     String::from_utf8(buf).unwrap_or_default()
-}
-
-/// A read-only, C-contiguous view of any object exporting the buffer protocol
-/// (bytes, memoryview, array.array, pyarrow.Buffer, numpy arrays...). Released on drop.
-struct RawBuf {
-    view: Box<ffi::Py_buffer>,
-}
-
-impl RawBuf {
-    fn get(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
-        // SAFETY: Py_buffer is a plain C struct; zeroed is a valid "empty" value that
-        // PyObject_GetBuffer fills in.
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) };
-        if rc != 0 {
-            let cause = PyErr::fetch(obj.py());
-            let err = PyTypeError::new_err(format!(
-                "{name} must support the buffer protocol (contiguous), got {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "?".into())
-            ));
-            err.set_cause(obj.py(), Some(cause));
-            return Err(err);
-        }
-        Ok(RawBuf { view })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.view.buf.is_null() || self.view.len <= 0 {
-            return &[];
-        }
-        // SAFETY: the exporter guarantees `len` readable bytes at `buf` while the view is held.
-        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
-    }
-}
-
-impl Drop for RawBuf {
-    fn drop(&mut self) {
-        // SAFETY: the view was filled by a successful PyObject_GetBuffer; RawBuf only lives
-        // inside methods called with the GIL held.
-        unsafe { ffi::PyBuffer_Release(&mut *self.view) }
-    }
 }
 
 #[inline]
@@ -358,10 +315,10 @@ impl OrderBook {
     ) -> PyResult<usize> {
         check_width(price_width, "price_width")?;
         check_width(amount_width, "amount_width")?;
-        let sides_b = RawBuf::get(sides, "sides")?;
-        let prices_b = RawBuf::get(prices, "prices")?;
-        let amounts_b = RawBuf::get(amounts, "amounts")?;
-        let flags_b = RawBuf::get(flags, "flags")?;
+        let sides_b = InBuf::get(sides, "sides")?;
+        let prices_b = InBuf::get(prices, "prices")?;
+        let amounts_b = InBuf::get(amounts, "amounts")?;
+        let flags_b = InBuf::get(flags, "flags")?;
         let (sides, prices, amounts, flags) = (
             sides_b.bytes(),
             prices_b.bytes(),
@@ -764,7 +721,7 @@ fn journal_encode<'py>(
     let payload: &[u8] = if let Ok(b) = payload.cast::<PyBytes>() {
         b.as_bytes()
     } else {
-        held = RawBuf::get(payload, "payload")?;
+        held = InBuf::get(payload, "payload")?;
         held.bytes()
     };
     let ch = channel.as_bytes();
