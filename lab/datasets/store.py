@@ -144,21 +144,29 @@ def raw_rows(table: pa.Table) -> list[RawRow]:
     ]
 
 
-class BookColumns(BookRows):
-    """The `book` rows of one segment and symbol, held in Rust (`lab.rust_book.BookRows`).
-
-    Filled by `OrderBook.apply_wire_message` or `push_levels` (see `Normalizer.emit_levels`)."""
+class _RustColumns:
+    """What the Rust row accumulators share on the Python side."""
 
     @property
     def local_timestamp(self) -> np.ndarray:
         return np.frombuffer(self.local_timestamp_bytes(), dtype=np.int64)
+
+    @staticmethod
+    def _ints(b: dict, name: str, typ: pa.DataType = pa.int64()) -> pa.Array:
+        return pa.Array.from_buffers(typ, b["n"], [None, pa.py_buffer(b[name])])
+
+
+class BookColumns(_RustColumns, BookRows):
+    """The `book` rows of one segment and symbol, held in Rust (`lab.rust_book.BookRows`).
+
+    Filled by `OrderBook.apply_wire_message` or `push_levels` (see `Normalizer.emit_levels`)."""
 
     def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
         b = self.buffers()
         n = b["n"]
 
         def ints(name: str, typ: pa.DataType = pa.int64()) -> pa.Array:
-            return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(b[name])])
+            return self._ints(b, name, typ)
 
         def strings(data: bytes, width: int) -> pa.Array:
             offsets = np.arange(0, width * n + 1, width, dtype=np.int32)
@@ -188,22 +196,18 @@ class BookColumns(BookRows):
         )
 
 
-class TradeColumns(TradeRows):
+class TradeColumns(_RustColumns, TradeRows):
     """The `trades` rows of one segment and symbol, held in Rust (`lab.rust_book.TradeRows`).
 
     Filled by `push` (`Normalizer.emit_trade`, any venue) or by Kraken's frame parser
     (`KrakenTrades.apply`); `id`, `side`, `price`, ... read back as lists (tests)."""
-
-    @property
-    def local_timestamp(self) -> np.ndarray:
-        return np.frombuffer(self.local_timestamp_bytes(), dtype=np.int64)
 
     def to_table(self, pp: int, ap: int, venue_symbol: str) -> pa.Table:
         b = self.buffers()
         n = b["n"]
 
         def ints(name: str, typ: pa.DataType = pa.int64()) -> pa.Array:
-            return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(b[name])])
+            return self._ints(b, name, typ)
 
         def strings(name: str) -> pa.Array:
             return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(b[name + "_offsets"]), pa.py_buffer(b[name + "_data"])])
