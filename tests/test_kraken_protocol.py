@@ -11,7 +11,7 @@ import pytest
 
 from lab.datasets.journal import RawRow
 from lab.recorder.sync import REQUEST_RESUBSCRIBE
-from lab.rust_book import OrderBook, kraken_checksum, parse_fixed
+from lab.rust_book import kraken_checksum
 from lab.venues.kraken import feed as K
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread

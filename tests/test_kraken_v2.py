@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import urllib.request
 
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from lab.datasets.journal import RawRow
 from lab.recorder.sync import REQUEST_RESUBSCRIBE
 from lab.rust_book import BookRows, OrderBook, kraken_wire_checksum, parse_kraken_book, rfc3339_to_ns
 from lab.venues.kraken import feed as K

@@ -12,7 +12,6 @@ from typing import Callable
 
 import orjson
 
-from lab.datasets import schema as S
 from lab.datasets.journal import RawRow
 from lab.datasets.store import BookColumns, TradeColumns
 from lab.rust_book import OrderBook
