@@ -393,26 +393,27 @@ class KrakenNormalizer(Normalizer):
                 self.on_book(book)
         return True
 
+    @staticmethod
+    def _fast(row: RawRow, parse, handle) -> bool:
+        """Parse a frame in Rust and handle each message; False leaves it to the reference
+        path, which also reports what Rust refused."""
+        try:
+            msgs = parse(row.payload)
+        except ValueError:
+            return False
+        if msgs is None:
+            return False
+        for m in msgs:
+            handle(row, m)
+        return True
+
     def _on_frame(self, row: RawRow) -> None:
         payload = row.payload
-        if b'"book' in payload:  # v1 `"book-10"` or v2 `"channel":"book"`: the Rust path
-            try:
-                msgs = parse_kraken_book(payload)
-            except ValueError:
-                msgs = None  # the reference path below reports it
-            if msgs is not None:
-                for m in msgs:
-                    self._on_book_fast(row, m)
-                return
-        if b'"trade"' in payload:  # v1 `"trade"` or v2 `"channel":"trade"`: the Rust path
-            try:
-                msgs = parse_kraken_trades(payload)
-            except ValueError:
-                msgs = None  # the reference path below reports it
-            if msgs is not None:
-                for m in msgs:
-                    self._on_trades_fast(row, m)
-                return
+        # v1 `"book-10"` / `"trade"`, v2 `"channel":"book"` / `"channel":"trade"`: the Rust path
+        if b'"book' in payload and self._fast(row, parse_kraken_book, self._on_book_fast):
+            return
+        if b'"trade"' in payload and self._fast(row, parse_kraken_trades, self._on_trades_fast):
+            return
         if payload[:1] == b"{" and (b'"channel"' in payload or b'"method"' in payload):  # v2 (v1 events have neither)
             self._on_v2(row)
             return

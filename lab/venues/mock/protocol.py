@@ -166,20 +166,26 @@ class Heartbeat:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class BookDelta:
-    symbol: str
-    seq: int
-    timestamp: int
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
-    checksum: int
+class _Levels:
+    """Integer views of a message's `bids` / `asks` wire levels."""
+
+    __slots__ = ()
 
     def bid_ints(self, price_precision: int, amount_precision: int) -> list[tuple[int, int]]:
         return levels_to_ints(self.bids, price_precision, amount_precision)
 
     def ask_ints(self, price_precision: int, amount_precision: int) -> list[tuple[int, int]]:
         return levels_to_ints(self.asks, price_precision, amount_precision)
+
+
+@dataclass(frozen=True, slots=True)
+class BookDelta(_Levels):
+    symbol: str
+    seq: int
+    timestamp: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    checksum: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +205,7 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
-class Depth:
+class Depth(_Levels):
     """REST ``/api/depth`` body (also ``/control/book``): the whole book at ``seq``."""
 
     symbol: str
@@ -208,12 +214,6 @@ class Depth:
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
     checksum: int
-
-    def bid_ints(self, price_precision: int, amount_precision: int) -> list[tuple[int, int]]:
-        return levels_to_ints(self.bids, price_precision, amount_precision)
-
-    def ask_ints(self, price_precision: int, amount_precision: int) -> list[tuple[int, int]]:
-        return levels_to_ints(self.asks, price_precision, amount_precision)
 
 
 @dataclass(frozen=True, slots=True)
