@@ -37,18 +37,17 @@ def record(root, sim, *extra):
                           "--rotate", "2s", "--json", *extra).stdout)
 
 
-def test_record_verify_replay(tmp_path):
-    root = tmp_path / "cap"
-    with SimulatorThread("kraken", seed=11, rate=1500) as sim:
-        summary = record(root, sim, "--depth", "25")
-        stats = get(sim.url + "/control/stats")
-        [conn] = stats["connections"]  # both pairs, book and trades, one connection
-        replay = json.loads(lab("replay", root, "--json").stdout)
-        for pair, last_seq in conn["last_seq"].items():
-            want = get(f"{sim.url}/control/book?symbol={pair}&seq={last_seq}")
-            stream = replay["streams"][f"kraken/{pair.replace('/', '-')}"]
-            assert stream["checksum"] == want["checksum"]
-            assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
+def check_clean_capture(root, sim, summary) -> tuple[dict, dict]:
+    """A fault-free recording of XBT/USD and ETH/USD: the replay ends at the simulator's books,
+    nothing was resynced, and verify counts every book message (+ the snapshot) and no anomaly.
+    Returns the simulator's connection stats and the verify report."""
+    [conn] = get(sim.url + "/control/stats")["connections"]  # both pairs, book and trades, one connection
+    replay = json.loads(lab("replay", root, "--json").stdout)
+    for pair, last_seq in conn["last_seq"].items():
+        want = get(f"{sim.url}/control/book?symbol={pair}&seq={last_seq}")
+        stream = replay["streams"][f"kraken/{pair.replace('/', '-')}"]
+        assert stream["checksum"] == want["checksum"]
+        assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
     assert summary["checksum_mismatches"] == 0 and summary["resyncs"] == 0 and summary["connections"] == 1
     report = json.loads(lab("verify", root, "--json").stdout)
     assert report["ok"], report["problems"]
@@ -56,6 +55,16 @@ def test_record_verify_replay(tmp_path):
         s = report["streams"][f"kraken/{pair.replace('/', '-')}"]
         assert s["checksums_bad"] == 0 and s["gaps"] == 0 and s["resyncs"] == 0
         assert s["messages"] == conn["book_messages"][pair] + 1  # + the snapshot
+    return conn, report
+
+
+def test_record_verify_replay(tmp_path):
+    root = tmp_path / "cap"
+    with SimulatorThread("kraken", seed=11, rate=1500) as sim:
+        summary = record(root, sim, "--depth", "25")
+        conn, report = check_clean_capture(root, sim, summary)
+    for pair in ("XBT/USD", "ETH/USD"):
+        s = report["streams"][f"kraken/{pair.replace('/', '-')}"]
         assert s["checksums_ok"] == conn["book_messages"][pair]  # every update verified
     [row] = query(root, "select count(*) n, count(distinct id) d from trades")
     assert row["n"] == row["d"] >= sum(conn["trades"].values())  # a trade message holds 1+ trades

@@ -19,7 +19,7 @@ from lab.venues.kraken import feed_v2 as K2
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread
 
-from test_kraken_end_to_end import get, lab, query
+from test_kraken_end_to_end import check_clean_capture, get, lab, query
 from test_kraken_protocol import VECTOR_D_ASKS, VECTOR_D_BIDS, _row, normalizer
 
 
@@ -284,20 +284,8 @@ def test_v2_record_verify_replay(tmp_path):
     root = tmp_path / "cap"
     with SimulatorThread("kraken", seed=31, rate=1500) as sim:
         summary = record(root, sim.url, sim.ws_url.replace("/ws", "/v2"), "--api", "v2", "--depth", "25")
-        [conn] = get(sim.url + "/control/stats")["connections"]
-        replay = json.loads(lab("replay", root, "--json").stdout)
-        for pair, last_seq in conn["last_seq"].items():
-            want = get(f"{sim.url}/control/book?symbol={pair}&seq={last_seq}")
-            stream = replay["streams"][f"kraken/{pair.replace('/', '-')}"]
-            assert stream["checksum"] == want["checksum"]
-            assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
-    assert summary["checksum_mismatches"] == 0 and summary["resyncs"] == 0 and summary["connections"] == 1
-    report = json.loads(lab("verify", root, "--json").stdout)
-    assert report["ok"], report["problems"]
-    for pair in ("XBT/USD", "ETH/USD"):
-        s = report["streams"][f"kraken/{pair.replace('/', '-')}"]
-        assert s["checksums_bad"] == 0 and s["gaps"] == 0 and s["resyncs"] == 0
-        assert s["messages"] == conn["book_messages"][pair] + 1
+        conn, report = check_clean_capture(root, sim, summary)
+    for s in report["streams"].values():
         assert s["checksums_ok"] == s["messages"]  # v2: the snapshot is verified too
     [row] = query(root, "select count(*) n, count(distinct symbol || ':' || id) d from trades")  # trade_id is per pair
     assert row["n"] == row["d"] > 0
