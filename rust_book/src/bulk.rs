@@ -184,9 +184,18 @@ pub struct Output {
 fn rd8(buf: &[u8], i: usize) -> i64 {
     let off = i * 8;
     assert!(off + 8 <= buf.len());
-    // SAFETY: bounds checked just above (the check is hoisted / predicted; `validate` makes
-    // every row index in range, so it never fires).
+    // SAFETY: bounds checked just above.
     unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off) as *const i64) }.to_le()
+}
+
+/// Row `i` of an int64 (W = 8) or int128 (W = 16) column, as int64 (the low word).
+///
+/// # Safety
+/// `validate` checked that the column has a row `i` and that every value fits in an int64.
+#[inline(always)]
+unsafe fn rd_valid<const W: usize>(buf: &[u8], i: usize) -> i64 {
+    debug_assert!((i + 1) * W <= buf.len());
+    std::ptr::read_unaligned(buf.as_ptr().add(i * W) as *const i64).to_le()
 }
 
 /// Value of row `i` of an int64 (W = 8) or int128 (W = 16) column, None when it does not fit
@@ -204,6 +213,33 @@ fn rd<const W: usize>(buf: &[u8], i: usize) -> Option<i64> {
             None
         }
     }
+}
+
+/// First row of an int64 / int128 column that does not fit in an int64, or (with
+/// `non_negative`) is negative. Blocks of rows are OR-reduced first (vectorized), rows are
+/// only looked at one by one in a block that has a bad one.
+fn first_bad<const W: usize>(buf: &[u8], non_negative: bool) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let rows = buf.len() / W;
+    let sign = if non_negative { i64::MIN } else { 0 };
+    let bad = |i: usize| -> i64 {
+        if W == 8 {
+            rd8(buf, i) & sign
+        } else {
+            let lo = rd8(buf, 2 * i);
+            (rd8(buf, 2 * i + 1) ^ (lo >> 63)) | (lo & sign)
+        }
+    };
+    let mut start = 0;
+    while start < rows {
+        let end = (start + BLOCK).min(rows);
+        let acc = (start..end).fold(0i64, |acc, i| acc | bad(i));
+        if acc != 0 {
+            return (start..end).find(|&i| bad(i) != 0);
+        }
+        start = end;
+    }
+    None
 }
 
 #[inline(always)]
@@ -256,6 +292,37 @@ pub fn validate(inp: &Input<'_>, opts: &Options) -> Result<usize, String> {
             n - 1
         ));
     }
+    // per-row values, checked up front so that the rebuild loop has no error branch
+    if let Some(i) = inp.sides.iter().position(|&s| s > 1) {
+        return Err(format!(
+            "row {i}: side must be 0 (bid) or 1 (ask), got {}",
+            inp.sides[i] as i8
+        ));
+    }
+    let bad_price = if inp.price_width == 8 {
+        None
+    } else {
+        first_bad::<16>(inp.prices, false)
+    };
+    if let Some(i) = bad_price {
+        return Err(format!("row {i}: price does not fit in int64"));
+    }
+    let bad_amount = if inp.amount_width == 8 {
+        first_bad::<8>(inp.amounts, true)
+    } else {
+        first_bad::<16>(inp.amounts, true)
+    };
+    if let Some(i) = bad_amount {
+        let value = if inp.amount_width == 8 {
+            rd::<8>(inp.amounts, i)
+        } else {
+            rd::<16>(inp.amounts, i)
+        };
+        return Err(match value {
+            Some(a) => format!("row {i}: negative amount {a}"),
+            None => format!("row {i}: amount does not fit in int64"),
+        });
+    }
     if opts.interval_ns < 0 {
         return Err(format!("interval_ns must be >= 0, got {}", opts.interval_ns));
     }
@@ -280,13 +347,13 @@ impl Snap {
         self.scratch_levels.clear();
         self.scratch_levels.resize(4 * d, 0);
         let mut na = 0u32;
-        for (k, &(p, a)) in book.asks.iter_best_first().take(d).enumerate() {
+        for (k, (p, a)) in book.asks().iter_best_first().take(d).enumerate() {
             self.scratch_levels[4 * k] = p;
             self.scratch_levels[4 * k + 1] = a;
             na += 1;
         }
         let mut nb = 0u32;
-        for (k, &(p, a)) in book.bids.iter_best_first().take(d).enumerate() {
+        for (k, (p, a)) in book.bids().iter_best_first().take(d).enumerate() {
             self.scratch_levels[4 * k + 2] = p;
             self.scratch_levels[4 * k + 3] = a;
             nb += 1;
@@ -362,7 +429,9 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
     };
     let ngaps = inp.gaps.len() / 8;
     let mut gi = 0usize;
-    let mut book = Book::new(opts.depth);
+    // on the heap: a row picks its side by address (base + side * size); on the stack LLVM
+    // splits the two sides into separate slots and selects every field per row
+    let mut book = Box::new(Book::new(opts.depth));
     let mut synced = false;
     let mut have_prev = false;
     let mut prev_bucket = 0i64;
@@ -398,19 +467,14 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
                 book.clear();
                 synced = true;
             }
-            let side = sides[i];
-            if side > 1 {
-                return Err(format!(
-                    "row {i}: side must be 0 (bid) or 1 (ask), got {}",
-                    side as i8
-                ));
-            }
-            let p = rd::<PW>(inp.prices, i)
-                .ok_or_else(|| format!("row {i}: price does not fit in int64"))?;
-            let a = match rd::<AW>(inp.amounts, i) {
-                Some(a) if a >= 0 => a,
-                Some(a) => return Err(format!("row {i}: negative amount {a}")),
-                None => return Err(format!("row {i}: amount does not fit in int64")),
+            // SAFETY: `validate` checked every column's length, every side (0 or 1) and every
+            // price and amount (fits in int64, amount >= 0).
+            let (side, p, a) = unsafe {
+                (
+                    *sides.get_unchecked(i),
+                    rd_valid::<PW>(inp.prices, i),
+                    rd_valid::<AW>(inp.amounts, i),
+                )
             };
             book.side_mut(side == 1).set(p, a);
             if f & LAST != 0 {
@@ -423,7 +487,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         let lts = rd8(inp.local_timestamps, i);
         out.q_ts.extend_from_slice(&ts.to_le_bytes());
         out.q_lts.extend_from_slice(&lts.to_le_bytes());
-        match book.bids.best() {
+        match book.bids().best() {
             Some((p, a)) => {
                 push_dec128(&mut out.q_bid_px, p);
                 push_dec128(&mut out.q_bid_amt, a);
@@ -434,7 +498,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
                 push_dec128(&mut out.q_bid_amt, 0);
             }
         }
-        match book.asks.best() {
+        match book.asks().best() {
             Some((p, a)) => {
                 push_dec128(&mut out.q_ask_px, p);
                 push_dec128(&mut out.q_ask_amt, a);
@@ -456,8 +520,8 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         i += 1;
     }
     out.quotes = q;
-    out.best_bid = book.bids.best();
-    out.best_ask = book.asks.best();
+    out.best_bid = book.bids().best();
+    out.best_ask = book.asks().best();
     out.synced = synced;
     Ok(out)
 }

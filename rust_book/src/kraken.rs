@@ -590,12 +590,12 @@ fn padded_checksum(ob: &OrderBook, price_pad: u32, amount_pad: u32) -> u32 {
             buf.extend(std::iter::repeat_n(b'0', pad as usize));
         }
     };
-    for &(p, a) in ob
+    for (p, a) in ob
         .book
-        .asks
+        .asks()
         .iter_best_first()
         .take(10)
-        .chain(ob.book.bids.iter_best_first().take(10))
+        .chain(ob.book.bids().iter_best_first().take(10))
     {
         push(p, price_pad);
         push(a, amount_pad);

@@ -367,6 +367,17 @@ impl Ladder {
         }
     }
 
+    /// Remove the best level.
+    #[inline]
+    pub fn pop_best(&mut self) -> Option<(i64, i64)> {
+        if self.hi > self.lo {
+            self.hi -= 1;
+            Some(self.buf[self.hi])
+        } else {
+            None
+        }
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
         self.hi - self.lo

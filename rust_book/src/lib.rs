@@ -1,7 +1,6 @@
 //! `lab.rust_book`: the L2 order book engine and exact fixed-point helpers.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
@@ -10,6 +9,7 @@ pub mod book;
 pub mod bulk;
 use bulk::InBuf;
 pub mod ladder;
+pub mod side;
 pub mod workload;
 pub mod fixed;
 pub mod kraken;
@@ -206,7 +206,7 @@ impl OrderBook {
         self.book
             .side(ask)
             .iter_best_first()
-            .map(|&(p, a)| (self.px(p), self.qty(a)))
+            .map(|(p, a)| (self.px(p), self.qty(a)))
             .collect()
     }
 
@@ -219,7 +219,7 @@ impl OrderBook {
         let dec = DECIMAL.import(py, "decimal", "Decimal")?;
         let n = n.unwrap_or(usize::MAX);
         let mut out = Vec::with_capacity(n.min(self.book.side(ask).len()));
-        for &(p, a) in self.book.side(ask).iter_best_first().take(n) {
+        for (p, a) in self.book.side(ask).iter_best_first().take(n) {
             out.push((
                 dec.call1((fixed_string(p, self.price_precision),))?,
                 dec.call1((fixed_string(a, self.amount_precision),))?,
@@ -482,19 +482,19 @@ impl OrderBook {
     /// (best bid price, best ask price) as floats, None for an empty side. O(1).
     fn top(&self) -> (Option<f64>, Option<f64>) {
         (
-            self.book.bids.best().map(|l| self.px(l.0)),
-            self.book.asks.best().map(|l| self.px(l.0)),
+            self.book.bids().best().map(|l| self.px(l.0)),
+            self.book.asks().best().map(|l| self.px(l.0)),
         )
     }
 
     /// (price_ticks, amount_lots) of the best bid, or None.
     fn best_bid(&self) -> Option<(i64, i64)> {
-        self.book.bids.best()
+        self.book.bids().best()
     }
 
     /// (price_ticks, amount_lots) of the best ask, or None.
     fn best_ask(&self) -> Option<(i64, i64)> {
-        self.book.asks.best()
+        self.book.asks().best()
     }
 
     /// Bids best first as (price, qty) floats.
@@ -511,12 +511,12 @@ impl OrderBook {
 
     #[pyo3(signature = (n = None))]
     fn bids_ticks(&self, n: Option<usize>) -> Vec<(i64, i64)> {
-        self.book.bids.top_n(n)
+        self.book.bids().top_n(n)
     }
 
     #[pyo3(signature = (n = None))]
     fn asks_ticks(&self, n: Option<usize>) -> Vec<(i64, i64)> {
-        self.book.asks.top_n(n)
+        self.book.asks().top_n(n)
     }
 
     /// Bids best first as exact (decimal.Decimal, decimal.Decimal).
@@ -547,12 +547,12 @@ impl OrderBook {
 
     #[getter]
     fn bid_count(&self) -> usize {
-        self.book.bids.len()
+        self.book.bids().len()
     }
 
     #[getter]
     fn ask_count(&self) -> usize {
-        self.book.asks.len()
+        self.book.asks().len()
     }
 
     /// Best bid >= best ask (False when a side is empty).
@@ -596,10 +596,10 @@ impl OrderBook {
             self.venue,
             self.symbol,
             self.seq,
-            fmt(self.book.bids.best()),
-            fmt(self.book.asks.best()),
-            self.book.bids.len(),
-            self.book.asks.len()
+            fmt(self.book.bids().best()),
+            fmt(self.book.asks().best()),
+            self.book.bids().len(),
+            self.book.asks().len()
         )
     }
 }
