@@ -44,8 +44,6 @@ pub struct Side {
     count: usize,
     /// Slot of the best window level, -1 when the window is empty.
     best: isize,
-    /// Every `bits` word below this index is zero (a lower bound on the worst level's word).
-    lo_word: usize,
     far: Ladder,
     /// Window width to allocate (WINDOW, smaller in tests to exercise the moves).
     want_width: usize,
@@ -77,7 +75,6 @@ impl Side {
             bits: Vec::new(),
             count: 0,
             best: -1,
-            lo_word: 0,
             far: Ladder::new(kind),
             want_width: width,
             scratch: Vec::new(),
@@ -118,14 +115,11 @@ impl Side {
             self.count = self.count + present as usize - (old != 0) as usize;
         }
         // branch-free for upserts (the kind of change is random per row): a delete offers -1
-        // as best and usize::MAX as lowest word, which max / min ignore
+        // as best, which max ignores
         let gone = (!present as usize).wrapping_neg(); // all ones for a delete
         let s = (slot | gone) as isize;
         let b = self.best;
         self.best = if s > b { s } else { b };
-        let lw = self.lo_word;
-        let cw = word | gone;
-        self.lo_word = if cw < lw { cw } else { lw };
         // one branch, taken only when the best level itself was deleted
         if ((slot as isize) ^ self.best) | present as isize == 0 {
             self.best_deleted();
@@ -142,7 +136,7 @@ impl Side {
             if word != 0 {
                 break (w * 64 + 63 - word.leading_zeros() as usize) as isize;
             }
-            if w <= self.lo_word {
+            if w == 0 {
                 break -1;
             }
             w -= 1;
@@ -193,7 +187,6 @@ impl Side {
             self.width = self.want_width;
             self.amt = vec![0; self.width];
             self.bits = vec![0; self.width / 64];
-            self.lo_word = self.width / 64;
         }
         self.base = self.base_for(k);
     }
@@ -223,7 +216,7 @@ impl Side {
         let mut levels = std::mem::take(&mut self.scratch);
         levels.clear();
         // window levels, worst first (ascending key)
-        for w in self.lo_word..self.bits.len() {
+        for w in 0..self.bits.len() {
             let mut word = self.bits[w];
             while word != 0 {
                 let slot = w * 64 + word.trailing_zeros() as usize;
@@ -236,7 +229,6 @@ impl Side {
         self.base = new_base;
         self.count = 0;
         self.best = -1;
-        self.lo_word = self.bits.len();
         for &(k, a) in &levels {
             if k < new_base {
                 // better than every far level: appended at the far ladder's best end
@@ -280,7 +272,7 @@ impl Side {
 
     pub fn clear(&mut self) {
         if self.count > 0 {
-            for w in self.lo_word..self.bits.len() {
+            for w in 0..self.bits.len() {
                 let mut word = self.bits[w];
                 while word != 0 {
                     self.amt[w * 64 + word.trailing_zeros() as usize] = 0;
@@ -291,7 +283,6 @@ impl Side {
         }
         self.count = 0;
         self.best = -1;
-        self.lo_word = self.bits.len();
         self.far.clear();
     }
 
@@ -312,7 +303,7 @@ impl Side {
     /// Remove the `n` worst window levels (n < count).
     #[inline(never)]
     fn drop_worst(&mut self, mut n: usize) {
-        let mut w = self.lo_word;
+        let mut w = 0;
         while n > 0 {
             let word = self.bits[w];
             if word == 0 {
@@ -325,7 +316,6 @@ impl Side {
             self.count -= 1;
             n -= 1;
         }
-        self.lo_word = w;
     }
 
     /// Levels best first, as (price, amount).
@@ -365,7 +355,7 @@ impl Iterator for WindowIter<'_> {
     #[inline]
     fn next(&mut self) -> Option<(i64, i64)> {
         while self.word == 0 {
-            if self.w <= self.side.lo_word || self.side.best < 0 {
+            if self.w == 0 || self.side.best < 0 {
                 return None;
             }
             self.w -= 1;
