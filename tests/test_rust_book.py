@@ -455,9 +455,18 @@ def test_apply_rows_bad_input() -> None:
 
 # --------------------------------------------------------------------------- property tests
 
+# Mostly a narrow band (updates collide, books cross, deletes of absent levels), and some
+# prices thousands of ticks away, so the engine's window of 4096 ticks around the touch moves
+# and levels go to and come back from the ordered ladder behind it.
+price_st = st.one_of(
+    st.integers(95, 110),
+    st.integers(95, 110),
+    st.integers(95, 110).map(lambda p: p + 6000),
+    st.integers(-30_000, 30_000),
+)
 row_st = st.tuples(
     st.integers(0, 1),  # side
-    st.integers(95, 110),  # price ticks: narrow, so updates collide and books cross
+    price_st,  # price ticks: narrow, so updates collide and books cross
     st.one_of(st.just(0), st.integers(1, 10**9)),  # amount lots, 0 = delete
     st.sampled_from([False] * 12 + [True]),  # CLEAR before this row (rare, also mid-message)
 )
@@ -471,6 +480,54 @@ message_st = st.lists(row_st, min_size=1, max_size=8)
 )
 @settings(max_examples=150, deadline=None)
 def test_property_against_reference(messages, depth, width) -> None:
+    check_against_reference(messages, depth, width)
+
+
+@st.composite
+def drifting_messages(draw) -> list:
+    """A market whose touch jumps by up to 9000 ticks now and then, deleting the levels it moves
+    through (before or after the new levels arrive): the engine's window (4096 ticks) moves both
+    ways and levels go to and come back from the ladder behind it."""
+    centre = draw(st.integers(10**4, 10**6))  # prices stay positive (checksums are of prices)
+    live = ({}, {})  # side -> prices the market placed (some may be truncated away: absent deletes)
+    messages = []
+    for _ in range(draw(st.integers(1, 40))):
+        msg = []
+        swept = []
+        if draw(st.integers(0, 3)) == 0:
+            centre = max(100, centre + draw(st.integers(-9000, 9000)))
+            swept = [(0, p, 0, False) for p in sorted(live[0]) if p >= centre]
+            swept += [(1, p, 0, False) for p in sorted(live[1]) if p <= centre]
+        sweep_first = draw(st.booleans())
+        if sweep_first:
+            msg += swept
+        for _ in range(draw(st.integers(1, 10))):
+            side = draw(st.integers(0, 1))
+            distance = 1 + draw(st.integers(0, 60))
+            price = centre - distance if side == 0 else centre + distance
+            amount = draw(st.one_of(st.just(0), st.integers(1, 10**9)))
+            msg.append((side, price, amount, draw(st.sampled_from([False] * 30 + [True]))))
+        if not sweep_first:
+            msg += swept
+        for side, price, amount, clear in msg:
+            if clear:
+                live[0].clear()
+                live[1].clear()
+            if amount:
+                live[side][price] = amount
+            else:
+                live[side].pop(price, None)
+        messages.append(msg)
+    return messages
+
+
+@given(messages=drifting_messages(), depth=st.sampled_from([0, 0, 3, 20]), width=st.sampled_from([8, 16]))
+@settings(max_examples=150, deadline=None)
+def test_property_drifting_touch_against_reference(messages, depth, width) -> None:
+    check_against_reference(messages, depth, width)
+
+
+def check_against_reference(messages, depth, width) -> None:
     pp, ap = 1, 8
     ref = RefBook(pp, ap, depth)
     via_apply = OrderBook("mock", "X", pp, ap, depth=depth)
