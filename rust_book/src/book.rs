@@ -4,7 +4,7 @@
 //! best level) with an ordered ladder (ladder.rs) for the levels behind it.
 
 use crate::fixed::{push_fixed, push_kraken};
-pub use crate::side::{Side, SideKind};
+pub use crate::side::{Side, SideKind, WINDOW};
 
 #[derive(Clone, Debug)]
 pub struct Book {
@@ -14,10 +14,24 @@ pub struct Book {
     pub depth: usize,
 }
 
+/// Window width (ticks) for a book truncated to `depth` levels (0 = unbounded): 8 ticks per
+/// level covers the whole book while levels are up to 6 ticks apart, and keeps small books small
+/// (`copy()` of a depth-10 book clones 2 KiB, not 2 x 32 KiB).
+pub fn window_for(depth: usize) -> usize {
+    if depth == 0 {
+        WINDOW
+    } else {
+        (depth.saturating_mul(8)).next_power_of_two().clamp(256, WINDOW)
+    }
+}
+
 impl Book {
     pub fn new(depth: usize) -> Self {
         Book {
-            sides: [Side::new(SideKind::Bid), Side::new(SideKind::Ask)],
+            sides: [
+                Side::with_window(SideKind::Bid, window_for(depth)),
+                Side::with_window(SideKind::Ask, window_for(depth)),
+            ],
             depth,
         }
     }
