@@ -374,6 +374,11 @@ def bench_book(rows, seed, peers_python, peer_names, capture, as_json) -> None:
             click.echo(json.dumps(line))
         elif "engine" in line and "error" in line:
             click.echo(f"{line['engine']}: not run: {line['error']}")
+        elif line.get("metric") == "ratios":
+            for name in ("bulk", "per_message"):
+                if f"{name}_vs_fastest_peer" in line:
+                    click.echo(f"ratio {name.replace('_', '-')}: ours {line[f'{name}_vs_fastest_peer']:.2f}x the fastest peer "
+                               f"({line[f'{name}_fastest_peer']}), same run")
         elif "engine" in line:
             rate = line.get("deltas_per_s")
             click.echo(f"{line['engine']:<42} {line['path']:<12} {line['deltas']:>11,} deltas  "

@@ -274,6 +274,23 @@ def capture_lines(capture: str) -> list[dict]:
     return out
 
 
+def ratios(engines: list[dict]) -> dict:
+    """Our paths against the fastest peer on the same path, measured in this run (the dict
+    baseline is not a peer)."""
+    def fastest(path: str, ours: bool) -> dict | None:
+        pool = [e for e in engines if e["path"] == path and e.get("deltas_per_s") and "baseline" not in e["engine"]
+                and e["engine"].startswith("lab ") == ours]
+        return max(pool, key=lambda e: e["deltas_per_s"], default=None)
+
+    out = {"metric": "ratios"}
+    for path, name in (("bulk", "bulk"), ("per-message", "per_message")):
+        ours, peer = fastest(path, True), fastest(path, False)
+        if ours and peer:
+            out[f"{name}_vs_fastest_peer"] = ours["deltas_per_s"] / peer["deltas_per_s"]
+            out[f"{name}_fastest_peer"] = peer["engine"]
+    return out
+
+
 def run(rows: int, peers_python: str | None, seed: int = 1, capture: str | None = None, only_peers: list[str] | None = None):
     """Yields result dicts (engines first, then metrics)."""
     cpu = pin_one_core()
@@ -283,11 +300,16 @@ def run(rows: int, peers_python: str | None, seed: int = 1, capture: str | None 
     yield {"metric": "workload", "rows": w["rows"], "messages": w["messages"], "seed": seed, "depth": w["depth"],
            "snapshot_every": 10_000, "best_bid": _price(want[0], 2), "best_ask": _price(want[1], 2), "cpu": model,
            "pinned_cpu": cpu, "python": sys.version.split()[0]}
+    engines = []
     for fn in (ours_bulk, ours_per_message, dict_baseline):
-        yield {**fn(w, want), "cpu": model}
+        engines.append({**fn(w, want), "cpu": model})
+        yield engines[-1]
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         for line in peers(w, peers_python, want, tmp, only_peers):
-            yield {**line, "cpu": model} if "error" not in line else line
+            if "error" not in line:
+                engines.append({**line, "cpu": model})
+            yield engines[-1] if "error" not in line else line
+        yield ratios(engines)
         yield from parquet_to_quotes(w, tmp)
         yield raw_vs_gzip(w, tmp)
     if capture:
