@@ -58,6 +58,9 @@ _SPLIT = ("amount", "price", "flags")
 _PAGE_VERSION = "2.0"
 _PAGE_SIZE = 8 << 20
 _MAX_ROWS_PER_PAGE = 1 << 20
+# One row group per file up to 8Mi rows (pyarrow's default cuts at 1Mi): a file is read whole
+# (one chunk per column, no dictionary per row group to merge); recorder files are far smaller.
+_MAX_ROW_GROUP = 8 << 20
 _HAS_MAX_ROWS_PER_PAGE = "max_rows_per_page" in inspect.signature(pq.write_table).parameters
 
 
@@ -93,6 +96,7 @@ def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes], compr
     with open(tmp, "wb") as f:
         pq.write_table(
             table, f, compression="zstd", compression_level=compression_level, data_page_size=data_page_size or _PAGE_SIZE,
+            row_group_size=min(max(table.num_rows, 1), _MAX_ROW_GROUP),
             use_dictionary=[c for c in _DICTIONARY if c in table.column_names],
             store_decimal_as_integer=True,  # DECIMAL(18, p) as INT64 mantissas
             column_encoding=_delta_columns(table.schema),
