@@ -173,6 +173,33 @@ def test_lean_footer_gives_up_on_what_it_does_not_know(tmp_path):
         assert lean_metadata(str(path), ("price", "amount"), ("price", "amount")) is None
 
 
+def test_footer_walker_round_trips_and_survives_corruption(table, tmp_path):
+    import random
+    import struct
+
+    from lab.replay.footer import _encode, _Walk
+
+    current, legacy = str(tmp_path / "current.parquet"), str(tmp_path / "legacy.parquet")
+    atomic_write(table, current, B._book_meta())
+    _legacy(table, legacy)
+    for path in (current, legacy):
+        data = open(path, "rb").read()
+        n = struct.unpack("<I", data[-8:-4])[0]
+        footer = data[-8 - n:-8]
+        assert _encode(footer, _Walk(footer).spans(), {}) == footer
+    data = bytearray(open(current, "rb").read())
+    n = struct.unpack("<I", data[-8:-4])[0]
+    rng = random.Random(7)
+    bad = tmp_path / "bad.parquet"
+    for _ in range(300):
+        copy = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(copy) - 8 - n, len(copy) - 8) if rng.random() < 0.8 else rng.randrange(4, 4000)
+            copy[at] = rng.randrange(256)
+        bad.write_bytes(bytes(copy))
+        lean_metadata(str(bad), ("price", "amount"), tuple(_BOOK_COLUMNS))  # None or a footer, never an exception
+
+
 def test_truncated_or_foreign_files_raise_capture_error(table, tmp_path):
     path = tmp_path / "book" / "venue=bench" / "symbol=BTC-USD" / "date=2023-11-14" / "cut.parquet"
     atomic_write(table, str(path), B._book_meta())

@@ -71,35 +71,7 @@ class _Walk:
         return (self.varint() if h >> 4 == 15 else h >> 4), h & 15
 
     def skip(self, t: int) -> None:
-        if t in (_I16, _I32, _I64):
-            self.varint()
-        elif t == _BINARY:
-            n = self.varint()
-            self.p += n
-        elif t == _STRUCT:
-            for _fid, ft in self.fields():
-                self.skip(ft)
-        elif t in (_LIST, _SET):
-            n, et = self.list_header()
-            if et in (_TRUE, _FALSE):
-                self.p += n
-            else:
-                for _ in range(n):
-                    self.skip(et)
-        elif t == _BYTE:
-            self.p += 1
-        elif t == _DOUBLE:
-            self.p += 8
-        elif t == _MAP:
-            n = self.varint()
-            if n:
-                kv = self.b[self.p]
-                self.p += 1
-                for _ in range(n):
-                    self.skip(kv >> 4)
-                    self.skip(kv & 15)
-        elif t not in (_TRUE, _FALSE):
-            raise ValueError(f"unknown thrift compact type {t}")
+        self.p = _skip(self.b, self.p, t)
         if self.p > len(self.b):
             raise ValueError("truncated thrift")
 
@@ -118,12 +90,90 @@ class _Walk:
 
     def spans(self) -> list[tuple[int, int, int, int]]:
         """(field id, type, start, end) of every field value of the struct at the position."""
-        out = []
-        for fid, t in self.fields():
-            start = self.p
-            self.skip(t)
-            out.append((fid, t, start, self.p))
+        b, p, fid, out = self.b, self.p, 0, []
+        while True:
+            h = b[p]
+            p += 1
+            if h == 0:
+                break
+            if h >> 4:
+                fid += h >> 4
+            else:
+                self.p = p
+                fid = self.int()
+                p = self.p
+            end = _skip(b, p, h & 15)
+            out.append((fid, h & 15, p, end))
+            p = end
+        if p > len(b):
+            raise ValueError("truncated thrift")
+        self.p = p
         return out
+
+
+def _skip(b, p: int, t: int) -> int:
+    """The position after the value of type `t` at `p` (positions past the end are the caller's
+    to check; reading past it raises IndexError)."""
+    if t == _I32 or t == _I64 or t == _I16:
+        while b[p] & 0x80:
+            p += 1
+        return p + 1
+    if t == _STRUCT:
+        while True:
+            h = b[p]
+            p += 1
+            if h == 0:
+                return p
+            if not h >> 4:  # long-form field id
+                while b[p] & 0x80:
+                    p += 1
+                p += 1
+            p = _skip(b, p, h & 15)
+    if t == _BINARY:
+        n = shift = 0
+        while True:
+            c = b[p]
+            p += 1
+            n |= (c & 0x7F) << shift
+            if c < 0x80:
+                return p + n
+            shift += 7
+    if t == _LIST or t == _SET:
+        h = b[p]
+        p += 1
+        n, et = h >> 4, h & 15
+        if n == 15:
+            n = shift = 0
+            while True:
+                c = b[p]
+                p += 1
+                n |= (c & 0x7F) << shift
+                if c < 0x80:
+                    break
+                shift += 7
+        if et == _TRUE or et == _FALSE or et == _BYTE:
+            return p + n
+        for _ in range(n):
+            p = _skip(b, p, et)
+        return p
+    if t == _TRUE or t == _FALSE:
+        return p
+    if t == _BYTE:
+        return p + 1
+    if t == _DOUBLE:
+        return p + 8
+    if t == _MAP:
+        w = _Walk(b, p)
+        n = w.varint()
+        p = w.p
+        if n:
+            kv = b[p]
+            p += 1
+            for _ in range(n):
+                p = _skip(b, p, kv >> 4)
+                p = _skip(b, p, kv & 15)
+        return p
+    raise ValueError(f"unknown thrift compact type {t}")
 
 
 def _varint(n: int) -> bytes:
@@ -247,7 +297,7 @@ def lean_metadata(path: str, decimals: tuple[str, ...] = (), required: tuple[str
     try:
         with open(path, "rb") as f:
             return _lean(f, decimals, required)
-    except (OSError, ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
+    except (OSError, ValueError, IndexError, KeyError, OverflowError, RecursionError, struct.error, UnicodeDecodeError):
         return None
 
 

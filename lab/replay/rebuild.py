@@ -97,33 +97,34 @@ def _column(chunks: list[pa.Array], what: str, dtype) -> object:
 
 
 def _sides(chunks: list[pa.Array]) -> np.ndarray:
-    """`side` (dictionary-decoded or plain strings) as int8: 0 = bid, 1 = ask."""
-    parts = []
+    """`side` (dictionary-decoded or plain strings) as int8: 0 = bid, 1 = ask, written in one pass
+    over the dictionary indices."""
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
+    pos = 0
     for chunk in chunks:
         if chunk.null_count:
             raise CaptureError("book column side has nulls")
+        part = out[pos:pos + len(chunk)]
+        pos += len(chunk)
         if pa.types.is_dictionary(chunk.type):
             words = chunk.dictionary.to_pylist()
             idx = np.frombuffer(_buffer(chunk.indices, chunk.indices.type.bit_width // 8), dtype=chunk.indices.type.to_pandas_dtype())
             if words == ["bid", "ask"]:
-                part = idx.astype(np.int8)
+                np.copyto(part, idx, casting="unsafe")
             elif words == ["ask", "bid"]:
-                part = (idx == 0).view(np.int8)
+                np.equal(idx, 0, out=part.view(np.bool_))
             elif words in (["bid"], ["ask"], []):
-                part = np.full(len(idx), 1 if words == ["ask"] else 0, dtype=np.int8)
+                part[:] = 1 if words == ["ask"] else 0
             else:
                 if any(w not in ("bid", "ask") for w in words) and np.isin(idx, [i for i, w in enumerate(words) if w not in ("bid", "ask")]).any():
                     raise CaptureError("book column side holds values other than 'bid' / 'ask'")
-                part = np.array([w == "ask" for w in words], dtype=np.int8)[idx]
+                part[:] = np.array([w == "ask" for w in words], dtype=np.int8)[idx]
         else:
             values = chunk.to_numpy(zero_copy_only=False)
-            part = (values == "ask").astype(np.int8)
             if not np.isin(values, ["bid", "ask"]).all():
                 raise CaptureError("book column side holds values other than 'bid' / 'ask'")
-        parts.append(part)
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+            part[:] = values == "ask"
+    return out
 
 
 def _read_book(f: str) -> tuple[pa.Table, dict]:
