@@ -48,7 +48,7 @@ _DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "la
 # BYTE_STREAM_SPLIT: each byte of the values in a stream of its own; the always-zero high bytes
 # of mantissas (amounts, prices) and of `flags` (uint8 stored as INT32) are squeezed to nothing
 # by zstd. Measured on the pinned workload of `lab bench book` against the dictionaries prices
-# and flags had before: smaller (price 0.93 vs 1.13 bytes/row) and faster to decode (a flags
+# and flags had before: smaller (price 0.81 vs 1.13 bytes/row) and faster to decode (a flags
 # dictionary of mostly-zero runs decodes several times slower than its split bytes).
 _SPLIT = ("amount", "price", "flags")
 # Data pages v2 (levels outside the compressed values: `lab.replay.footer` reads a null-free
