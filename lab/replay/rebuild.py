@@ -28,8 +28,9 @@ import pyarrow.parquet as pq
 
 from lab import rust_book
 from lab.datasets import schema as S
-from lab.datasets.store import NS_PER_DAY, atomic_write, day_of
+from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, mantissas
 
+from .footer import lean_metadata
 from .reader import CaptureError, streams_in
 
 UNSYNC_EVENTS = ("gap", "checksum_mismatch", "disconnect", "resync", "overflow")
@@ -76,82 +77,130 @@ class Columns:
     file_rows: list[int]  # rows per source file, in order
 
 
-def _plain(arr: pa.Array) -> pa.Array:
-    """The array without an offset (pyarrow buffers ignore offsets)."""
-    return arr if arr.offset == 0 else pa.concat_arrays([arr])
+def _buffer(arr: pa.Array, width: int) -> memoryview:
+    """The array's data buffer as bytes of its own rows (no copy without an offset)."""
+    buf = memoryview(arr.buffers()[1]) if len(arr) else memoryview(b"")
+    return buf[arr.offset * width:(arr.offset + len(arr)) * width]
 
 
-def _data_buffer(col: pa.ChunkedArray, what: str):
-    arr = _plain(col.combine_chunks()) if col.num_chunks != 1 else _plain(col.chunk(0))
-    if arr.null_count:
-        raise CaptureError(f"book column {what} has {arr.null_count} nulls")
-    return arr.buffers()[1] if len(arr) else b""
+def _column(chunks: list[pa.Array], what: str, dtype) -> object:
+    """One contiguous buffer for a column's chunks (zero copy for a single chunk)."""
+    width = np.dtype(dtype).itemsize
+    for c in chunks:
+        if c.null_count:
+            raise CaptureError(f"book column {what} has {c.null_count} nulls")
+    if len(chunks) == 1:
+        return _buffer(chunks[0], width)
+    if not chunks:
+        return b""
+    return np.concatenate([np.frombuffer(_buffer(c, width), dtype=dtype) for c in chunks])
 
 
-def _sides(col: pa.ChunkedArray) -> np.ndarray:
-    parts = []
-    for chunk in col.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            lookup = np.array([s == "ask" for s in chunk.dictionary.to_pylist()] or [False], dtype=np.int8)
-            idx = chunk.indices.to_numpy(zero_copy_only=False)
-            part = lookup[idx]
-            bad = ~np.isin(np.asarray(chunk.dictionary.to_pylist(), dtype=object), ["bid", "ask"])
-            if bad.any() and np.isin(idx, np.flatnonzero(bad)).any():
-                raise CaptureError("book column side holds values other than 'bid' / 'ask'")
-        else:
-            values = chunk.to_numpy(zero_copy_only=False)
-            part = (values == "ask").astype(np.int8)
-            if not np.isin(values, ["bid", "ask"]).all():
-                raise CaptureError("book column side holds values other than 'bid' / 'ask'")
+def _sides(chunks: list[pa.Array]) -> np.ndarray:
+    """`side` (dictionary-decoded or plain strings) as int8: 0 = bid, 1 = ask, written in one pass
+    over the dictionary indices."""
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int8)
+    pos = 0
+    for chunk in chunks:
         if chunk.null_count:
             raise CaptureError("book column side has nulls")
-        parts.append(part)
-    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+        part = out[pos:pos + len(chunk)]
+        pos += len(chunk)
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary.to_pylist()
+            idx = np.frombuffer(_buffer(chunk.indices, chunk.indices.type.bit_width // 8), dtype=chunk.indices.type.to_pandas_dtype())
+            if words == ["bid", "ask"]:
+                np.copyto(part, idx, casting="unsafe")
+            elif words == ["ask", "bid"]:
+                np.equal(idx, 0, out=part.view(np.bool_))
+            elif words in (["bid"], ["ask"], []):
+                part[:] = 1 if words == ["ask"] else 0
+            else:
+                if any(w not in ("bid", "ask") for w in words) and np.isin(idx, [i for i, w in enumerate(words) if w not in ("bid", "ask")]).any():
+                    raise CaptureError("book column side holds values other than 'bid' / 'ask'")
+                part[:] = np.array([w == "ask" for w in words], dtype=np.int8)[idx]
+        else:
+            values = chunk.to_numpy(zero_copy_only=False)
+            if not np.isin(values, ["bid", "ask"]).all():
+                raise CaptureError("book column side holds values other than 'bid' / 'ask'")
+            part[:] = values == "ask"
+    return out
+
+
+def _read_book(f: str) -> tuple[pa.Table, dict]:
+    """The book columns of one file, decimals as int64 mantissas where the file allows (see
+    `footer.lean_metadata`); {column: decimal type} of the columns read that way."""
+    lean = lean_metadata(f, ("price", "amount"), tuple(_BOOK_COLUMNS))
+    if lean is not None:
+        try:
+            t = pq.ParquetFile(f, memory_map=True, metadata=lean[0], read_dictionary=["side"]).read(columns=_BOOK_COLUMNS, use_threads=False)
+            return t, {name: pa.decimal128(p, s) for name, (p, s) in lean[1].items()}
+        except (OSError, pa.ArrowException):
+            pass  # read it the ordinary way (and report the ordinary error)
+    try:
+        t = pq.ParquetFile(f, memory_map=True, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS, use_threads=False)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CaptureError(f"{f}: not a readable book file ({str(exc).splitlines()[0]})") from None
+    return t, {}
 
 
 def load_columns(files: list[str]) -> Columns:
-    """Read the book files of one stream (single-threaded pyarrow) into rebuild buffers."""
-    tables, metas = [], []
+    """Read the book files of one stream (single-threaded pyarrow) into rebuild buffers: prices and
+    amounts as int64 mantissas when every file stores them so (width 8), else as decimal128."""
+    tables, metas, decimals = [], [], []
     for f in files:
-        try:
-            t = pq.ParquetFile(f, memory_map=True, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS, use_threads=False)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise CaptureError(f"{f}: not a readable book file ({str(exc).splitlines()[0]})") from None
+        t, lean = _read_book(f)
         metas.append({k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()})
-        tables.append(t.replace_schema_metadata(None))
+        tables.append(t)
+        decimals.append(lean)
     pp = {m.get("lab.price_precision") for m in metas}
     ap = {m.get("lab.amount_precision") for m in metas}
     if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
         raise CaptureError(f"book files disagree on or lack instrument precisions: {sorted(map(str, pp))} / {sorted(map(str, ap))}")
-    types = {(t.schema.field("price").type, t.schema.field("amount").type) for t in tables}
-    if len(types) != 1:
+    # the logical types (a decimal read as int64 mantissas counts as its decimal type)
+    types = {tuple(lean.get(c, t.schema.field(c).type) for c in ("price", "amount")) for t, lean in zip(tables, decimals)}
+    if len(types) > 1:
         raise CaptureError(f"book files disagree on column types: {types}")
-    table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
 
-    def width(name: str) -> int:
-        typ = table.schema.field(name).type
-        if pa.types.is_decimal(typ) and typ.bit_width == 128:
-            return 16
-        if typ == pa.int64():
-            return 8
-        raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
+    def values(name: str) -> tuple[object, int]:
+        chunks = [c for t in tables for c in t.column(name).chunks]
+        kinds = set()
+        for c in chunks:
+            typ = c.type
+            if typ == pa.int64():
+                kinds.add(8)
+            elif pa.types.is_decimal(typ) and typ.bit_width == 128:
+                kinds.add(16)
+            else:
+                raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
+        if kinds == {16}:
+            return _column(chunks, name, np.dtype("V16")), 16
+        if kinds == {8, 16}:  # some files read as decimal128: their low words are the mantissas
+            chunks = [c if c.type == pa.int64() else pa.array(mantissas(c)) for c in chunks]
+        return _column(chunks, name, np.int64), 8
 
     def ints(name: str):
-        col = table.column(name)
-        if pa.types.is_timestamp(col.type):
-            col = pa.chunked_array([c.view(pa.int64()) for c in col.chunks], pa.int64())
-        return _data_buffer(col, name)
+        chunks = [c for t in tables for c in t.column(name).chunks]
+        for c in chunks:
+            if not (c.type == pa.int64() or (pa.types.is_timestamp(c.type) and c.type.bit_width == 64)):
+                raise CaptureError(f"book column {name} has type {c.type}, expected a 64-bit timestamp")
+        return _column([c.view(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in chunks], name, np.int64)
 
+    prices, price_width = values("price")
+    amounts, amount_width = values("amount")
+    flags = [c for t in tables for c in t.column("flags").chunks]
+    if any(c.type != pa.uint8() for c in flags):
+        raise CaptureError(f"book column flags has type {flags[0].type if flags else None}, expected uint8")
     return Columns(
-        sides=_sides(table.column("side")),
-        prices=_data_buffer(table.column("price"), "price"),
-        amounts=_data_buffer(table.column("amount"), "amount"),
-        flags=_data_buffer(table.column("flags"), "flags"),
+        sides=_sides([c for t in tables for c in t.column("side").chunks]),
+        prices=prices,
+        amounts=amounts,
+        flags=_column(flags, "flags", np.uint8),
         timestamps=ints("timestamp"),
         local_timestamps=ints("local_timestamp"),
-        price_width=width("price"),
-        amount_width=width("amount"),
-        rows=table.num_rows,
+        price_width=price_width,
+        amount_width=amount_width,
+        rows=sum(t.num_rows for t in tables),
         price_precision=int(pp.pop()),
         amount_precision=int(ap.pop()),
         depth=int(metas[0].get("lab.depth", "0") or 0),
