@@ -286,6 +286,91 @@ def test_bench_workload_is_seeded_and_realistic():
         rb.bench_workload(0)
 
 
+# --------------------------------------------------------------------------- entry point
+
+
+class CStream:
+    """Arrow data seen only through the PyCapsule stream interface (as polars, DuckDB or
+    nanoarrow export it): no pyarrow type for `rebuild` to recognise."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._table.__arrow_c_stream__(requested_schema)
+
+
+class CArray:
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self._batch = batch
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self._batch.__arrow_c_array__(requested_schema)
+
+
+def test_rebuild_from_paths_arrow_tables_and_capsules(tmp_path):
+    """`rebuild(source)` gives the same quotes and snapshots from a Parquet path, a list of
+    paths, a pyarrow Table / RecordBatch, PyCapsule exporters, and int64 mantissas with the
+    precisions given; the last quote is the workload's final top of book."""
+    import pyarrow.parquet as pq
+
+    from lab.benchmarks.book import _book_meta, book_table
+    from lab.datasets.store import atomic_write
+
+    w = dict(rb.bench_workload(60_000, seed=5))
+    path = str(tmp_path / "book.parquet")
+    atomic_write(book_table(w), path, _book_meta())
+    kw = dict(snapshot_depth=5, interval_ns=SEC // 4)
+    want = R.rebuild(path, **kw)
+    assert set(want) == {"quotes", "book_snapshot_5"} and want["book_snapshot_5"].num_rows > 2
+    last = want["quotes"].slice(want["quotes"].num_rows - 1)
+    assert last.column("bid_price")[0].as_py() == Decimal(w["best_bid"][0]).scaleb(-2)
+    assert last.column("ask_price")[0].as_py() == Decimal(w["best_ask"][0]).scaleb(-2)
+
+    table = pq.read_table(path)
+    half = table.num_rows // 2
+    while not table.column("flags")[half - 1].as_py() & LAST:
+        half += 1
+    p1, p2 = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    atomic_write(table.slice(0, half), p1, _book_meta())
+    atomic_write(table.slice(half), p2, _book_meta())
+    mantissas = table.set_column(table.schema.get_field_index("price"), "price", pa.array(np.frombuffer(w["prices"], dtype=np.int64)))
+    mantissas = mantissas.set_column(mantissas.schema.get_field_index("amount"), "amount", pa.array(np.frombuffer(w["amounts"], dtype=np.int64)))
+    batch = table.combine_chunks().to_batches()[0]
+    for source, extra in (
+        ([p1, p2], {}),
+        (table, {}),
+        (batch, {}),
+        (CStream(table), {}),
+        (CArray(batch), {}),
+        (pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), {}),
+        (mantissas.replace_schema_metadata(None), dict(price_precision=2, amount_precision=8)),
+    ):
+        got = R.rebuild(source, depth=1000, **kw, **extra)
+        assert got["quotes"].equals(want["quotes"]), type(source)
+        assert got["book_snapshot_5"].equals(want["book_snapshot_5"]), type(source)
+
+
+def test_rebuild_entry_point_errors(tmp_path):
+    from lab.benchmarks.book import book_table
+
+    w = dict(rb.bench_workload(2_000, seed=1))
+    table = book_table(w)
+    ints = table.set_column(table.schema.get_field_index("price"), "price", pa.array(np.frombuffer(w["prices"], dtype=np.int64)))
+    with pytest.raises(R.CaptureError, match="price_precision"):
+        R.rebuild(ints)
+    with pytest.raises(R.CaptureError, match="scale 2"):
+        R.rebuild(table, price_precision=3)
+    with pytest.raises(R.CaptureError, match="flags"):
+        R.rebuild(table.drop_columns(["flags"]))
+    with pytest.raises(TypeError, match="Arrow data"):
+        R.rebuild(42)
+    with pytest.raises(R.CaptureError, match="not a readable book file"):
+        (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
+        R.rebuild(str(tmp_path / "junk.parquet"))
+    assert R.rebuild(table.slice(0, 0))["quotes"].num_rows == 0
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -153,6 +153,12 @@ def load_columns(files: list[str]) -> Columns:
         metas.append({k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()})
         tables.append(t)
         decimals.append(lean)
+    return _columns_of(tables, metas, decimals)
+
+
+def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict]) -> Columns:
+    """Rebuild buffers of a stream's tables (one per file, in order; `metas` their lab.*
+    metadata; `decimals` {column: decimal type} of the columns read as int64 mantissas)."""
     pp = {m.get("lab.price_precision") for m in metas}
     ap = {m.get("lab.amount_precision") for m in metas}
     if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
@@ -216,6 +222,70 @@ def rebuild_columns(cols: Columns, snapshot_depth: int = 0, interval_ns: int = 0
         depth=cols.depth if depth is None else depth, snapshot_depth=snapshot_depth, interval_ns=interval_ns,
         gaps=None if gaps is None or len(gaps) == 0 else np.ascontiguousarray(np.sort(np.asarray(gaps, dtype=np.int64))),
     )
+
+
+def rebuild(source, *, depth: int | None = None, snapshot_depth: int = 0, interval_ns: int = 0, gaps=None,
+            price_precision: int | None = None, amount_precision: int | None = None) -> dict[str, pa.Table]:
+    """Rebuild one book stream in one engine call (GIL released, no per-delta Python call) and
+    return the derived tables: {"quotes": ..., "book_snapshot_<snapshot_depth>": ...} (the
+    snapshots only with `snapshot_depth > 0`; `interval_ns` 0 = a snapshot after every message).
+
+    `source` is either
+    - the path of a `book` Parquet file, or a list of them (one stream, in order), or
+    - Arrow data with the book columns `side`, `price`, `amount`, `flags`, `timestamp`,
+      `local_timestamp` (docs/DATASET.md): a pyarrow Table, RecordBatch or RecordBatchReader, or
+      any object exporting the Arrow PyCapsule interface (`__arrow_c_stream__` or
+      `__arrow_c_array__`: polars, DuckDB, nanoarrow, arro3...), imported through the Arrow C
+      data interface without a copy (a column of several chunks is concatenated once).
+
+    Precisions come from the decimal columns' scale (or the lab metadata of the files); int64
+    mantissa columns need `price_precision` and `amount_precision`. `depth` (truncation after
+    every message) defaults to the stream's `lab.depth`, else unbounded. `gaps`: local
+    timestamps of events that unsync the book until the next CLEAR (no snapshots meanwhile).
+    """
+    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, os.PathLike))):
+        cols = load_columns([os.fspath(f) for f in ([source] if isinstance(source, (str, os.PathLike)) else source)])
+    else:
+        cols = _columns_of(*_arrow_input(source, price_precision, amount_precision))
+    if snapshot_depth < 0:
+        raise ValueError(f"snapshot_depth must be >= 0, got {snapshot_depth}")
+    result = rebuild_columns(cols, snapshot_depth, interval_ns, None if gaps is None else np.asarray(gaps, dtype=np.int64), depth)
+    pp, ap = cols.price_precision, cols.amount_precision
+    out = {"quotes": quotes_table(result, pp, ap)}
+    if snapshot_depth:
+        out[f"book_snapshot_{snapshot_depth}"] = snapshot_table(result, snapshot_depth, pp, ap)
+    return out
+
+
+def _arrow_input(source, price_precision: int | None, amount_precision: int | None) -> tuple[list, list, list]:
+    """(tables, metas, decimals) for `_columns_of` from Arrow data (see `rebuild`)."""
+    if isinstance(source, pa.RecordBatch):
+        table = pa.Table.from_batches([source])
+    elif isinstance(source, pa.RecordBatchReader):
+        table = source.read_all()
+    elif isinstance(source, pa.Table):
+        table = source
+    elif hasattr(source, "__arrow_c_stream__"):
+        table = pa.RecordBatchReader.from_stream(source).read_all()
+    elif hasattr(source, "__arrow_c_array__"):
+        table = pa.Table.from_batches([pa.record_batch(source)])
+    else:
+        raise TypeError(f"rebuild source must be a path, a list of paths or Arrow data, got {type(source).__name__}")
+    missing = [c for c in _BOOK_COLUMNS if c not in table.column_names]
+    if missing:
+        raise CaptureError(f"book data lacks the columns {missing} (has {table.column_names})")
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"lab.")}
+    for key, given, column in (("lab.price_precision", price_precision, "price"), ("lab.amount_precision", amount_precision, "amount")):
+        typ = table.schema.field(column).type
+        if given is not None:
+            if pa.types.is_decimal(typ) and typ.scale != given:
+                raise CaptureError(f"{column} has scale {typ.scale}, not the given precision {given}")
+            meta[key] = str(given)
+        elif pa.types.is_decimal(typ):
+            meta[key] = str(typ.scale)
+        elif key not in meta:
+            raise CaptureError(f"{column} is {typ}: pass {key[4:]} (decimal places of its int64 mantissas)")
+    return [table.select(_BOOK_COLUMNS)], [meta], [{}]
 
 
 def _ts(buf, n: int) -> pa.Array:
