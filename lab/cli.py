@@ -53,8 +53,10 @@ def venues() -> None:
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
 @click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int, help="Stop cleanly below this many MiB free.")
+@click.option("--compact/--no-compact", default=True, show_default=True,
+              help="Recompress finished segments' raw files at zstd 19 in the background, at the lowest CPU priority (as `lab compact`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_idle, flush_interval, rotate_interval, min_free_mb, as_json) -> None:
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_idle, flush_interval, rotate_interval, min_free_mb, compact, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
@@ -65,7 +67,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
                 api=api, ping_idle=parse_duration(ping_idle), duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
-                rotate_interval=parse_duration(rotate_interval), min_free_bytes=min_free_mb << 20,
+                rotate_interval=parse_duration(rotate_interval), min_free_bytes=min_free_mb << 20, compact=compact,
             )
         )
         summary = rec.run()

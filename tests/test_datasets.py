@@ -95,3 +95,28 @@ def test_bad_query_is_one_line(tmp_path):
     with pytest.raises(catalog.QueryError) as err:
         catalog.query(str(tmp_path), "selec nonsense")
     assert "\n" not in str(err.value) and "syntax" in str(err.value).lower()
+
+
+def test_background_compactor_rewrites_raw_files_in_place(tmp_path):
+    """The recorder's compactor recompresses submitted raw files as `lab compact` does (same
+    table, `lab.compacted` added, smaller) and records a failure instead of raising."""
+    from lab.datasets import schema as S
+    from lab.datasets.store import raw_table
+    from lab.datasets.writer import BackgroundCompactor
+
+    rows = [RawRow(i, 1_700_000_000_000_000_000 + i, 1, i, "recv", "ws", None,
+                   b'{"type":"book","seq":%d,"bids":[["%d.%02d","%d.%08d"]]}' % (i, 30000 - i % 50, i % 100, i % 9, i * 7919 % 10**8))
+            for i in range(20_000)]
+    path = str(tmp_path / "raw.parquet")
+    meta = {S.META_TABLE: b"raw", S.META_VENUE: b"mock", S.META_SESSION: b"s"}
+    atomic_write(raw_table(rows, "s"), path, meta)
+    before, size = pq.read_table(path), os.path.getsize(path)
+    compactor = BackgroundCompactor()
+    compactor.submit([path, str(tmp_path / "missing.parquet")])
+    compactor.close(finish_all=True)
+    after = pq.read_table(path)
+    assert after.equals(before) and os.path.getsize(path) < size
+    assert after.schema.metadata[b"lab.compacted"] == b"zstd-19"
+    assert compactor.compacted == 1 and compactor.bytes_saved == size - os.path.getsize(path)
+    assert len(compactor.errors) == 1 and "missing.parquet" in compactor.errors[0]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary left

@@ -177,6 +177,35 @@ def test_disk_full_watermark_stops_cleanly_and_keeps_the_journal(tmp_path):
     assert int(recv) > 0
 
 
+def test_record_compacts_finished_segments_in_the_background(tmp_path):
+    """By default the recorder recompresses finished segments' raw files (zstd 19, idle
+    priority) while it records; what it did not get to, `lab compact` finishes; the capture
+    replays, verifies and re-derives the same either way."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "cap"
+
+    def compacted():
+        return [f for f in glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True)
+                if b"lab.compacted" in (pq.read_schema(f).metadata or {})]
+
+    with SimulatorThread("mock", seed=6, rate=2000) as sim:
+        out = lab("record", "--venue", "mock", "--duration", "5s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url,
+                  "--rotate", "1s", "--json")
+        summary = json.loads(out.stdout)
+        assert summary["compact_errors"] == []
+        assert summary["compacted_files"] == len(compacted()) >= 1
+        assert_replay_matches_simulator(root, sim)
+    book = query(root, "select * exclude (date) from book order by rec_id, price, side")
+    assert json.loads(lab("verify", root, "--json").stdout)["ok"]
+    lab("compact", root)
+    assert len(compacted()) == len(glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True))
+    lab("normalize", root)
+    assert query(root, "select * exclude (date) from book order by rec_id, price, side") == book
+
+
 def test_compact_keeps_raw_content_and_replays_verifies_renormalizes_identically(tmp_path):
     import glob
 
@@ -191,7 +220,8 @@ def test_compact_keeps_raw_content_and_replays_verifies_renormalizes_identically
         return query(root, f"select * exclude (date) from {table} order by {order}")
 
     with SimulatorThread("mock", seed=5, rate=2000) as sim:
-        lab("record", "--venue", "mock", "--duration", "4s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url, "--rotate", "1s")
+        lab("record", "--venue", "mock", "--duration", "4s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url, "--rotate", "1s",
+            "--no-compact")
         raw_before = {f: pq.read_table(f) for f in raw_files()}
         sizes_before = sum(os.path.getsize(f) for f in raw_before)
         book = contents("book", "rec_id, price, side")

@@ -11,7 +11,9 @@ import fcntl
 import glob
 import json
 import os
+import queue
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -57,11 +59,12 @@ def _meta(table: str, session: str, venue: str, **extra) -> dict[bytes, bytes]:
 
 
 def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawRow], derived, instruments: dict, depth: int, stats: WriterStats,
-                  compact_raw: bool = False) -> None:
+                  compact_raw: bool = False) -> list[str]:
     """All files of one segment. `instruments` maps canonical symbol -> Instrument. `compact_raw`:
     write the raw files as `lab compact` does (a re-derivation keeps a compacted segment compacted)."""
     name = file_name(session, seq)
     raw_names: list[str] = []
+    raw_paths: list[str] = []
 
     def put(table: pa.Table, path: str, meta: dict, **kw) -> None:
         atomic_write(table, path, meta, **kw)
@@ -80,6 +83,7 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
         else:
             put(raw_table(chunk, session), path, meta)
         raw_names.append(os.path.relpath(path, root))
+        raw_paths.append(path)
     source = ",".join(raw_names)
 
     for table_name, by_symbol in (("book", derived.book), ("trades", derived.trades)):
@@ -133,13 +137,63 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
         path = os.path.join(partition_dir(root, "instruments", venue, None, None), name)
         put(table, path, _meta("instruments", session, venue, source_raw=source))
     stats.segments += 1
+    return raw_paths
+
+
+class BackgroundCompactor:
+    """Recompresses the raw files of a live session's finished segments as `lab compact` does
+    (zstd 19), one by one, on a thread at the lowest CPU priority: live writing stays at zstd 3
+    (cheap at any message rate; on digit-heavy JSON no zstd level below 15 beats gzip), and the
+    files end below gzip's size once the machine has idle time. Each file is replaced atomically,
+    so a reader sees it as written live or compacted, never in between; a failure leaves the file
+    as written live (reported in `errors`). On close the file in progress is finished and the
+    rest left for `lab compact`."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self.compacted = 0
+        self.bytes_saved = 0
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="lab-compact", daemon=True)
+        self._thread.start()
+
+    def submit(self, paths: list[str]) -> None:
+        for path in paths:
+            self._queue.put(path)
+
+    def _run(self) -> None:
+        try:  # Linux: a thread's nice value is its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (OSError, AttributeError):
+            pass
+        while True:
+            path = self._queue.get()
+            if path is None or self._stopping.is_set():
+                return
+            try:
+                done = compact_file(path)
+            except Exception as exc:  # the file stays as written live; `lab compact` can retry
+                self.errors.append(f"{path}: {type(exc).__name__}: {exc}")
+                continue
+            if done is not None:
+                self.compacted += 1
+                self.bytes_saved += done[0] - done[1]
+
+    def close(self, finish_all: bool = False) -> None:
+        """Stop after the file in progress (`finish_all`: after every file submitted)."""
+        if not finish_all:
+            self._stopping.set()
+        self._queue.put(None)
+        self._thread.join()
 
 
 class CaptureWriter:
     """Owns one session's journal and rotation. Used from one thread (the writer thread)."""
 
     def __init__(self, root: str, venue: str, session: str, normalizer, depth: int = 0,
-                 flush_interval: float = 1.0, rotate_interval: float = 60.0, rotate_rows: int = 250_000):
+                 flush_interval: float = 1.0, rotate_interval: float = 60.0, rotate_rows: int = 250_000,
+                 compact: bool = False):
         self.root = root
         self.venue = venue
         self.session = session
@@ -162,6 +216,7 @@ class CaptureWriter:
         os.fsync(self._marker_file.fileno())
         self.journal = JournalWriter(self._journal_path(self.seq))
         self.last_sync = self.segment_started = time.monotonic()
+        self.compactor = BackgroundCompactor() if compact else None
 
     def _journal_path(self, seq: int) -> str:
         return os.path.join(self.root, JOURNAL_DIR, f"{self.session}-{seq:06d}.journal")
@@ -188,7 +243,9 @@ class CaptureWriter:
         derived = self.normalizer.take()
         if rows:
             instruments = {i.symbol: i for i in self.normalizer.instruments.values()}
-            write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
+            raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
+            if self.compactor is not None:
+                self.compactor.submit(raw_paths)
         os.remove(old_path)
         self.seq += 1
         self.journal = JournalWriter(self._journal_path(self.seq))
@@ -197,6 +254,8 @@ class CaptureWriter:
     def close(self) -> None:
         if self.rows:
             self.rotate()
+        if self.compactor is not None:
+            self.compactor.close()
         self.journal.close()
         if os.path.exists(self.journal.path):
             os.remove(self.journal.path)
@@ -338,6 +397,21 @@ def normalize_root(root: str, venue: str | None = None, session: str | None = No
     return lines
 
 
+def compact_file(path: str) -> tuple[int, int] | None:
+    """Rewrite one raw file at zstd COMPACT_LEVEL, atomically and in place, content unchanged
+    (same rows, schema and metadata, plus `lab.compacted`); (bytes before, bytes after), or None
+    when it was compacted already."""
+    size = os.path.getsize(path)
+    pf = pq.ParquetFile(path)
+    meta = dict(pf.schema_arrow.metadata or {})
+    if META_COMPACTED in meta:
+        return None
+    table = pf.read()
+    meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
+    atomic_write(table, path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
+    return size, os.path.getsize(path)
+
+
 def compact_root(root: str, venue: str | None = None, session: str | None = None) -> list[dict]:
     """`lab compact`: rewrite the raw files of finished sessions at zstd level 19 (live writing
     uses level 3 to stay cheap), atomically and in place, content unchanged (same rows, schema
@@ -358,15 +432,8 @@ def compact_root(root: str, venue: str | None = None, session: str | None = None
         for _seq, path in session_raw_files(root, v, s):
             size = os.path.getsize(path)
             before += size
-            pf = pq.ParquetFile(path)
-            meta = dict(pf.schema_arrow.metadata or {})
-            if META_COMPACTED in meta:
-                after += size
-                continue
-            table = pf.read()
-            meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
-            atomic_write(table, path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
-            after += os.path.getsize(path)
-            done += 1
+            sizes = compact_file(path)
+            after += size if sizes is None else sizes[1]
+            done += sizes is not None
         reports.append({"venue": v, "session": s, "files": done, "bytes_before": before, "bytes_after": after})
     return reports

@@ -44,6 +44,8 @@ class RecordOptions:
     max_queue: int = 1_000_000
     min_free_bytes: int = 64 << 20
     status: bool = True
+    # recompress finished segments' raw files at zstd 19 in the background (idle priority)
+    compact: bool = True
 
 
 class Recorder:
@@ -132,7 +134,7 @@ class Recorder:
         writer = CaptureWriter(
             self.opts.root, self.opts.venue, self.session, self.normalizer, depth=self.opts.depth,
             flush_interval=self.opts.flush_interval, rotate_interval=self.opts.rotate_interval,
-            rotate_rows=self.opts.rotate_rows,
+            rotate_rows=self.opts.rotate_rows, compact=self.opts.compact,
         )
         self._writer = writer
         thread = threading.Thread(target=self._writer_loop, args=(writer,), name="lab-writer", daemon=True)
@@ -165,6 +167,8 @@ class Recorder:
             "files": writer.stats.files,
             "bytes": writer.stats.bytes,
             "recovered_journals": len(self.recovered),
+            "compacted_files": writer.compactor.compacted if writer.compactor else 0,
+            "compact_errors": writer.compactor.errors if writer.compactor else [],
         }
 
     async def _main(self) -> None:
