@@ -25,11 +25,12 @@ use pyo3::types::PyDict;
 
 use crate::bulk::RustBuffer;
 
-struct Rng(u64);
+/// SplitMix64 (also the seeded generator of the crate's randomized tests).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     #[inline]
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
