@@ -462,7 +462,8 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         }
         // one message: rows i..=end
         loop {
-            let f = flags[i];
+            // SAFETY: i < n: the stream ends with a LAST row (validated), which ends this loop
+            let f = unsafe { *flags.get_unchecked(i) };
             if f & CLEAR != 0 {
                 book.clear();
                 synced = true;
