@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60000)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--cpu", type=int, default=1, help="core the recorder is pinned to")
+    ap.add_argument("--no-compact", action="store_true", help="record without background compaction of finished segments")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -56,7 +57,8 @@ def main() -> int:
         pin = ["taskset", "-c", str(args.cpu)] if shutil.which("taskset") else []
         t0 = time.monotonic()
         rec = subprocess.run([*pin, *LAB, "record", "--venue", "mock", "--out", root, "--rest-url", url, "--ws-url", f"ws://127.0.0.1:{port}/ws",
-                              "--duration", f"{args.seconds}s", "--json"], capture_output=True, text=True)
+                              "--duration", f"{args.seconds}s", "--json", *(["--no-compact"] if args.no_compact else [])],
+                             capture_output=True, text=True)
         wall = time.monotonic() - t0
         if rec.returncode:
             print(rec.stderr, file=sys.stderr)

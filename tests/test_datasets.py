@@ -98,11 +98,12 @@ def test_bad_query_is_one_line(tmp_path):
 
 
 def test_background_compactor_rewrites_raw_files_in_place(tmp_path):
-    """The recorder's compactor recompresses submitted raw files as `lab compact` does (same
-    table, `lab.compacted` added, smaller) and records a failure instead of raising."""
+    """The recorder's compactor (a child process) recompresses submitted raw files as `lab
+    compact` does (same table, `lab.compacted` added, smaller) and reports a failure instead of
+    raising; stopped mid-file, it leaves the file as written and no temporary behind."""
     from lab.datasets import schema as S
     from lab.datasets.store import raw_table
-    from lab.datasets.writer import BackgroundCompactor
+    from lab.datasets.compactor import BackgroundCompactor
 
     rows = [RawRow(i, 1_700_000_000_000_000_000 + i, 1, i, "recv", "ws", None,
                    b'{"type":"book","seq":%d,"bids":[["%d.%02d","%d.%08d"]]}' % (i, 30000 - i % 50, i % 100, i % 9, i * 7919 % 10**8))
@@ -120,3 +121,17 @@ def test_background_compactor_rewrites_raw_files_in_place(tmp_path):
     assert compactor.compacted == 1 and compactor.bytes_saved == size - os.path.getsize(path)
     assert len(compactor.errors) == 1 and "missing.parquet" in compactor.errors[0]
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary left
+
+    big = str(tmp_path / "big.parquet")
+    atomic_write(raw_table(rows * 10, "s"), big, meta)
+    size = os.path.getsize(big)
+    compactor = BackgroundCompactor()
+    compactor.submit([big])
+    import time
+    deadline = time.monotonic() + 30
+    while not os.path.exists(tmp_path / ".big.parquet.tmp") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    compactor.close()  # killed while it writes
+    assert os.path.getsize(big) == size and b"lab.compacted" not in pq.read_schema(big).metadata
+    assert pq.read_table(big).num_rows == len(rows) * 10
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]

@@ -11,9 +11,7 @@ import fcntl
 import glob
 import json
 import os
-import queue
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 from . import schema as S
 from lab.recorder.sync import Derived
 
+from .compactor import BackgroundCompactor
 from .journal import JournalWriter, RawRow, iter_journals, read_journal
 from .store import (
     COMPACT_LEVEL,
@@ -138,54 +137,6 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
         put(table, path, _meta("instruments", session, venue, source_raw=source))
     stats.segments += 1
     return raw_paths
-
-
-class BackgroundCompactor:
-    """Recompresses the raw files of a live session's finished segments as `lab compact` does
-    (zstd 19), one by one, on a thread at the lowest CPU priority: live writing stays at zstd 3
-    (cheap at any message rate; on digit-heavy JSON no zstd level below 15 beats gzip), and the
-    files end below gzip's size once the machine has idle time. Each file is replaced atomically,
-    so a reader sees it as written live or compacted, never in between; a failure leaves the file
-    as written live (reported in `errors`). On close the file in progress is finished and the
-    rest left for `lab compact`."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self.compacted = 0
-        self.bytes_saved = 0
-        self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._run, name="lab-compact", daemon=True)
-        self._thread.start()
-
-    def submit(self, paths: list[str]) -> None:
-        for path in paths:
-            self._queue.put(path)
-
-    def _run(self) -> None:
-        try:  # Linux: a thread's nice value is its own
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):
-            pass
-        while True:
-            path = self._queue.get()
-            if path is None or self._stopping.is_set():
-                return
-            try:
-                done = compact_file(path)
-            except Exception as exc:  # the file stays as written live; `lab compact` can retry
-                self.errors.append(f"{path}: {type(exc).__name__}: {exc}")
-                continue
-            if done is not None:
-                self.compacted += 1
-                self.bytes_saved += done[0] - done[1]
-
-    def close(self, finish_all: bool = False) -> None:
-        """Stop after the file in progress (`finish_all`: after every file submitted)."""
-        if not finish_all:
-            self._stopping.set()
-        self._queue.put(None)
-        self._thread.join()
 
 
 class CaptureWriter:
