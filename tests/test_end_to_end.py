@@ -196,7 +196,8 @@ def test_record_compacts_finished_segments_in_the_background(tmp_path):
                   "--rotate", "1s", "--json")
         summary = json.loads(out.stdout)
         assert summary["compact_errors"] == []
-        assert summary["compacted_files"] == len(compacted()) >= 1
+        # a file renamed just before the stop's kill may miss its report line: at most that many
+        assert 1 <= len(compacted()) and len(compacted()) - 1 <= summary["compacted_files"] <= len(compacted())
         assert_replay_matches_simulator(root, sim)
     book = query(root, "select * exclude (date) from book order by rec_id, price, side")
     assert json.loads(lab("verify", root, "--json").stdout)["ok"]
