@@ -230,14 +230,23 @@ fn first_bad<const W: usize>(buf: &[u8], non_negative: bool) -> Option<usize> {
             (rd8(buf, 2 * i + 1) ^ (lo >> 63)) | (lo & sign)
         }
     };
+    // whole blocks through chunks (no bounds check, so the OR-reduction vectorizes)
+    let word = |c: &[u8]| i64::from_le_bytes(c.try_into().unwrap());
     let mut start = 0;
-    while start < rows {
-        let end = (start + BLOCK).min(rows);
-        let acc = (start..end).fold(0i64, |acc, i| acc | bad(i));
+    for block in buf[..rows * W].chunks(BLOCK * W) {
+        let acc = if W == 8 {
+            block.chunks_exact(8).fold(0i64, |acc, c| acc | (word(c) & sign))
+        } else {
+            block.chunks_exact(16).fold(0i64, |acc, c| {
+                let lo = word(&c[..8]);
+                acc | (word(&c[8..]) ^ (lo >> 63)) | (lo & sign)
+            })
+        };
+        let n = block.len() / W;
         if acc != 0 {
-            return (start..end).find(|&i| bad(i) != 0);
+            return (start..start + n).find(|&i| bad(i) != 0);
         }
-        start = end;
+        start += n;
     }
     None
 }
@@ -293,7 +302,9 @@ pub fn validate(inp: &Input<'_>, opts: &Options) -> Result<usize, String> {
         ));
     }
     // per-row values, checked up front so that the rebuild loop has no error branch
-    if let Some(i) = inp.sides.iter().position(|&s| s > 1) {
+    // OR-reduce first (vectorizes; `position` alone does not), look for the row only if bad
+    let side_bits = inp.sides.iter().fold(0u8, |acc, &s| acc | (s & !1));
+    if let Some(i) = (side_bits != 0).then(|| inp.sides.iter().position(|&s| s > 1)).flatten() {
         return Err(format!(
             "row {i}: side must be 0 (bid) or 1 (ask), got {}",
             inp.sides[i] as i8
@@ -405,7 +416,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
     let n = inp.flags.len();
     let flags = inp.flags;
     let sides = inp.sides;
-    let messages = flags.iter().filter(|&&f| f & LAST != 0).count();
+    let messages: usize = flags.iter().map(|&f| (f & LAST) as usize).sum();
     let mut out = Output {
         q_ts: Vec::with_capacity(messages * 8),
         q_lts: Vec::with_capacity(messages * 8),
