@@ -135,3 +135,31 @@ def test_background_compactor_rewrites_raw_files_in_place(tmp_path):
     assert os.path.getsize(big) == size and b"lab.compacted" not in pq.read_schema(big).metadata
     assert pq.read_table(big).num_rows == len(rows) * 10
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+def test_background_compactor_dies_with_the_recorder():
+    """A recorder killed outright (SIGKILL) takes its compactor with it: no orphan rewriting
+    files that a later `lab compact` may be rewriting too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nfrom lab.datasets.compactor import BackgroundCompactor\n"
+            "c = BackgroundCompactor(); c._start(); print(c._proc.pid, flush=True); time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(0.3)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/status") as f:
+                state = f.read().split("State:")[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("Z", "X", "gone"):  # dead (a zombie until init reaps it)
+            break
+        time.sleep(0.05)
+    assert state in ("Z", "X", "gone")

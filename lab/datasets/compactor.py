@@ -42,6 +42,7 @@ class BackgroundCompactor:
     def _start(self) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "lab.datasets.compactor"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={**os.environ, "LAB_COMPACTOR_PARENT": str(os.getpid())},
             # same session as the recorder: with autogroup scheduling a new session would get its
             # own CPU share, whatever its priority (it ignores the terminal's Ctrl-C instead)
             stderr=subprocess.DEVNULL, text=True, bufsize=1,
@@ -99,9 +100,23 @@ class BackgroundCompactor:
             self._reader.join(timeout=5)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the recorder dies (even by SIGKILL), so no orphan keeps rewriting
+    files that a later `lab compact` may be rewriting too."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(0)
+
+
 def main() -> None:
     from lab.datasets.writer import compact_file
 
+    _die_with_parent(int(os.environ.get("LAB_COMPACTOR_PARENT", os.getppid())))
     try:  # run only when the CPU would otherwise be idle
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
