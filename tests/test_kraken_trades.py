@@ -32,6 +32,7 @@ from lab.venues.kraken import feed as K
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread
 
+from mutate import mutations
 from test_kraken_protocol import _row, normalizer
 
 # Kraken WebSocket v1 docs, "trade" channel payload example
@@ -140,19 +141,9 @@ def test_malformed_trade_frames_raise_cleanly():
     for frame in bad:
         with pytest.raises(ValueError):
             parse_kraken_trades(frame)
-    rng = random.Random(5)
-    for _ in range(4000):  # mutations: every outcome is a value or a ValueError, apply never panics
-        f = bytearray(rng.choice([DOC_V1, DOC_V2]))
-        for _ in range(rng.randint(1, 4)):
-            k = rng.randrange(len(f))
-            if rng.random() < 0.3:
-                del f[k:]
-                if not f:
-                    break
-            else:
-                f[k] = rng.randrange(256)
+    for f in mutations([DOC_V1, DOC_V2], 4000, seed=5):  # every outcome is a value or a ValueError, apply never panics
         try:
-            msgs = parse_kraken_trades(bytes(f))
+            msgs = parse_kraken_trades(f)
         except ValueError:
             continue
         for m in msgs or []:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 
 import orjson
 import pyarrow.parquet as pq
@@ -19,6 +18,7 @@ from lab.venues.kraken import feed_v2 as K2
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread
 
+from mutate import mutations
 from test_kraken_end_to_end import check_clean_capture, get, lab, query
 from test_kraken_protocol import VECTOR_D_ASKS, VECTOR_D_BIDS, _row, normalizer
 
@@ -143,20 +143,10 @@ def test_parser_rejects_cleanly():
     for frame in bad:
         with pytest.raises(ValueError):
             parse_kraken_book(frame)
-    rng = random.Random(4)
     good = [VECTOR_D_FRAME, b'[1920,{"a":[["0.042990","364630.28272081","1618678145.920470"]]},{"b":[["0.042990","0.00000000","1618678145.920708"]],"c":"4105471083"},"book-1000","SC/EUR"]']
-    for _ in range(3000):  # mutations: truncations, flipped bytes; every outcome is a value or ValueError
-        f = bytearray(rng.choice(good))
-        for _ in range(rng.randint(1, 4)):
-            k = rng.randrange(len(f))
-            if rng.random() < 0.3:
-                del f[k:]
-                if not f:
-                    break
-            else:
-                f[k] = rng.randrange(256)
+    for f in mutations(good, 3000, seed=4):  # truncations, flipped bytes; every outcome is a value or ValueError
         try:
-            msgs = parse_kraken_book(bytes(f))
+            msgs = parse_kraken_book(f)
         except ValueError:
             continue
         for m in msgs or []:

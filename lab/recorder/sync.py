@@ -171,6 +171,10 @@ class Normalizer:
         book.timestamp = ts
         book.local_timestamp = local_ts
         book.seq = last_seq
+        self._book_message(book)
+
+    def _book_message(self, book: OrderBook) -> None:
+        """A message wrote book rows: count it, hand the book to `on_book` when synced."""
         self.stats["messages"] += 1
         if self.on_book is not None and book.synced:
             self.on_book(book)
@@ -195,9 +199,7 @@ class Normalizer:
         and on_book call as parsing the levels, `book.apply` of each, `truncate` and
         `emit_levels`. False on a checksum mismatch (nothing emitted, the book stays as
         applied); ValueError / TypeError on a malformed level (the book is unchanged)."""
-        cols = self.out.book.get(inst.symbol)
-        if cols is None:
-            cols = self.book_columns(inst)
+        cols = self.book_columns(inst)
         n = len(cols)
         if not book.apply_wire_message(
             bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, checksum_kind
@@ -206,9 +208,7 @@ class Normalizer:
         if len(cols) == n:  # an empty delta writes no rows, but the sequence moves on
             book.seq = last_seq
             return True
-        self.stats["messages"] += 1
-        if self.on_book is not None and book.synced:
-            self.on_book(book)
+        self._book_message(book)
         return True
 
     # -- input --------------------------------------------------------------------------------

@@ -51,15 +51,8 @@ class _Walk:
         self.b, self.p = b, p
 
     def varint(self) -> int:
-        b, p, out, shift = self.b, self.p, 0, 0
-        while True:
-            c = b[p]
-            p += 1
-            out |= (c & 0x7F) << shift
-            if c < 0x80:
-                self.p = p
-                return out
-            shift += 7
+        out, self.p = _varint_at(self.b, self.p)
+        return out
 
     def int(self) -> int:
         v = self.varint()
@@ -111,6 +104,18 @@ class _Walk:
         return out
 
 
+def _varint_at(b, p: int) -> tuple[int, int]:
+    """The unsigned varint at `p` and the position after it."""
+    out = shift = 0
+    while True:
+        c = b[p]
+        p += 1
+        out |= (c & 0x7F) << shift
+        if c < 0x80:
+            return out, p
+        shift += 7
+
+
 def _skip(b, p: int, t: int) -> int:
     """The position after the value of type `t` at `p` (positions past the end are the caller's
     to check; reading past it raises IndexError)."""
@@ -130,27 +135,14 @@ def _skip(b, p: int, t: int) -> int:
                 p += 1
             p = _skip(b, p, h & 15)
     if t == _BINARY:
-        n = shift = 0
-        while True:
-            c = b[p]
-            p += 1
-            n |= (c & 0x7F) << shift
-            if c < 0x80:
-                return p + n
-            shift += 7
+        n, p = _varint_at(b, p)
+        return p + n
     if t == _LIST or t == _SET:
         h = b[p]
         p += 1
         n, et = h >> 4, h & 15
         if n == 15:
-            n = shift = 0
-            while True:
-                c = b[p]
-                p += 1
-                n |= (c & 0x7F) << shift
-                if c < 0x80:
-                    break
-                shift += 7
+            n, p = _varint_at(b, p)
         if et == _TRUE or et == _FALSE or et == _BYTE:
             return p + n
         for _ in range(n):
@@ -163,9 +155,7 @@ def _skip(b, p: int, t: int) -> int:
     if t == _DOUBLE:
         return p + 8
     if t == _MAP:
-        w = _Walk(b, p)
-        n = w.varint()
-        p = w.p
+        n, p = _varint_at(b, p)
         if n:
             kv = b[p]
             p += 1

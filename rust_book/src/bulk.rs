@@ -261,6 +261,83 @@ fn set_bit(bitmap: &mut [u8], i: usize) {
     bitmap[i >> 3] |= 1 << (i & 7);
 }
 
+/// The first bad value among rows `rows` as an error naming its row: a side other than 0
+/// (bid) / 1 (ask), a price that does not fit in int64, an amount that is negative or does not
+/// fit. The columns must hold the rows (callers check lengths first). Blocks are OR-reduced
+/// (vectorized); rows are looked at one by one only in a block with a bad one.
+pub(crate) fn check_values(
+    sides: &[u8],
+    prices: &[u8],
+    amounts: &[u8],
+    price_width: usize,
+    amount_width: usize,
+    rows: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let (a, b) = (rows.start, rows.end);
+    let sides = &sides[a..b];
+    let side_bits = sides.iter().fold(0u8, |acc, &s| acc | (s & !1));
+    if let Some(k) = (side_bits != 0).then(|| sides.iter().position(|&s| s > 1)).flatten() {
+        return Err(format!(
+            "row {}: side must be 0 (bid) or 1 (ask), got {}",
+            a + k,
+            sides[k] as i8
+        ));
+    }
+    let prices = &prices[a * price_width..b * price_width];
+    if price_width == 16 {
+        if let Some(k) = first_bad::<16>(prices, false) {
+            return Err(format!("row {}: price does not fit in int64", a + k));
+        }
+    }
+    let amounts = &amounts[a * amount_width..b * amount_width];
+    let (bad, value) = if amount_width == 8 {
+        let k = first_bad::<8>(amounts, true);
+        (k, k.and_then(|k| rd::<8>(amounts, k)))
+    } else {
+        let k = first_bad::<16>(amounts, true);
+        (k, k.and_then(|k| rd::<16>(amounts, k)))
+    };
+    match (bad, value) {
+        (Some(k), Some(v)) => Err(format!("row {}: negative amount {v}", a + k)),
+        (Some(k), None) => Err(format!("row {}: amount does not fit in int64", a + k)),
+        _ => Ok(()),
+    }
+}
+
+/// Apply the rows of the message that starts at row `i`, up to its LAST row (a CLEAR row
+/// resets the book before it is applied); returns the LAST row and whether a CLEAR was seen.
+/// The one row loop of both the bulk rebuild and `OrderBook.apply_rows`.
+///
+/// # Safety
+/// Every column holds the message's rows, `check_values` passed on them, and a row at or after
+/// `i` has the LAST flag.
+#[inline(always)]
+pub(crate) unsafe fn apply_message<const PW: usize, const AW: usize>(
+    book: &mut Book,
+    sides: &[u8],
+    prices: &[u8],
+    amounts: &[u8],
+    flags: &[u8],
+    mut i: usize,
+) -> (usize, bool) {
+    let mut cleared = false;
+    loop {
+        let f = *flags.get_unchecked(i);
+        if f & CLEAR != 0 {
+            book.clear();
+            cleared = true;
+        }
+        let side = *sides.get_unchecked(i);
+        let p = rd_valid::<PW>(prices, i);
+        let a = rd_valid::<AW>(amounts, i);
+        book.side_mut(side == 1).set(p, a);
+        if f & LAST != 0 {
+            return (i, cleared);
+        }
+        i += 1;
+    }
+}
+
 pub fn validate(inp: &Input<'_>, opts: &Options) -> Result<usize, String> {
     let n = inp.flags.len();
     if inp.price_width != 8 && inp.price_width != 16 {
@@ -302,38 +379,7 @@ pub fn validate(inp: &Input<'_>, opts: &Options) -> Result<usize, String> {
         ));
     }
     // per-row values, checked up front so that the rebuild loop has no error branch
-    // OR-reduce first (vectorizes; `position` alone does not), look for the row only if bad
-    let side_bits = inp.sides.iter().fold(0u8, |acc, &s| acc | (s & !1));
-    if let Some(i) = (side_bits != 0).then(|| inp.sides.iter().position(|&s| s > 1)).flatten() {
-        return Err(format!(
-            "row {i}: side must be 0 (bid) or 1 (ask), got {}",
-            inp.sides[i] as i8
-        ));
-    }
-    let bad_price = if inp.price_width == 8 {
-        None
-    } else {
-        first_bad::<16>(inp.prices, false)
-    };
-    if let Some(i) = bad_price {
-        return Err(format!("row {i}: price does not fit in int64"));
-    }
-    let bad_amount = if inp.amount_width == 8 {
-        first_bad::<8>(inp.amounts, true)
-    } else {
-        first_bad::<16>(inp.amounts, true)
-    };
-    if let Some(i) = bad_amount {
-        let value = if inp.amount_width == 8 {
-            rd::<8>(inp.amounts, i)
-        } else {
-            rd::<16>(inp.amounts, i)
-        };
-        return Err(match value {
-            Some(a) => format!("row {i}: negative amount {a}"),
-            None => format!("row {i}: amount does not fit in int64"),
-        });
-    }
+    check_values(inp.sides, inp.prices, inp.amounts, inp.price_width, inp.amount_width, 0..n)?;
     if opts.interval_ns < 0 {
         return Err(format!("interval_ns must be >= 0, got {}", opts.interval_ns));
     }
@@ -472,28 +518,12 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
             gi += 1;
         }
         // one message: rows i..=end
-        loop {
-            // SAFETY: i < n: the stream ends with a LAST row (validated), which ends this loop
-            let f = unsafe { *flags.get_unchecked(i) };
-            if f & CLEAR != 0 {
-                book.clear();
-                synced = true;
-            }
-            // SAFETY: `validate` checked every column's length, every side (0 or 1) and every
-            // price and amount (fits in int64, amount >= 0).
-            let (side, p, a) = unsafe {
-                (
-                    *sides.get_unchecked(i),
-                    rd_valid::<PW>(inp.prices, i),
-                    rd_valid::<AW>(inp.amounts, i),
-                )
-            };
-            book.side_mut(side == 1).set(p, a);
-            if f & LAST != 0 {
-                break;
-            }
-            i += 1;
-        }
+        // SAFETY: `validate` checked every column's length and value, and that the stream ends
+        // with a LAST row.
+        let (end, cleared) =
+            unsafe { apply_message::<PW, AW>(&mut book, sides, inp.prices, inp.amounts, flags, i) };
+        i = end;
+        synced |= cleared;
         book.truncate();
         let ts = rd8(inp.timestamps, i);
         let lts = rd8(inp.local_timestamps, i);
@@ -573,11 +603,6 @@ pub fn rebuild_book<'py>(
     if depth < 0 || snapshot_depth < 0 {
         return Err(PyValueError::new_err(format!(
             "depth and snapshot_depth must be >= 0, got {depth} and {snapshot_depth}"
-        )));
-    }
-    if !(price_width == 8 || price_width == 16) || !(amount_width == 8 || amount_width == 16) {
-        return Err(PyValueError::new_err(format!(
-            "price_width and amount_width must be 8 (int64) or 16 (decimal128), got {price_width} and {amount_width}"
         )));
     }
     let b_sides = InBuf::get(sides, "sides")?;

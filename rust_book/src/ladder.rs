@@ -39,41 +39,6 @@ pub struct Ladder {
     hi: usize,
 }
 
-/// Move SCAN levels by one slot inside `w` (SCAN + 1 levels): up (`w[..SCAN]` -> `w[1..]`) or
-/// down (`w[1..]` -> `w[..SCAN]`). Every load happens before any store, in registers: LLVM turns
-/// a plain 256-byte copy into a memmove call, which cost more than the move itself.
-#[inline(always)]
-fn move_window(w: &mut [(i64, i64)], up: bool) {
-    assert!(w.len() == SCAN + 1);
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
-        let (src, dst) = if up { (0, 1) } else { (1, 0) };
-        // SAFETY: SSE2 is part of x86_64; indices < SCAN + 1 = w.len() (asserted above);
-        // unaligned loads/stores of the 16-byte (i64, i64) slots.
-        unsafe {
-            let p = w.as_mut_ptr() as *mut __m128i;
-            let mut r = [std::mem::zeroed::<__m128i>(); SCAN];
-            for (k, x) in r.iter_mut().enumerate() {
-                *x = _mm_loadu_si128(p.add(src + k));
-            }
-            // keeps LLVM from fusing the loads and stores back into a memmove call
-            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-            for (k, x) in r.iter().enumerate() {
-                _mm_storeu_si128(p.add(dst + k), *x);
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        if up {
-            w.copy_within(0..SCAN, 1);
-        } else {
-            w.copy_within(1..SCAN + 1, 0);
-        }
-    }
-}
-
 /// How many levels of `w` have a key (`price ^ mask`) greater than `k`, without a branch:
 /// AVX2 when the CPU has it (checked at run time, cached), else scalar.
 #[inline(always)]
@@ -116,7 +81,8 @@ unsafe fn count_better_avx2(w: &[(i64, i64); SCAN], mask: i64, k: i64) -> usize 
 }
 
 /// Copy SCAN slots from `buf[src..]` to `buf[dst..]` (overlapping allowed), every load before
-/// any store, in registers (see `move_window`); `src == dst` is a no-op copy.
+/// any store, in registers: LLVM turns a plain 256-byte copy into a memmove call, which cost
+/// more than the move itself. `src == dst` is a no-op copy.
 #[inline(always)]
 fn shift_window(buf: &mut [(i64, i64)], src: usize, dst: usize) {
     assert!(src.max(dst) + SCAN <= buf.len());
@@ -246,7 +212,7 @@ impl Ladder {
             if room_right && right <= SCAN {
                 // near the touch: move a fixed SCAN-level window (branch-free, no memmove
                 // call); the slots past `hi` it overwrites are slack (TAIL)
-                move_window(&mut self.buf[i..i + 1 + SCAN], true);
+                shift_window(&mut self.buf, i, i + 1);
                 self.buf[i] = v;
                 self.hi += 1;
                 return;
@@ -276,7 +242,7 @@ impl Ladder {
         let right = self.hi - 1 - i;
         if right <= SCAN {
             // fixed window, as in insert_at (TAIL slots past `hi` exist)
-            move_window(&mut self.buf[i..i + 1 + SCAN], false);
+            shift_window(&mut self.buf, i + 1, i);
             self.hi -= 1;
         } else if right <= i - self.lo {
             self.buf.copy_within(i + 1..self.hi, i);

@@ -44,16 +44,6 @@ fn fixed_string(value: i64, precision: u32) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-#[inline]
-fn read_int(buf: &[u8], row: usize, width: usize) -> Option<i64> {
-    let off = row * width;
-    if width == 8 {
-        Some(i64::from_le_bytes(buf[off..off + 8].try_into().ok()?))
-    } else {
-        i64::try_from(i128::from_le_bytes(buf[off..off + 16].try_into().ok()?)).ok()
-    }
-}
-
 fn check_width(w: usize, name: &str) -> PyResult<()> {
     if w != 8 && w != 16 {
         return Err(PyValueError::new_err(format!(
@@ -361,42 +351,19 @@ impl OrderBook {
                 end * amount_width
             )));
         }
-        // validate first so a bad message leaves the book untouched
-        for row in start..end {
-            if sides[row] > 1 {
-                return Err(PyValueError::new_err(format!(
-                    "row {row}: side must be 0 or 1, got {}",
-                    sides[row] as i8
-                )));
-            }
-            if read_int(prices, row, price_width).is_none() {
-                return Err(PyValueError::new_err(format!(
-                    "row {row}: price does not fit in int64"
-                )));
-            }
-            match read_int(amounts, row, amount_width) {
-                Some(a) if a >= 0 => {}
-                Some(a) => {
-                    return Err(PyValueError::new_err(format!(
-                        "row {row}: negative amount {a}"
-                    )))
-                }
-                None => {
-                    return Err(PyValueError::new_err(format!(
-                        "row {row}: amount does not fit in int64"
-                    )))
-                }
-            }
-        }
+        // checked first so a bad message leaves the book untouched
+        bulk::check_values(sides, prices, amounts, price_width, amount_width, start..end)
+            .map_err(PyValueError::new_err)?;
         let book = &mut self.book;
-        for row in start..end {
-            if flags[row] & FLAG_CLEAR != 0 {
-                book.clear();
-            }
-            // validated above
-            let p = read_int(prices, row, price_width).unwrap_or(0);
-            let a = read_int(amounts, row, amount_width).unwrap_or(0);
-            book.side_mut(sides[row] == 1).set(p, a);
+        // SAFETY: the buffers hold rows ..end (checked above), their values passed
+        // check_values, and row end - 1 has the LAST flag.
+        unsafe {
+            match (price_width, amount_width) {
+                (8, 8) => bulk::apply_message::<8, 8>(book, sides, prices, amounts, flags, start),
+                (8, _) => bulk::apply_message::<8, 16>(book, sides, prices, amounts, flags, start),
+                (_, 8) => bulk::apply_message::<16, 8>(book, sides, prices, amounts, flags, start),
+                _ => bulk::apply_message::<16, 16>(book, sides, prices, amounts, flags, start),
+            };
         }
         book.truncate();
         Ok(end)
