@@ -26,21 +26,54 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lab")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+        return "unknown (not installed)"
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example command lines; click keeps a paragraph after \b as it is."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+             epilog=_examples("lab demo                                   # the whole loop, nothing else needed",
+                              "lab record --venue mock --duration 20s --out captures",
+                              "lab query \"select symbol, count(*) from book group by 1\" --root captures",
+                              "lab COMMAND --help                         # options and examples of one command"))
+@click.version_option(_version(), "-V", "--version", prog_name="lab", message="%(prog)s %(version)s")
 def main() -> None:
     """Record, rebuild, replay and query crypto market data."""
 
 
-@main.command()
-def venues() -> None:
-    """List the venues lab can record."""
+@main.command(short_help="List the venues lab can record (--json: endpoints, symbols).",
+              epilog=_examples("lab venues", "lab venues --json"))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per venue: default endpoints, API versions, symbols.")
+def venues(as_json) -> None:
+    """List the venues lab can record, with their default endpoints and symbols."""
+    from lab.venues.registry import feed_module
     from lab.venues.registry import venues as names
 
     for name in names():
-        click.echo(name)
+        if not as_json:
+            click.echo(name)
+            continue
+        module = feed_module(name)
+        info = {"venue": name, "rest_url": module.DEFAULT_REST_URL, "ws_url": module.DEFAULT_WS_URL,
+                "instruments": module.DEFAULT_REST_URL.rstrip("/") + module.INSTRUMENTS_PATH}
+        describe = getattr(module, "describe", None)  # symbols and notes, without a network call
+        info.update(describe() if describe else {"symbols": "fetched from the venue's instruments endpoint at record time"})
+        click.echo(json.dumps(info))
 
 
-@main.command()
+@main.command(short_help="Record a venue's books and trades into Parquet.",
+              epilog=_examples('lab record --venue mock --duration 10s --out captures      # starts the embedded simulator',
+                               'lab record --venue kraken --symbol XBT/USD --symbol ETH/USD --duration 1h --out captures',
+                               'lab record --venue kraken --symbol XBT/USD --rest-url http://127.0.0.1:8766 --ws-url ws://127.0.0.1:8766/ws'))
 @click.option("--venue", required=True, help="Venue to record (see `lab venues`).")
 @click.option("--symbol", "symbols", multiple=True, help="Venue symbol; repeat for several. Default: all.")
 @click.option("--duration", default=None, help="Stop after this long (20s, 5m, 1h). Default: until Ctrl-C.")
@@ -87,7 +120,9 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
         )
 
 
-@main.command()
+@main.command(short_help='Run a venue simulator on loopback (REST + WebSocket).',
+              epilog=_examples('lab simulate --venue mock --port 8765 --rate 2000',
+                               'lab simulate --venue kraken --port 8766 --drop-every 500      # a seq gap every 500 messages'))
 @click.option("--venue", default="mock", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
@@ -120,7 +155,10 @@ def simulate(venue, host, port, seed, rate, time_scale, options, **faults) -> No
         fail(f"no simulator for venue {venue!r}")
 
 
-@main.command()
+@main.command(short_help='Run DuckDB SQL over a capture (book, trades, quotes, ...).',
+              epilog=_examples('lab query "select symbol, count(*) from book group by 1" --root captures',
+                               'lab query "select * from quotes order by local_timestamp desc limit 5" --root captures',
+                               'lab query "select * from trades" --root captures --csv > trades.csv'))
 @click.argument("sql")
 @click.option("--root", default="captures", show_default=True, type=click.Path(file_okay=False))
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
@@ -186,7 +224,9 @@ def _printable(b: bytes) -> bool:
         return False
 
 
-@main.command()
+@main.command(short_help='Re-derive book, trades, events, instruments from raw.',
+              epilog=_examples('lab normalize captures',
+                               'lab normalize captures --venue kraken'))
 @click.argument("root", type=click.Path(file_okay=False))
 @click.option("--venue", default=None)
 @click.option("--session", default=None)
@@ -198,7 +238,9 @@ def normalize(root, venue, session) -> None:
         click.echo(line)
 
 
-@main.command()
+@main.command(short_help="Recompress finished sessions' raw files (zstd 19).",
+              epilog=_examples('lab compact captures',
+                               'lab compact captures --json'))
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--venue", default=None)
 @click.option("--session", default=None)
@@ -227,7 +269,10 @@ def _ns_of(text: str | None) -> int | None:
     return int(value.timestamp() * 1e9)
 
 
-@main.command()
+@main.command(short_help='Replay a capture through the Rust book.',
+              epilog=_examples('lab replay captures',
+                               'lab replay captures --symbol XBT/USD --speed max --json',
+                               'lab replay captures --speed 1 --from 2026-11-24T10:00:00Z      # real time'))
 @click.argument("path", type=click.Path())
 @click.option("--venue", default=None)
 @click.option("--symbol", "symbols", multiple=True)
@@ -258,7 +303,10 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
         click.echo(f"  {name}: seq {s['seq']}  bid {s['best_bid']}  ask {s['best_ask']}  {'synced' if s['synced'] else 'NOT synced'}")
 
 
-@main.command()
+@main.command(short_help="Check a capture's health; exit 1 when unhealthy.",
+              epilog=_examples('lab verify captures',
+                               'lab verify captures --repair        # recover journals after a crash first',
+                               'lab verify captures --strict --json'))
 @click.argument("root", type=click.Path())
 @click.option("--strict", is_flag=True, help="Fail on any gap, even one closed by a resync.")
 @click.option("--repair", is_flag=True, help="Recover leftover journals first.")
@@ -287,7 +335,8 @@ def verify(root, strict, repair, as_json) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
-@main.command()
+@main.command(short_help='Paper-trade against a live book (validate=true orders).',
+              epilog=_examples("lab paper --venue kraken --symbol XBT/USD --keys api_keys.properties --order 'buy market 0.01'"))
 @click.option("--venue", default="kraken", show_default=True)
 @click.option("--symbol", required=True, help="Venue symbol (XBT/USD).")
 @click.option("--keys", default=None, type=click.Path(dir_okay=False), help="api_keys.properties (else LAB_API_KEYS, ./api_keys.properties, the environment).")
@@ -315,7 +364,10 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
         click.echo(f"{len(summary['fills'])} fills -> {summary['root']}")
 
 
-@main.command()
+@main.command(short_help='The whole loop on the embedded mock venue, one command.',
+              epilog=_examples('lab demo',
+                               'lab demo --out demo-capture --duration 30s',
+                               'lab demo --out demo-capture --force'))
 @click.option("--out", "root", default=None, type=click.Path(file_okay=False), help="Capture root (default: a temp dir).")
 @click.option("--duration", default="15s", show_default=True)
 @click.option("--rate", default=2000.0, show_default=True, type=float, help="Simulator messages per second.")
@@ -327,7 +379,9 @@ def demo(root, duration, rate) -> None:
     sys.exit(0 if ok else 1)
 
 
-@main.command()
+@main.command(short_help='Derive quotes and book_snapshot_<depth> with the Rust engine.',
+              epilog=_examples('lab rebuild captures',
+                               'lab rebuild captures --depth 10 --interval 100ms --symbol XBT/USD'))
 @click.argument("root", type=click.Path(file_okay=False))
 @click.option("--depth", default=25, show_default=True, type=int, help="Levels per side in book_snapshot_<depth>.")
 @click.option("--interval", default="1s", show_default=True, help="Snapshot grid on local time (500ms, 1s, 1m; 0 = every message).")
@@ -353,12 +407,14 @@ def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
             click.echo(f"{s['venue']}/{s['symbol']}: {s['rows']:,} book rows -> {s['quotes']:,} quotes, {s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
 
 
-@main.group()
+@main.group(short_help="Benchmarks (not timed tests).")
 def bench() -> None:
     """Benchmarks (not timed tests)."""
 
 
-@bench.command("book")
+@bench.command("book", short_help="The pinned order-book workload: ours vs the peers.",
+               epilog=_examples("lab bench book --rows 2000000",
+                                "taskset -c 1 lab bench book --peers-python /path/to/peers-venv/bin/python --json"))
 @click.option("--rows", default=2_000_000, show_default=True, type=int, help="Book rows of the pinned workload.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--peers-python", default=None, type=click.Path(dir_okay=False), help="Python of a venv with hftbacktest, order-book, nautilus-trader.")

@@ -291,8 +291,21 @@ def ratios(engines: list[dict]) -> dict:
     return out
 
 
-def run(rows: int, peers_python: str | None, seed: int = 1, capture: str | None = None, only_peers: list[str] | None = None):
-    """Yields result dicts (engines first, then metrics)."""
+def run(rows: int, peers_python: str | None, seed: int = 1, capture: str | None = None, only_peers: list[str] | None = None,
+        progress=None):
+    """Yields result dicts (engines first, then metrics). `progress(stage done, stages, name of
+    the next stage)` before each stage (for a progress bar)."""
+    stages = ["workload", "ours bulk", "ours per-message", "dict baseline", "peers", "parquet to quotes", "raw vs gzip"]
+    if capture:
+        stages.append("capture")
+    step = iter(range(len(stages) + 1))
+
+    def stage() -> None:
+        if progress is not None:
+            i = next(step)
+            progress(i, len(stages), stages[i] if i < len(stages) else "done")
+
+    stage()
     cpu = pin_one_core()
     model = cpu_model()
     w = dict(rb.bench_workload(rows, seed=seed))
@@ -302,15 +315,21 @@ def run(rows: int, peers_python: str | None, seed: int = 1, capture: str | None 
            "pinned_cpu": cpu, "python": sys.version.split()[0]}
     engines = []
     for fn in (ours_bulk, ours_per_message, dict_baseline):
+        stage()
         engines.append({**fn(w, want), "cpu": model})
         yield engines[-1]
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        stage()
         for line in peers(w, peers_python, want, tmp, only_peers):
             if "error" not in line:
                 engines.append({**line, "cpu": model})
             yield engines[-1] if "error" not in line else line
         yield ratios(engines)
+        stage()
         yield from parquet_to_quotes(w, tmp)
+        stage()
         yield raw_vs_gzip(w, tmp)
     if capture:
+        stage()
         yield from capture_lines(capture)
+    stage()

@@ -22,7 +22,8 @@ from lab.rust_book import OrderBook, kraken_wire_checksum
 CHECKSUMS = {"mock": "mock_checksum", "kraken": "kraken_checksum"}
 
 
-def verify(root: str, strict: bool = False, repair: bool = False) -> dict:
+def verify(root: str, strict: bool = False, repair: bool = False, progress=None) -> dict:
+    """`progress(book rows done, total)` while streams are checked (for a progress bar)."""
     report: dict = {"root": root, "ok": True, "problems": [], "streams": {}, "files": 0, "bad_files": [], "journals": []}
     if not os.path.isdir(root):
         raise CaptureError(f"capture root {root!r} does not exist")
@@ -52,9 +53,14 @@ def verify(root: str, strict: bool = False, repair: bool = False) -> dict:
                 counts = events.setdefault((venue, sym), {})
                 counts[kind] = counts.get(kind, 0) + 1
 
-    for (venue, symbol), files in sorted(streams_in(root, "book").items()):
+    book_streams = sorted(streams_in(root, "book").items())
+    rows_total = sum(pq.ParquetFile(f).metadata.num_rows for _, files in book_streams for f in files if f not in bad) if progress else 0
+    rows_before = 0
+    for (venue, symbol), files in book_streams:
         files = [f for f in files if f not in bad]
-        stream = _verify_stream(venue, symbol, files)
+        tick = (lambda done, base=rows_before: progress(base + done, rows_total)) if progress else None
+        stream = _verify_stream(venue, symbol, files, tick)
+        rows_before += stream.pop("rows", 0)
         ev = events.get((venue, symbol), {})
         stream["gaps"] = ev.get("gap", 0)
         stream["resyncs"] = ev.get("resync", 0)
@@ -71,7 +77,7 @@ def verify(root: str, strict: bool = False, repair: bool = False) -> dict:
     return report
 
 
-def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
+def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> dict:
     out = {"venue": venue, "symbol": symbol, "messages": 0, "snapshots": 0, "checksums_ok": 0, "checksums_bad": 0, "unexplained_holes": 0}
     if not files:
         return out
@@ -100,6 +106,11 @@ def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
             else:
                 out["checksums_bad"] += 1
         start = end
+        if progress is not None and out["messages"] % 8192 == 0:
+            progress(start)
+    if progress is not None:
+        progress(n)
+    out["rows"] = n
     out["best_bid"] = book.best_bid()
     out["best_ask"] = book.best_ask()
     return out

@@ -231,8 +231,9 @@ def _raw_venue_of(path: str) -> str | None:
     return venue.decode() if venue else None
 
 
-def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
-    """Re-derive every derived table of one session from its raw files, segment by segment."""
+def renormalize_session(root: str, venue: str, session: str, progress=None) -> WriterStats:
+    """Re-derive every derived table of one session from its raw files, segment by segment;
+    `progress()` is called after each segment."""
     from lab.venues.registry import feed_module
 
     module = feed_module(venue)
@@ -266,6 +267,8 @@ def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
         stats.files += segment_stats.files
         stats.segments += 1
         old.difference_update(segment_stats.paths)
+        if progress is not None:
+            progress()
     for path in old:  # derived files the new derivation no longer produces
         os.remove(path)
     return stats
@@ -339,12 +342,20 @@ def sessions_in(root: str, venue: str | None = None) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def normalize_root(root: str, venue: str | None = None, session: str | None = None) -> list[str]:
+def normalize_root(root: str, venue: str | None = None, session: str | None = None, progress=None) -> list[str]:
+    """`progress(done, total)` counts segments re-derived (for a progress bar)."""
     lines = [f"recovered journal {r['journal']}: {r['rows']} rows" for r in recover(root)]
-    for v, s in sessions_in(root, venue):
-        if session is None or s == session:
-            stats = renormalize_session(root, v, s)
-            lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
+    chosen = [(v, s) for v, s in sessions_in(root, venue) if session is None or s == session]
+    total = sum(len({seq for seq, _ in session_raw_files(root, v, s)}) for v, s in chosen) if progress else 0
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        progress(done[0], total)
+
+    for v, s in chosen:
+        stats = renormalize_session(root, v, s, progress=step if progress else None)
+        lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
     return lines
 
 
@@ -363,7 +374,7 @@ def compact_file(path: str) -> tuple[int, int] | None:
     return size, os.path.getsize(path)
 
 
-def compact_root(root: str, venue: str | None = None, session: str | None = None) -> list[dict]:
+def compact_root(root: str, venue: str | None = None, session: str | None = None, progress=None) -> list[dict]:
     """`lab compact`: rewrite the raw files of finished sessions at zstd level 19 (live writing
     uses level 3 to stay cheap), atomically and in place, content unchanged (same rows, schema
     and metadata, plus `lab.compacted`). Live sessions (marker flock-ed) are skipped, and so are
@@ -371,8 +382,13 @@ def compact_root(root: str, venue: str | None = None, session: str | None = None
 
     Files are not merged: a segment's raw files name the derived files of that segment
     (`<session>-<seq>.parquet`, `lab.source_raw`), which `lab normalize` and recovery rebuild
-    segment by segment; large pages (8 MiB) get most of what merging would give."""
+    segment by segment; large pages (8 MiB) get most of what merging would give.
+
+    `progress(bytes done, bytes total)` after each file (for a progress bar)."""
     reports = []
+    total = sum(os.path.getsize(p) for v, s in sessions_in(root, venue) if session in (None, s)
+                for _, p in session_raw_files(root, v, s)) if progress else 0
+    seen = 0
     for v, s in sessions_in(root, venue):
         if session is not None and s != session:
             continue
@@ -386,5 +402,8 @@ def compact_root(root: str, venue: str | None = None, session: str | None = None
             sizes = compact_file(path)
             after += size if sizes is None else sizes[1]
             done += sizes is not None
+            seen += size
+            if progress is not None:
+                progress(seen, total)
         reports.append({"venue": v, "session": s, "files": done, "bytes_before": before, "bytes_after": after})
     return reports

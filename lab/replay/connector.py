@@ -31,8 +31,10 @@ class ReplayConnector:
     `start()` replays in a background thread (`wait()` joins it), like a live stream."""
 
     def __init__(self, path: str, venue: str | None = None, symbols: list[str] | None = None,
-                 start_ns: int | None = None, end_ns: int | None = None, speed: float | None = None):
+                 start_ns: int | None = None, end_ns: int | None = None, speed: float | None = None,
+                 progress: Callable[[int, int], None] | None = None):
         self.path = path
+        self.progress = progress  # progress(events done, total), about every 0.1 s
         self.venue = venue
         self.symbols = symbols
         self.start_ns = start_ns
@@ -46,6 +48,13 @@ class ReplayConnector:
         self._book_streams = streams_in(path, "book", venue, symbols)
         if not self._book_streams and not streams_in(path, "trades", venue, symbols):
             raise CaptureError(f"no book or trades files under {path}" + (f" for {venue}" if venue else "") + (f" {symbols}" if symbols else ""))
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in (("venue", self.venue), ("symbols", self.symbols), ("start_ns", self.start_ns),
+                                                     ("end_ns", self.end_ns), ("speed", self.speed)) if v is not None)
+        streams = ", ".join(f"{v}/{s}" for v, s in sorted(self._book_streams))
+        state = "running" if self._thread is not None and self._thread.is_alive() else "done" if self.summary is not None else "ready"
+        return f"<ReplayConnector {self.path!r}{opts}: {len(self._book_streams)} book streams [{streams}], {state}>"
 
     # -- the live interface -------------------------------------------------------------------
     def list_symbols(self) -> list[str]:
@@ -127,9 +136,13 @@ class ReplayConnector:
         t0_wall = time.monotonic()
         t0_data = None
         bufs = {key: (b.sides.tobytes(), b.prices.tobytes(), b.amounts.tobytes(), b.flags.tobytes()) for key, b in books.items()}
+        progress, total, next_report = self.progress, order.shape[1], time.monotonic()
         for j in range(order.shape[1]):
             if self._stop.is_set():
                 break
+            if progress is not None and ((j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
+                progress(j, total)
+                next_report = time.monotonic() + 0.1
             local_ts, _, _, kind, si, row = (int(x) for x in order[:, j])
             if self.end_ns is not None and local_ts >= self.end_ns:
                 break
@@ -173,6 +186,8 @@ class ReplayConnector:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
                     if cb is not None and cb[1] is not None:
                         cb[1](trades[key]["trade"](row))
+        if progress is not None:
+            progress(total, total)
         self.summary = {
             "messages": messages,
             "trades": trade_count,

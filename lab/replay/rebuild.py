@@ -362,15 +362,18 @@ def _groups(local_ns: np.ndarray, names: np.ndarray) -> list[tuple[str, str, int
 
 
 def rebuild_root(root: str, depth: int = 25, interval_ns: int = 1_000_000_000, venue: str | None = None,
-                 symbols: list[str] | None = None) -> list[dict]:
-    """Rebuild `quotes` and `book_snapshot_<depth>` for every book stream under `root`."""
+                 symbols: list[str] | None = None, progress=None) -> list[dict]:
+    """Rebuild `quotes` and `book_snapshot_<depth>` for every book stream under `root`;
+    `progress(book files done, total)` after each stream (for a progress bar)."""
     if not os.path.isdir(root):
         raise CaptureError(f"capture root {root!r} does not exist")
     if depth < 1:
         raise CaptureError(f"--depth must be at least 1, got {depth}")
     snap_table = f"book_snapshot_{depth}"
     report = []
-    for (v, s), files in sorted(streams_in(root, "book", venue, symbols).items()):
+    streams = sorted(streams_in(root, "book", venue, symbols).items())
+    total_files, files_done = sum(len(f) for _, f in streams), 0
+    for (v, s), files in streams:
         files = sorted(files, key=lambda f: (os.path.basename(f), f))
         cols = load_columns(files)
         meta = {k.decode(): val.decode() for k, val in (pq.read_schema(files[0]).metadata or {}).items()}
@@ -421,4 +424,7 @@ def rebuild_root(root: str, depth: int = 25, interval_ns: int = 1_000_000_000, v
                 "files": len(written), "synced": result["synced"],
             }
         )
+        files_done += len(files)
+        if progress is not None:
+            progress(files_done, total_files)
     return report

@@ -783,3 +783,11 @@ def _decimals(s) -> int:
 
 
 Normalizer = KrakenNormalizer
+
+
+def describe() -> dict:
+    """`lab venues --json`: what is recorded by default, without a network call."""
+    from lab.venues.kraken.protocol import PAIRS
+
+    return {"apis": ["v1", "v2"], "symbols": "fetched from AssetPairs at record time (default: every pair)",
+            "simulator_symbols": [p.wsname for p in PAIRS]}

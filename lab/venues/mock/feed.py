@@ -222,3 +222,11 @@ class MockNormalizer(Normalizer):
 
 
 Normalizer = MockNormalizer
+
+
+def describe() -> dict:
+    """`lab venues --json`: what is recorded by default, without a network call."""
+    from lab.venues.mock.market import DEFAULT_SYMBOLS
+
+    return {"embedded": True, "symbols": [s.symbol for s in DEFAULT_SYMBOLS],
+            "note": "with no --rest-url/--ws-url, `lab record --venue mock` starts this simulator in-process"}
