@@ -93,8 +93,22 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
     """Record a venue's books and trades into hive-partitioned Parquet."""
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
-    from lab.venues.registry import UnknownVenue
+    from lab.venues.registry import UnknownVenue, feed_module
 
+    embedded = None
+    try:
+        if not rest_url and not ws_url and getattr(feed_module(venue), "EMBEDDED", False):
+            from lab.venues.simulator import SimulatorThread
+
+            embedded = SimulatorThread(venue, seed=1, rate=1000.0)
+            embedded.start()
+            rest_url, ws_url = embedded.url, embedded.ws_url
+            click.echo(f"no URL given: started the embedded {venue} simulator on 127.0.0.1:{embedded.port} "
+                       "(--rest-url/--ws-url to record another)", err=True)
+    except UnknownVenue as exc:
+        fail(str(exc))
+    root_existed = os.path.exists(root)
+    rec = None
     try:
         rec = Recorder(
             RecordOptions(
@@ -105,7 +119,12 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
         )
         summary = rec.run()
     except (UnknownVenue, VenueError, DiskFull) as exc:
+        if rec is not None and not rec.normalizer.stats.get("messages"):
+            _discard_session(root, rec.session, root_existed)
         fail(str(exc))
+    finally:
+        if embedded is not None:
+            embedded.stop()
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -174,7 +193,7 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
     try:
         table = run_query(root, sql)
     except QueryError as exc:
-        fail(str(exc))
+        fail(_query_hint(str(exc), root))
     if parquet_out:
         import pyarrow.parquet as pq
 
@@ -188,23 +207,140 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
         sys.stdout.buffer.flush()
     elif as_json:
         for row in _displayable(table).to_pylist():
-            click.echo(json.dumps(row, default=str))
+            click.echo(json.dumps(row, default=_json_value))
     else:
         _print_table(table)
 
 
-def _print_table(table) -> None:
-    from rich.console import Console
-    from rich.table import Table
+_DERIVED_BY = {"quotes": "lab rebuild {root}", "orders": "lab paper ... --out {root}", "fills": "lab paper ... --out {root}"}
 
-    out = Table(show_edge=False, pad_edge=False)
-    for name in table.column_names:
-        out.add_column(name, no_wrap=True)
-    for row in _displayable(table.slice(0, 1000)).to_pylist():
-        out.add_row(*["NULL" if v is None else (v.hex() if isinstance(v, bytes) and not _printable(v) else str(v if not isinstance(v, bytes) else v.decode())) for v in row.values()])
-    Console(width=max(80, min(250, os.get_terminal_size(0).columns if sys.stdout.isatty() else 250))).print(out)
-    if table.num_rows > 1000:
-        click.echo(f"... {table.num_rows - 1000} more rows (use --csv or --parquet for all)")
+
+def _query_hint(message: str, root: str) -> str:
+    """DuckDB's error as one line; a derived table not built yet says which command builds it."""
+    m = re.search(r"Table with name (\S+) does not exist", message)
+    if m:
+        name = m.group(1).strip('"')
+        command = _DERIVED_BY.get(name)
+        if command is None and re.fullmatch(r"book_snapshot_(\d+)", name):
+            command = f"lab rebuild {{root}} --depth {name.rsplit('_', 1)[1]}"
+        if command:
+            return f"no `{name}` in {root} yet: run `{command.format(root=root)}`"
+        from lab.datasets.catalog import tables_in
+
+        known = sorted(set(tables_in(root)) | {"raw", "book", "trades", "events", "instruments"})
+        return f"no table `{name}` in {root} (tables: {', '.join(known)})"
+    return message.splitlines()[0] if message else "query failed"
+
+
+def _json_value(v):
+    from decimal import Decimal
+
+    if isinstance(v, Decimal):
+        return format(v, "f")  # 0E-8 is what str() gives a zero at scale 8
+    if isinstance(v, bytes):
+        return v.decode() if _printable(v) else v.hex()
+    return str(v)
+
+
+def _cell(v) -> str:
+    from decimal import Decimal
+
+    if v is None:
+        return "NULL"
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    if isinstance(v, bytes):
+        return v.decode() if _printable(v) else v.hex()
+    return str(v)
+
+
+def _is_number(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+_KEY_COLUMNS = ("price", "amount", "side", "symbol")
+
+
+def layout(names: list[str], types: list, rows: list[list[str]], width: int | None) -> tuple[list[str], list[str]]:
+    """Lines of a plain table at most `width` wide (None: as wide as it needs).
+
+    Numbers and times are never cut (a cut number is a wrong number): text columns are narrowed,
+    widest first, down to 10 characters with an ellipsis; columns that still do not fit are left
+    out from the right (price, amount, side and symbol last) and named below the table."""
+    import pyarrow as pa
+
+    gap = 2
+    protect = [_is_number(t) or pa.types.is_timestamp(t) or n in ("price", "amount") for n, t in zip(names, types)]
+    natural = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    widths = list(natural)
+    shown = list(range(len(names)))
+    omitted: list[str] = []
+    if width is not None:
+        def total() -> int:
+            return sum(widths[i] for i in shown) + gap * (len(shown) - 1)
+
+        floor = [natural[i] if protect[i] else min(natural[i], max(10, min(len(names[i]), 16))) for i in range(len(names))]
+        excess = total() - width
+        while excess > 0:
+            room = [i for i in shown if widths[i] > floor[i]]
+            if not room:
+                break
+            top = max(widths[i] for i in room)
+            widest = [i for i in room if widths[i] == top]
+            second = max([widths[i] for i in room if widths[i] < top] + [max(floor[i] for i in widest)])
+            cut = min(top - second, -(-excess // len(widest))) or 1
+            for i in widest:
+                take = min(cut, widths[i] - floor[i], excess)
+                widths[i] -= take
+                excess -= take
+        # from the right, the columns a reader came for (price, amount, side, symbol) last
+        order = [i for i in reversed(shown) if names[i] not in _KEY_COLUMNS] + [i for i in reversed(shown) if names[i] in _KEY_COLUMNS]
+        for i in order:
+            if total() <= width or len(shown) == 1:
+                break
+            shown.remove(i)
+        omitted = [names[i] for i in range(len(names)) if i not in shown]
+
+    def fit(text: str, w: int, right: bool) -> str:
+        if len(text) > w:
+            text = text[: max(w - 1, 0)] + "…"
+        return text.rjust(w) if right else text.ljust(w)
+
+    def line(cells: list[str]) -> str:
+        return (" " * gap).join(fit(cells[i], widths[i], _is_number(types[i])) for i in shown).rstrip()
+
+    out = [line(list(names)), line(["─" * widths[i] for i in range(len(names))])]
+    out.extend(line(r) for r in rows)
+    notes = [f"{len(omitted)} more columns not shown: {', '.join(omitted)} (select fewer, or use --csv / --json)"] if omitted else []
+    return out, notes
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one (COLUMNS wins, as for every CLI); None for pipes."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    if not sys.stdout.isatty():
+        return None
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 80
+
+
+def _print_table(table, limit: int = 1000) -> None:
+    shown = _displayable(table.slice(0, limit))
+    rows = [[_cell(v) for v in row.values()] for row in shown.to_pylist()]
+    lines, notes = layout(table.column_names, [f.type for f in table.schema], rows, _terminal_width())
+    for text in lines:
+        click.echo(text)
+    for note in notes:
+        click.echo(note)
+    if table.num_rows > limit:
+        click.echo(f"... {table.num_rows - limit:,} more rows (use --csv or --parquet for all)")
+    elif table.num_rows != 1:
+        click.echo(f"({table.num_rows:,} rows)")
 
 
 def _displayable(table):

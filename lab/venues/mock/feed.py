@@ -19,6 +19,8 @@ from lab.datasets.schema import canonical_symbol
 VENUE = "mock"
 DEFAULT_REST_URL = "http://127.0.0.1:8765"
 DEFAULT_WS_URL = "ws://127.0.0.1:8765/ws"
+# `lab record --venue mock` with no URL starts the simulator in-process (lab.venues.simulator)
+EMBEDDED = True
 INSTRUMENTS_PATH = "/api/instruments"
 
 
