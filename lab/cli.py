@@ -369,8 +369,11 @@ def _printable(b: bytes) -> bool:
 def normalize(root, venue, session) -> None:
     """Re-derive book, trades, events and instruments from raw (after a parser fix)."""
     from lab.datasets.writer import normalize_root
+    from lab.progress import callback, progress_bar
 
-    for line in normalize_root(root, venue=venue, session=session):
+    with progress_bar("normalize", unit="segments") as bar:
+        lines = normalize_root(root, venue=venue, session=session, progress=callback(bar))
+    for line in lines:
         click.echo(line)
 
 
@@ -384,8 +387,12 @@ def normalize(root, venue, session) -> None:
 def compact(root, venue, session, as_json) -> None:
     """Recompress finished sessions' raw files at zstd level 19 (in place, atomic, idempotent)."""
     from lab.datasets.writer import compact_root
+    from lab.progress import progress_bar
 
-    for r in compact_root(root, venue=venue, session=session):
+    with progress_bar("compact", unit="MB") as bar:
+        reports = compact_root(root, venue=venue, session=session,
+                               progress=lambda done, total: bar(completed=done / 1e6, total=total / 1e6))
+    for r in reports:
         if as_json:
             click.echo(json.dumps(r))
         elif "skipped" in r:
@@ -418,6 +425,7 @@ def _ns_of(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True)
 def replay(path, venue, symbols, start, end, speed, as_json) -> None:
     """Replay a capture (one file, a folder, or a root) through the Rust book."""
+    from lab.progress import callback, progress_bar
     from lab.replay.connector import ReplayConnector
     from lab.replay.reader import CaptureError
 
@@ -426,9 +434,11 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
     except ValueError:
         fail(f"--speed must be 'max' or a number, not {speed!r}")
     try:
-        conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=_ns_of(start), end_ns=_ns_of(end), speed=pace)
-        conn.start_stream("*", lambda book: None)
-        summary = conn.run()
+        with progress_bar("replay", unit="events") as bar:
+            conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=_ns_of(start), end_ns=_ns_of(end), speed=pace,
+                                   progress=callback(bar))
+            conn.start_stream("*", lambda book: None)
+            summary = conn.run()
     except CaptureError as exc:
         fail(str(exc))
     if as_json:
@@ -450,10 +460,12 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
 def verify(root, strict, repair, as_json) -> None:
     """Check a capture: messages, checksums, gaps, resyncs, file health. Exit 1 when unhealthy."""
     from lab.datasets.verify import verify as run_verify
+    from lab.progress import callback, progress_bar
     from lab.replay.reader import CaptureError
 
     try:
-        report = run_verify(root, strict=strict, repair=repair)
+        with progress_bar("verify", unit="rows") as bar:
+            report = run_verify(root, strict=strict, repair=repair, progress=callback(bar))
     except CaptureError as exc:
         fail(str(exc))
     if as_json:
@@ -504,14 +516,22 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
               epilog=_examples('lab demo',
                                'lab demo --out demo-capture --duration 30s',
                                'lab demo --out demo-capture --force'))
-@click.option("--out", "root", default=None, type=click.Path(file_okay=False), help="Capture root (default: a temp dir).")
+@click.option("--out", "root", default=None, type=click.Path(file_okay=False),
+              help="Keep the capture here (default: a temporary folder, removed at the end). Must be empty unless --append/--force.")
+@click.option("--force", is_flag=True, help="Replace the lab capture already in --out.")
+@click.option("--append", is_flag=True, help="Add this run as one more session to the capture in --out.")
 @click.option("--duration", default="15s", show_default=True)
 @click.option("--rate", default=2000.0, show_default=True, type=float, help="Simulator messages per second.")
-def demo(root, duration, rate) -> None:
+def demo(root, force, append, duration, rate) -> None:
     """The whole loop on the embedded mock venue: simulate, record, replay, query, verify."""
-    from lab.demo import run_demo
+    from lab.demo import DemoError, run_demo
 
-    ok = run_demo(root, parse_duration(duration), rate, echo=click.echo)
+    if force and append:
+        fail("--force replaces the capture in --out, --append adds to it: pass one of them")
+    try:
+        ok = run_demo(root, parse_duration(duration), rate, echo=click.echo, force=force, append=append)
+    except DemoError as exc:
+        fail(str(exc))
     sys.exit(0 if ok else 1)
 
 
@@ -526,12 +546,15 @@ def demo(root, duration, rate) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
     """Derive `quotes` and `book_snapshot_<depth>` from `book` with the Rust engine (one call per stream)."""
+    from lab.progress import callback, progress_bar
     from lab.replay.rebuild import rebuild_root
     from lab.replay.reader import CaptureError
 
     seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
     try:
-        report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None)
+        with progress_bar("rebuild", unit="files") as bar:
+            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None,
+                                  progress=callback(bar))
     except CaptureError as exc:
         fail(str(exc))
     if not report:
@@ -560,9 +583,20 @@ def bench() -> None:
 def bench_book(rows, seed, peers_python, peer_names, capture, as_json) -> None:
     """The pinned order-book workload through our engine, a dict baseline and the peers, on one core."""
     from lab.benchmarks.book import run
+    from lab.progress import progress_bar
 
+    with progress_bar("bench book", unit="stages") as bar:
+        failed = _bench_lines(run(rows, peers_python, seed=seed, capture=capture, only_peers=list(peer_names) or None,
+                                  progress=lambda done, total, name: bar(completed=done, total=total, description=f"bench book: {name}")),
+                              as_json)
+    if failed:
+        fail("an engine ended at a different best bid/ask")
+
+
+def _bench_lines(lines, as_json: bool) -> bool:
+    """Prints each result line as it comes; True when an engine ended at another best bid/ask."""
     failed = False
-    for line in run(rows, peers_python, seed=seed, capture=capture, only_peers=list(peer_names) or None):
+    for line in lines:
         failed |= line.get("ok") is False
         if as_json:
             click.echo(json.dumps(line))
@@ -579,8 +613,7 @@ def bench_book(rows, seed, peers_python, peer_names, capture, as_json) -> None:
                        f"{(rate or 0) / 1e6:8.2f} M/s  bid {line['best_bid']} ask {line['best_ask']}  {'ok' if line.get('ok', True) else 'MISMATCH'}")
         else:
             click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
-    if failed:
-        fail("an engine ended at a different best bid/ask")
+    return failed
 
 
 if __name__ == "__main__":

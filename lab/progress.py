@@ -66,6 +66,10 @@ def progress_bar(description: str, total: float | None = None, unit: str = "") -
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=True,
+        # lines printed meanwhile go above the bar when stdout is the same terminal; a piped
+        # stdout is left alone (rich would send it to the bar's stream, stderr)
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
     )
     with bar:
         task = bar.add_task(description, total=total)
