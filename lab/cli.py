@@ -139,6 +139,26 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
         )
 
 
+def _discard_session(root: str, session: str, root_existed: bool) -> None:
+    """A recording that failed before its first book message leaves nothing behind: its session's
+    files (connection events, the failed REST reply), journal and marker go, and so does the root
+    when this command made it and nothing else is in it."""
+    import glob
+    import shutil
+
+    from lab.datasets.store import JOURNAL_DIR
+
+    for path in glob.glob(os.path.join(glob.escape(root), "*", "venue=*", "**", f"{session}-*.parquet"), recursive=True):
+        os.remove(path)
+    for path in glob.glob(os.path.join(glob.escape(root), JOURNAL_DIR, f"{session}[-.]*")):
+        os.remove(path)
+    for here, dirs, files in os.walk(root, topdown=False):  # the partitions this session made, now empty
+        if here != root and not os.listdir(here):
+            os.rmdir(here)
+    if not root_existed and os.path.isdir(root) and not os.listdir(root):
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @main.command(short_help='Run a venue simulator on loopback (REST + WebSocket).',
               epilog=_examples('lab simulate --venue mock --port 8765 --rate 2000',
                                'lab simulate --venue kraken --port 8766 --drop-every 500      # a seq gap every 500 messages'))
