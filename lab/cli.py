@@ -21,6 +21,37 @@ def parse_duration(text: str | None) -> float | None:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def positive_duration(text: str | None, option: str) -> float | None:
+    """A duration that must be > 0 (`--duration 0` would record nothing and call it success)."""
+    try:
+        value = parse_duration(text)
+    except click.BadParameter as exc:
+        fail(f"{option}: {exc.message}")
+    if value is not None and value <= 0:
+        fail(f"{option} {text!r}: must be longer than 0")
+    return value
+
+
+def _check_url(url: str | None, option: str, schemes: tuple[str, ...]) -> None:
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        fail(f"{option} {url!r} is not a {' or '.join(s + '://' for s in schemes)} URL")
+
+
+def _disk_full_line(exc: OSError) -> str:
+    return f"disk full ({exc.strerror}{': ' + str(exc.filename) if exc.filename else ''}); nothing was changed or deleted: free some space and run the command again"
+
+
+def _tmp_files(root: str) -> set[str]:
+    import glob
+
+    return set(glob.glob(os.path.join(glob.escape(root), "**", ".*.tmp"), recursive=True))
+
+
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"lab: error: {message}", err=True)
     sys.exit(code)
@@ -85,16 +116,27 @@ def venues(as_json) -> None:
 @click.option("--ping-idle", default=None, help="Send an app-level ping after this long without traffic (venue default; Kraken 5s).")
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
-@click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int, help="Stop cleanly below this many MiB free.")
+@click.option("--min-free", "min_free_mb", default=64, show_default=True, type=int,
+              help="Stop cleanly (events row, last segment in Parquet) before free space drops below this many MiB.")
 @click.option("--compact/--no-compact", default=True, show_default=True,
               help="Recompress finished segments' raw files at zstd 19 in the background, at the lowest CPU priority (as `lab compact`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_idle, flush_interval, rotate_interval, min_free_mb, compact, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
+    import errno
+
     from lab.recorder.feed import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
     from lab.venues.registry import UnknownVenue, feed_module
 
+    if min_free_mb < 0:
+        fail(f"--min-free {min_free_mb}: must be >= 0 (MiB)")
+    options = dict(
+        ping_idle=positive_duration(ping_idle, "--ping-idle"), duration=positive_duration(duration, "--duration"),
+        flush_interval=positive_duration(flush_interval, "--flush-interval"), rotate_interval=positive_duration(rotate_interval, "--rotate"),
+    )
+    _check_url(rest_url, "--rest-url", ("http", "https"))
+    _check_url(ws_url, "--ws-url", ("ws", "wss"))
     embedded = None
     try:
         if not rest_url and not ws_url and getattr(feed_module(venue), "EMBEDDED", False):
@@ -113,15 +155,17 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
         rec = Recorder(
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
-                api=api, ping_idle=parse_duration(ping_idle), duration=parse_duration(duration), flush_interval=parse_duration(flush_interval),
-                rotate_interval=parse_duration(rotate_interval), min_free_bytes=min_free_mb << 20, compact=compact,
+                api=api, min_free_bytes=min_free_mb << 20, compact=compact, **options,
             )
         )
         summary = rec.run()
     except (UnknownVenue, VenueError, DiskFull) as exc:
-        if rec is not None and not rec.normalizer.stats.get("messages"):
+        # a full disk's journal may hold the only copy of what was received: never discarded
+        if rec is not None and not rec.normalizer.stats.get("messages") and not isinstance(exc, DiskFull):
             _discard_session(root, rec.session, root_existed)
         fail(str(exc))
+    except OSError as exc:  # the root itself: not writable, or full before the first byte
+        fail(_disk_full_line(exc) if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"{root}: {exc.strerror or exc}")
     finally:
         if embedded is not None:
             embedded.stop()
@@ -181,9 +225,20 @@ def simulate(venue, host, port, seed, rate, time_scale, options, **faults) -> No
     from lab.venues.simulator import simulate_main
 
     faults = {k: v for k, v in faults.items() if v is not None}
+    if not rate > 0 or rate == float("inf"):
+        fail(f"--rate {rate}: must be a positive number of messages per second")
+    if not time_scale > 0 or time_scale == float("inf"):
+        fail(f"--time-scale {time_scale}: must be a positive number")
+    for name, value in faults.items():
+        if value < 0:
+            fail(f"--{name.replace('_', '-')} {value}: must be >= 0")
+    if not 0 <= port <= 65535:
+        fail(f"--port {port}: not a TCP port")
     opts = {}
     for item in options:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            fail(f"--option {item!r}: expected KEY=JSON")
         try:
             opts[key.replace("-", "_")] = json.loads(value)
         except ValueError:
@@ -192,6 +247,10 @@ def simulate(venue, host, port, seed, rate, time_scale, options, **faults) -> No
         simulate_main(venue, port, seed, rate, time_scale, host=host, options=opts, **faults)
     except KeyError:
         fail(f"no simulator for venue {venue!r}")
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    except OSError as exc:  # a busy port, an address that is not ours
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}" + (" (is another simulator running there?)" if exc.errno == 98 else ""))
 
 
 @main.command(short_help='Run DuckDB SQL over a capture (book, trades, quotes, ...).',
@@ -210,6 +269,12 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
 
     if not os.path.isdir(root):
         fail(f"capture root {root!r} does not exist")
+    if not sql.strip():
+        fail("empty SQL: give a query, e.g. lab query \"select count(*) from book\"")
+    if parquet_out:
+        out_dir = os.path.dirname(os.path.abspath(parquet_out))
+        if not os.path.isdir(out_dir):
+            fail(f"--parquet {parquet_out}: directory {out_dir} does not exist")
     try:
         table = run_query(root, sql)
     except QueryError as exc:
@@ -217,7 +282,10 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
     if parquet_out:
         import pyarrow.parquet as pq
 
-        pq.write_table(table, parquet_out)
+        try:
+            pq.write_table(table, parquet_out)
+        except OSError as exc:
+            fail(f"--parquet {parquet_out}: {exc}")
         click.echo(f"{table.num_rows} rows -> {parquet_out}")
     elif as_csv:
         import pyarrow.csv as pacsv
@@ -388,11 +456,20 @@ def _printable(b: bytes) -> bool:
 @click.option("--session", default=None)
 def normalize(root, venue, session) -> None:
     """Re-derive book, trades, events and instruments from raw (after a parser fix)."""
+    import errno
+
     from lab.datasets.writer import normalize_root
     from lab.progress import callback, progress_bar
 
-    with progress_bar("normalize", unit="segments") as bar:
-        lines = normalize_root(root, venue=venue, session=session, progress=callback(bar))
+    if not os.path.isdir(root):
+        fail(f"capture root {root!r} does not exist")
+    try:
+        with progress_bar("normalize", unit="segments") as bar:
+            lines = normalize_root(root, venue=venue, session=session, progress=callback(bar))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fail(_disk_full_line(exc))
+        raise
     for line in lines:
         click.echo(line)
 
@@ -421,12 +498,15 @@ def compact(root, venue, session, as_json) -> None:
             click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
 
 
-def _ns_of(text: str | None) -> int | None:
+def _ns_of(text: str | None, option: str = "--from") -> int | None:
     if text is None:
         return None
     import datetime as dt
 
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option} {text!r} is not an ISO time (examples: 2026-01-31, 2026-01-31T12:00:00Z)")
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return int(value.timestamp() * 1e9)
@@ -453,9 +533,12 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
         pace = None if speed == "max" else float(speed)
     except ValueError:
         fail(f"--speed must be 'max' or a number, not {speed!r}")
+    start_ns, end_ns = _ns_of(start, "--from"), _ns_of(end, "--to")
+    if pace is not None and not pace > 0:
+        fail(f"--speed {speed!r}: must be > 0 (or 'max')")
     try:
         with progress_bar("replay", unit="events") as bar:
-            conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=_ns_of(start), end_ns=_ns_of(end), speed=pace,
+            conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=start_ns, end_ns=end_ns, speed=pace,
                                    progress=callback(bar))
             conn.start_stream("*", lambda book: None)
             summary = conn.run()
@@ -479,15 +562,29 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def verify(root, strict, repair, as_json) -> None:
     """Check a capture: messages, checksums, gaps, resyncs, file health. Exit 1 when unhealthy."""
+    import errno
+
     from lab.datasets.verify import verify as run_verify
     from lab.progress import callback, progress_bar
     from lab.replay.reader import CaptureError
 
+    before = _tmp_files(root)
     try:
         with progress_bar("verify", unit="rows") as bar:
             report = run_verify(root, strict=strict, repair=repair, progress=callback(bar))
     except CaptureError as exc:
         fail(str(exc))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # a repair that ran out of room keeps every journal (recovery deletes one only after
+        # its Parquet is durable) and takes back only the half-written files it made itself
+        for tmp in _tmp_files(root) - before:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        fail(_disk_full_line(exc))
     if as_json:
         click.echo(json.dumps(report, default=str))
     else:
@@ -530,6 +627,13 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
         for o in summary["orders"]:
             click.echo(f"{o['id']} {o['side']} {o['ordertype']} {o['volume']} {o['price'] or ''}: {o['status']} filled {o['filled']} {o['reason']}")
         click.echo(f"{len(summary['fills'])} fills -> {summary['root']}")
+    placed = summary["orders"]
+    if placed and all(o["status"] == "rejected" for o in placed):
+        reason = placed[0]["reason"]
+        hint = ""
+        if any(e in reason for e in ("EAPI:Invalid key", "EAPI:Invalid signature")):
+            hint = " (check KRAKEN_API_KEY / KRAKEN_API_SECRET or --keys)"
+        fail(f"every order was rejected by {venue}: {reason}{hint}")
 
 
 @main.command(short_help='The whole loop on the embedded mock venue, one command.',

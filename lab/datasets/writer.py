@@ -156,6 +156,9 @@ class CaptureWriter:
         self.stats = WriterStats()
         self.seq = 0
         self.rows: list[RawRow] = []
+        # bytes journaled in the current segment: the room its rotation into Parquet needs at most
+        # (Parquet is smaller than the journal), reserved above the disk watermark
+        self.segment_bytes = 0
         os.makedirs(os.path.join(root, JOURNAL_DIR), exist_ok=True)
         self.marker = _session_marker(root, session)
         # Held open and locked for the session's life, so recovery by another recorder sharing
@@ -175,6 +178,7 @@ class CaptureWriter:
     def append(self, row: RawRow) -> None:
         self.journal.append(row)
         self.rows.append(row)
+        self.segment_bytes += len(row.payload) + 64
         self.stats.rows += 1
         self.normalizer.feed(row)
 
@@ -194,11 +198,18 @@ class CaptureWriter:
         derived = self.normalizer.take()
         if rows:
             instruments = {i.symbol: i for i in self.normalizer.instruments.values()}
-            raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
+            try:
+                raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
+            except OSError:
+                # ENOSPC (or any I/O error) half way: the closed journal still holds every row
+                # durably and recovery converts it later; only the half-written .tmp files go
+                _remove_segment_tmp(self.root, file_name(self.session, self.seq))
+                raise
             if self.compactor is not None:
                 self.compactor.submit(raw_paths)
         os.remove(old_path)
         self.seq += 1
+        self.segment_bytes = 0
         self.journal = JournalWriter(self._journal_path(self.seq))
         self.segment_started = self.last_sync = time.monotonic()
 
@@ -212,6 +223,15 @@ class CaptureWriter:
             os.remove(self.journal.path)
         os.remove(self.marker)
         self._marker_file.close()
+
+
+def _remove_segment_tmp(root: str, name: str) -> None:
+    for table in ("raw", "book", "trades", "events", "instruments"):
+        for tmp in glob.glob(os.path.join(root, table, "**", f".{name}.tmp"), recursive=True):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
 
 
 # -- recovery and re-derivation ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from lab.recorder import websocket
 from lab.recorder.sync import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT, Instrument
 
 REST_CONN_ID = 0
+DEFAULT_STALL_TIMEOUT = 10.0  # venues with 1 s heartbeats (mock, Kraken v1) set 5 s
 
 
 class VenueError(RuntimeError):
@@ -40,6 +41,9 @@ class FeedClient:
         backoff_max: float = 30.0,
         ping_idle: float | None = None,
         ping_timeout: float | None = None,
+        first_attempts: int = 0,
+        stall_timeout: float | None = None,
+        max_message: int | None = None,
     ):
         self.module = module
         self.symbols = list(symbols)
@@ -53,6 +57,17 @@ class FeedClient:
         # ping per `ping_idle`; nothing for `ping_timeout` s more closes the connection
         self.ping_idle = ping_idle if ping_idle is not None else getattr(module, "PING_IDLE", None)
         self.ping_timeout = ping_timeout if ping_timeout is not None else getattr(module, "PING_TIMEOUT", None)
+        # A venue that never sent a single frame in the first `first_attempts` connections is a
+        # misconfiguration (wrong URL, wrong path, nothing listening): the recorder exits with
+        # the reason. Once frames have flowed, a lost venue is retried with backoff forever.
+        self.first_attempts = first_attempts
+        # no frame at all for this long while subscribed = a stall: an event and a reconnect
+        self.stall_timeout = stall_timeout if stall_timeout is not None else getattr(module, "STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT)
+        # one message's total size (all fragments); larger = an event and a reconnect
+        self.max_message = max_message or getattr(module, "MAX_MESSAGE", websocket.MAX_MESSAGE)
+        self.stalls = 0
+        self.too_large = 0
+        self.last_failure = ""
         self._ping_ids = itertools.count(1)
         self.pings = 0
         self._rec_ids = itertools.count()
@@ -74,11 +89,16 @@ class FeedClient:
         self.sink(RawRow(next(self._rec_ids), time.time_ns(), conn_id, conn_seq, kind, channel, symbol, payload))
 
     def note(self, kind: str, detail: str, symbol: str | None = None) -> None:
+        self.sink(self.note_row(kind, detail, symbol))
+
+    def note_row(self, kind: str, detail: str, symbol: str | None = None) -> RawRow:
+        """A recorder note (an `events` row once normalized), stamped but not queued."""
         import orjson
 
         with self._rest_lock:
             seq = next(self._rest_seq)
-        self.stamp(REST_CONN_ID, seq, "note", "recorder", symbol, orjson.dumps({"kind": kind, "symbol": symbol, "detail": detail}))
+        return RawRow(next(self._rec_ids), time.time_ns(), REST_CONN_ID, seq, "note", "recorder", symbol,
+                      orjson.dumps({"kind": kind, "symbol": symbol, "detail": detail}))
 
     # -- REST ---------------------------------------------------------------------------------
     async def rest_get(self, path: str, symbol: str | None = None) -> tuple[int, bytes]:
@@ -151,13 +171,22 @@ class FeedClient:
         self._loop = asyncio.get_running_loop()
         self._stopping = stop
         backoff = self.backoff_initial
+        attempts = 0
         async with aiohttp.ClientSession(headers={"User-Agent": "lab-recorder/0.1"}) as http:
             self._http = http
             while not stop.is_set():
                 started = time.monotonic()
                 await self._connection(http, stop)
+                attempts += 1
                 if stop.is_set():
                     break
+                if not self.frames and self.first_attempts and attempts >= self.first_attempts:
+                    for task in self._snapshot_tasks.values():
+                        task.cancel()
+                    self._http = None
+                    raise VenueError(
+                        f"no data from the WebSocket {self.ws_url} after {attempts} attempts: {self.last_failure or 'closed without a frame'}"
+                    )
                 if time.monotonic() - started > 10:
                     backoff = self.backoff_initial
                 delay = random.uniform(0, backoff)  # full jitter
@@ -174,8 +203,11 @@ class FeedClient:
         conn_id = next(self._conn_ids)
         conn_seq = itertools.count()
         try:
-            ws = await websocket.connect(self.ws_url, headers={"User-Agent": "lab-recorder/0.1"})
+            ws = await websocket.connect(self.ws_url, headers={"User-Agent": "lab-recorder/0.1"}, max_message=self.max_message)
         except (OSError, asyncio.TimeoutError, websocket.HandshakeError) as exc:
+            self.last_failure = str(exc) or type(exc).__name__
+            if isinstance(exc, ConnectionRefusedError):
+                self.last_failure = "connection refused (nothing listening there?)"
             self.note("connect_failed", f"{self.ws_url}: {type(exc).__name__}: {exc}")
             return
         self._ws = ws
@@ -194,18 +226,42 @@ class FeedClient:
         for frame in self.module.subscribe_frames(self.symbols, self.depth):
             ws.send_text(frame)  # every venue's subscribe is a JSON text frame
             stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
-        pinger = None
+        pinger = watchdog = None
         if self.ping_idle and getattr(self.module, "ping_frame", None) is not None:
             pinger = asyncio.ensure_future(self._pinger(ws, (conn_id, conn_seq)))
+        if self.stall_timeout:
+            watchdog = asyncio.ensure_future(self._watchdog(ws, float(self.stall_timeout)))
         try:
             reason = await ws.closed
         finally:
-            if pinger is not None:
-                pinger.cancel()
+            for task in (pinger, watchdog):
+                if task is not None:
+                    task.cancel()
+        if ws.too_large is not None:
+            self.too_large += 1
+            self.note("message_too_large", f"{ws.too_large}; reconnecting")
         if stop.is_set() and ws._close_sent:
             reason = f"recorder stopping ({reason})"
         self._ws = None
+        self.last_failure = f"connected, then {reason}"
         stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
+
+    async def _watchdog(self, ws, timeout: float) -> None:
+        """Stall detection: subscribed and nothing at all received for `timeout` s (heartbeats
+        count) = an event and a reconnect (which resubscribes and resyncs every book)."""
+        tick = min(timeout / 5, 0.5)
+        seen = self.frames
+        quiet_since = time.monotonic()
+        while not ws.closed.done():
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self.frames != seen:
+                seen, quiet_since = self.frames, now
+            elif now - quiet_since >= timeout:
+                self.stalls += 1
+                self.note("stall", f"nothing received for {now - quiet_since:.1f}s while subscribed (stall timeout {timeout:g}s); reconnecting")
+                ws.abort()
+                return
 
     async def _pinger(self, ws, conn) -> None:
         """Ping when the link is idle (no frame at all for `ping_idle` s); the pong is recorded

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -24,7 +24,7 @@ from lab.venues.registry import feed_module
 
 
 class DiskFull(RuntimeError):
-    pass
+    """The recorder stopped because the disk is (almost) full; the message says what is where."""
 
 
 @dataclass
@@ -73,6 +73,7 @@ class Recorder:
             sink=self._sink,
             depth=opts.depth,
             ping_idle=opts.ping_idle,
+            first_attempts=4,  # no frame in the first 4 connections: a wrong URL, exit with the reason
         )
         self.normalizer = self.module.Normalizer(request=self.client.request, depth=opts.depth)
         self._writer_done = threading.Event()
@@ -80,6 +81,7 @@ class Recorder:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: CaptureWriter | None = None
+        self._watermark: str | None = None  # set once the free-space watermark stopped the recorder
 
     # -- the queue between the reader and the writer ------------------------------------------
     def _sink(self, row: RawRow) -> None:
@@ -96,6 +98,8 @@ class Recorder:
     def _writer_loop(self, writer: CaptureWriter) -> None:
         q = self.queue
         append = writer.append
+        # free space is read every flush interval (one statvfs), not only at rotation
+        next_check = time.monotonic() + min(writer.flush_interval, 1.0)
         try:
             while True:
                 if q:
@@ -105,27 +109,63 @@ class Recorder:
                     break
                 else:
                     time.sleep(0.002)
-                rotating = writer.rows and (len(writer.rows) >= writer.rotate_rows or time.monotonic() - writer.segment_started >= writer.rotate_interval)
-                if rotating:
-                    self._check_disk()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + min(writer.flush_interval, 1.0)
+                    self._watch_disk(writer)
                 writer.tick()
-            self._check_disk()
             writer.close()
+        except OSError as exc:
+            self.error = exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.error = DiskFull(
+                    f"disk full under {self.opts.root} ({exc.strerror}"
+                    + (f": {exc.filename}" if exc.filename else "")
+                    + "); stopped writing. Everything fsynced is kept in Parquet or the journal: "
+                    f"free some space, then `lab verify {self.opts.root} --repair`"
+                )
+            self._stop_writer(writer)
         except BaseException as exc:  # surfaced by run(); the journal keeps what was received
             self.error = exc
-            try:
-                writer.journal.sync()
-            except Exception:
-                pass
-            if self._loop is not None and self._stop is not None:
-                self._loop.call_soon_threadsafe(self._stop.set)
+            self._stop_writer(writer)
         finally:
             self._writer_done.set()
 
-    def _check_disk(self) -> None:
-        free = shutil.disk_usage(self.opts.root).free
-        if free < self.opts.min_free_bytes:
-            raise DiskFull(f"disk almost full under {self.opts.root}: {free >> 20} MiB free, below the {self.opts.min_free_bytes >> 20} MiB watermark; stopped writing")
+    def _stop_writer(self, writer: CaptureWriter) -> None:
+        try:
+            # an event row in the journal if it still fits (recovery turns it into `events`)
+            writer.journal.append(self.client.note_row("disk_full" if isinstance(self.error, DiskFull) else "writer_error", str(self.error)))
+        except Exception:
+            pass
+        try:
+            writer.journal.sync()
+        except Exception:
+            pass
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.opts.root)
+        return st.f_bavail * st.f_frsize
+
+    def _watch_disk(self, writer: CaptureWriter) -> None:
+        """The watermark: stop while there is still room to rotate the open segment into
+        Parquet (its journal size is reserved on top of --min-free), so a watermark stop is clean:
+        an `events` row (kind `watermark`), the last segment in Parquet, no journal left."""
+        if self._watermark is not None:
+            return
+        free = self.free_bytes()
+        need = self.opts.min_free_bytes + writer.segment_bytes
+        if free >= need:
+            return
+        self._watermark = (
+            f"disk almost full under {self.opts.root}: {free / 2**20:.1f} MiB free, below the "
+            f"{self.opts.min_free_bytes / 2**20:.0f} MiB watermark plus {writer.segment_bytes / 2**20:.1f} MiB reserved "
+            "for the last rotation; stopped writing cleanly"
+        )
+        self.client.note("watermark", self._watermark)
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     # -- main ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -148,6 +188,8 @@ class Recorder:
         elapsed = time.monotonic() - started
         if self.error is not None:
             raise self.error
+        if self._watermark is not None:
+            raise DiskFull(self._watermark)
         stats = self.normalizer.stats
         return {
             "venue": self.opts.venue,

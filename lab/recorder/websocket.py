@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE = 64 << 20
+MAX_MESSAGE = 16 << 20  # one message, all fragments together (venues override with MAX_MESSAGE)
 
 
 class HandshakeError(ConnectionError):
@@ -28,6 +28,10 @@ class HandshakeError(ConnectionError):
 
 
 class ProtocolError(ConnectionError):
+    pass
+
+
+class MessageTooLarge(ProtocolError):
     pass
 
 
@@ -61,10 +65,17 @@ def _mask(payload: bytes, key: bytes) -> bytes:
 class FrameParser:
     """Incremental parser of server frames. `feed(chunk)` returns completed (opcode, payload)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
         self._frag_op: int | None = None
         self._frags: list[bytes] = []
+        self._frag_bytes = 0
+        self.max_message = max_message
+
+    def reset(self) -> None:
+        """Drop everything buffered (after an error: the memory goes now, not with the socket)."""
+        self._buf = bytearray()
+        self._frag_op, self._frags, self._frag_bytes = None, [], 0
 
     def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
         buf = self._buf
@@ -87,8 +98,13 @@ class FrameParser:
                     break
                 (n,) = struct.unpack_from("!Q", buf, p)
                 p += 8
-                if n > MAX_MESSAGE:
-                    raise ProtocolError(f"frame of {n} bytes exceeds {MAX_MESSAGE}")
+            # checked on the header, before the payload is buffered: a message (all its
+            # fragments together) larger than the cap never occupies more than the cap
+            if (b0 & 0x0F) < 0x8 and n + (self._frag_bytes if (b0 & 0x0F) == OP_CONT else 0) > self.max_message:
+                raise MessageTooLarge(
+                    f"message of {n + self._frag_bytes if (b0 & 0x0F) == OP_CONT else n}+ bytes exceeds the {self.max_message}-byte limit"
+                    + (f" after {len(self._frags)} fragments" if self._frags and (b0 & 0x0F) == OP_CONT else "")
+                )
             key = None
             if b1 & 0x80:  # servers must not mask, but tolerate it
                 if end - p < 4:
@@ -113,16 +129,17 @@ class FrameParser:
                 if self._frag_op is None:
                     raise ProtocolError("continuation frame without a message")
                 self._frags.append(payload)
+                self._frag_bytes += n
                 if fin:
                     out.append((self._frag_op, b"".join(self._frags)))
-                    self._frag_op, self._frags = None, []
+                    self._frag_op, self._frags, self._frag_bytes = None, [], 0
             elif op in (OP_TEXT, OP_BINARY):
                 if self._frag_op is not None:
                     raise ProtocolError("new message inside a fragmented one")
                 if fin:
                     out.append((op, payload))
                 else:
-                    self._frag_op, self._frags = op, [payload]
+                    self._frag_op, self._frags, self._frag_bytes = op, [payload], n
             else:
                 raise ProtocolError(f"unknown opcode {op:#x}")
         if pos:
@@ -135,11 +152,12 @@ class WebSocket(asyncio.Protocol):
     event loop for every data message (messages that arrive before are held, so the caller can
     record the connection's opening first); `closed` resolves with a reason string at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self.on_message: Callable[[bytes, bool], None] | None = None
         self._held: list[tuple[bytes, bool]] = []
         self.transport: asyncio.Transport | None = None
-        self.parser = FrameParser()
+        self.parser = FrameParser(max_message)
+        self.too_large: str | None = None  # why, when a message over the limit closed the connection
         self._handshake = bytearray()
         self._handshake_done: asyncio.Future | None = None
         self._key = base64.b64encode(os.urandom(16))
@@ -174,8 +192,13 @@ class WebSocket(asyncio.Protocol):
         try:
             messages = self.parser.feed(data)
         except ProtocolError as exc:
-            self._finish(f"protocol error: {exc}")
-            self.transport.close()
+            self.parser.reset()
+            if isinstance(exc, MessageTooLarge):
+                self.too_large = str(exc)
+                self._finish(f"message too large: {exc}")
+            else:
+                self._finish(f"protocol error: {exc}")
+            self.transport.abort()  # nothing more of this connection is read
             return
         on_message = self.on_message or self._hold
         for op, payload in messages:
@@ -240,7 +263,7 @@ class WebSocket(asyncio.Protocol):
 
 
 async def connect(url: str, timeout: float = 10.0,
-                  headers: dict[str, str] | None = None) -> WebSocket:
+                  headers: dict[str, str] | None = None, max_message: int = MAX_MESSAGE) -> WebSocket:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise HandshakeError(f"not a WebSocket URL: {url}")
@@ -249,7 +272,7 @@ async def connect(url: str, timeout: float = 10.0,
     port = parts.port or (443 if secure else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     loop = asyncio.get_running_loop()
-    ws = WebSocket()
+    ws = WebSocket(max_message)
     ws._handshake_done = loop.create_future()
     ssl_ctx = ssl.create_default_context() if secure else None
     await asyncio.wait_for(loop.create_connection(lambda: ws, host, port, ssl=ssl_ctx), timeout)

@@ -515,7 +515,7 @@ class Simulator:
         self._stopping = False
         self._sleeper: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.plugin: VenuePlugin = get_plugin_class(venue)(self, **plugin_options)
+        self.plugin: VenuePlugin = _make_plugin(get_plugin_class(venue), self, plugin_options)
 
     # -- lifecycle
     @property
@@ -879,6 +879,23 @@ class Simulator:
         conn.transport.write(b"".join(frames))
         conn.messages += len(frames)
         conn.last_write = now
+
+
+def _make_plugin(cls, sim, options: dict[str, Any]):
+    """The venue plugin; an option it does not take is a ValueError naming the ones it does."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = sorted(n for n, p in params.items() if n not in ("self", "sim") and p.kind is not p.VAR_POSITIONAL)
+        known += ["start_ns", "max_batch", "high_water", "max_lag", "tick"]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {sim.venue} simulator option {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls(sim, **options)
+    except TypeError as exc:  # a VenuePlugin that takes **options and rejects some
+        raise ValueError(f"{sim.venue} simulator: {exc}") from None
 
 
 # --------------------------------------------------------------------------- entry points

@@ -157,6 +157,21 @@ def load_credentials(keys: str | None = None, *, cwd: str | None = None, env: di
     )
 
 
+def check_secret(credentials: Credentials) -> None:
+    """Kraken secrets are base64; anything else fails every signature. Say so now, naming where
+    the secret came from but never the secret itself."""
+    import base64
+    import binascii
+
+    try:
+        base64.b64decode(credentials.secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"{SECRET_NAME} from {credentials.source or 'the caller'} is not valid base64 "
+            f"({len(credentials.secret)} characters): copy the private key exactly as Kraken shows it"
+        ) from None
+
+
 class NonceCounter:
     """Strictly increasing nonces for one API key across threads and processes of one user."""
 
@@ -216,6 +231,7 @@ class KrakenAuthConnector(LiveConnector):
                  timeout: float = 10.0, credentials: Credentials | None = None):
         super().__init__("kraken", rest_url=rest_url, ws_url=ws_url, depth=depth)
         self._credentials = credentials or load_credentials(keys)
+        check_secret(self._credentials)
         self._nonces = NonceCounter(self._credentials.key, nonce_dir)
         self.allow_live = allow_live
         self.timeout = timeout

@@ -63,6 +63,9 @@ API = "v1"
 # (and re-opened with backoff) when nothing at all arrives for PING_TIMEOUT more seconds.
 PING_IDLE = 5.0
 PING_TIMEOUT = 10.0
+# heartbeats every second while subscribed; 10 s of silence (a ping at 5 s unanswered too) is a
+# stall: an event and a reconnect
+STALL_TIMEOUT = 10.0
 
 
 def for_api(api: str):
