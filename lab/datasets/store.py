@@ -93,6 +93,20 @@ def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes], compr
     meta.update(metadata)
     meta[S.META_SCHEMA_VERSION] = S.SCHEMA_VERSION.encode()
     table = table.replace_schema_metadata(meta)
+    try:
+        _write_tmp(table, tmp, compression_level, data_page_size)
+    except BaseException:
+        # a full disk (or any failure) half way leaves no stray .tmp behind
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    os.replace(tmp, path)
+    fsync_dir(directory)
+
+
+def _write_tmp(table: pa.Table, tmp: str, compression_level: int, data_page_size: int | None) -> None:
     with open(tmp, "wb") as f:
         pq.write_table(
             table, f, compression="zstd", compression_level=compression_level, data_page_size=data_page_size or _PAGE_SIZE,
@@ -105,8 +119,6 @@ def atomic_write(table: pa.Table, path: str, metadata: dict[bytes, bytes], compr
         )
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(directory)
 
 
 def decimal_array(mantissas, precision: int) -> pa.Array:

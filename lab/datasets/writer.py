@@ -198,13 +198,10 @@ class CaptureWriter:
         derived = self.normalizer.take()
         if rows:
             instruments = {i.symbol: i for i in self.normalizer.instruments.values()}
-            try:
-                raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
-            except OSError:
-                # ENOSPC (or any I/O error) half way: the closed journal still holds every row
-                # durably and recovery converts it later; only the half-written .tmp files go
-                _remove_segment_tmp(self.root, file_name(self.session, self.seq))
-                raise
+            # ENOSPC (or any I/O error) half way raises before the journal is removed: the closed
+            # journal still holds every row durably and recovery converts it later (atomic_write
+            # removes its half-written .tmp)
+            raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
             if self.compactor is not None:
                 self.compactor.submit(raw_paths)
         os.remove(old_path)
@@ -223,15 +220,6 @@ class CaptureWriter:
             os.remove(self.journal.path)
         os.remove(self.marker)
         self._marker_file.close()
-
-
-def _remove_segment_tmp(root: str, name: str) -> None:
-    for table in ("raw", "book", "trades", "events", "instruments"):
-        for tmp in glob.glob(os.path.join(root, table, "**", f".{name}.tmp"), recursive=True):
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
 
 
 # -- recovery and re-derivation ----------------------------------------------------------------
