@@ -128,7 +128,7 @@ def test_stall_is_an_event_and_a_reconnect(tmp_path):
                 "--duration", "10s", "--json")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
-    assert summary["reconnects"] >= 1
+    assert summary["reconnects"] >= 1 and summary["stalls"] >= 1
     q = lab("query", "select kind, detail from events where kind in ('stall', 'resync', 'connect') order by local_timestamp",
             "--root", root, "--json")
     events = [json.loads(line) for line in q.stdout.splitlines()]

@@ -206,6 +206,8 @@ class Recorder:
             "connections": self.client.connections,
             "reconnects": max(0, self.client.connections - 1),
             "overflows": self.overflows,
+            "stalls": self.client.stalls,
+            "messages_too_large": self.client.too_large,
             "files": writer.stats.files,
             "bytes": writer.stats.bytes,
             "recovered_journals": len(self.recovered),
