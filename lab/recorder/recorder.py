@@ -141,8 +141,22 @@ class Recorder:
             writer.journal.sync()
         except Exception:
             pass
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if writer.compactor is not None:
+            try:  # stopped now, its half-written .tmp removed (it may have hit the full disk too)
+                writer.compactor.close()
+            except Exception:
+                pass
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        """Stop the reader from the writer thread (a no-op once the loop has finished: the
+        final drain runs after it)."""
+        loop = self._loop
+        if loop is not None and self._stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # closed in between
+                pass
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.opts.root)
@@ -164,8 +178,7 @@ class Recorder:
             "for the last rotation; stopped writing cleanly"
         )
         self.client.note("watermark", self._watermark)
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        self._request_stop()
 
     # -- main ---------------------------------------------------------------------------------
     def run(self) -> dict:
