@@ -42,7 +42,15 @@ def _legacy(table: pa.Table, path: str, **kw) -> None:
         data_page_version="1.0",
     )
     opts.update(kw)
-    pq.write_table(table, path, **opts)
+    pq.write_table(as_v1(table), path, **opts)
+
+
+def as_v1(table: pa.Table) -> pa.Table:
+    """`table` with schema version 1's DECIMAL(18, precision) prices and amounts (exact cast)."""
+    schema = table.schema
+    for name, p in (("price", 2), ("amount", 8)):
+        schema = schema.set(schema.get_field_index(name), pa.field(name, S.legacy_decimal(p)))
+    return table.cast(schema)
 
 
 def _write(layout: str, table: pa.Table, path: str) -> None:
@@ -59,14 +67,15 @@ def _write(layout: str, table: pa.Table, path: str) -> None:
 
 
 def _arrays(cols) -> dict[str, np.ndarray]:
-    def mantissas(buf, width):
-        words = np.frombuffer(buf, dtype=np.int64)
-        return words if width == 8 else words[::2]
+    def ticks(buf, width, scale):
+        if width == 8:
+            return np.frombuffer(buf, dtype=np.int64)
+        return np.frombuffer(rb.decimal128_to_ticks(buf, scale), dtype=np.int64)
 
     return {
         "sides": np.asarray(cols.sides, dtype=np.int8),
-        "prices": mantissas(cols.prices, cols.price_width),
-        "amounts": mantissas(cols.amounts, cols.amount_width),
+        "prices": ticks(cols.prices, cols.price_width, cols.price_scale),
+        "amounts": ticks(cols.amounts, cols.amount_width, cols.amount_scale),
         "flags": np.frombuffer(cols.flags, dtype=np.uint8),
         "timestamps": np.frombuffer(cols.timestamps, dtype=np.int64),
         "local_timestamps": np.frombuffer(cols.local_timestamps, dtype=np.int64),
@@ -79,7 +88,7 @@ def _expected(workload) -> dict[str, np.ndarray]:
 
 def _same_rebuild(cols, workload) -> None:
     got = rebuild_columns(cols)
-    want = rb.rebuild_book(*(workload[k] for k in B.FIELDS), depth=cols.depth)
+    want = rb.rebuild_book(*(workload[k] for k in B.FIELDS), depth=cols.depth, out_price_scale=16, out_amount_scale=10)
     for key in ("quotes", "best_bid", "best_ask", "timestamp", "local_timestamp", "bid_price", "bid_amount", "ask_price", "ask_amount"):
         a, b = got[key], want[key]
         if isinstance(a, (int, list, tuple)):
@@ -98,8 +107,10 @@ def test_every_layout_loads_the_same_columns(layout, table, workload, tmp_path):
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     n = workload["rows"]
     assert (cols.rows, cols.file_rows, cols.price_precision, cols.amount_precision, cols.depth) == (n, [n], 2, 8, 1000)
-    # int64 mantissas wherever the file stores them so
-    assert (cols.price_width, cols.amount_width) == ((16, 16) if layout == "fixed_len_decimals" else (8, 8))
+    # int64 mantissas wherever the file stores them so; schema 2's DECIMAL(38, 18) as decimal128
+    # that the engine divides exactly by 10^(18 - precision)
+    assert (cols.price_width, cols.amount_width) == ((16, 16) if layout in ("fixed_len_decimals", "current") else (8, 8))
+    assert (cols.price_scale, cols.amount_scale) == ((16, 10) if layout == "current" else (0, 0))
     _same_rebuild(cols, workload)
 
 
@@ -121,8 +132,18 @@ def test_mixed_layouts_in_one_stream(table, workload, tmp_path):
 
 
 def test_lean_footer_of_a_current_file(table, tmp_path):
+    # schema 2 writes DECIMAL(38, 18) as FLBA(16): only the null-free columns are claimed REQUIRED
+    current = str(tmp_path / "current2.parquet")
+    atomic_write(table, current, B._book_meta())
+    meta, decimals = lean_metadata(current, ("price", "amount"), tuple(_BOOK_COLUMNS))
+    assert decimals == {}
+    lean = pq.ParquetFile(current, metadata=meta).read(columns=_BOOK_COLUMNS)
+    assert not any(f.nullable for f in lean.schema)
+    assert lean.schema.field("price").type == S.DECIMAL and lean.column("price").equals(table.column("price"))
+    # a schema-1 file written with data pages v2: its INT64 decimals are read as int64 mantissas
     path = str(tmp_path / "current.parquet")
-    atomic_write(table, path, B._book_meta())
+    atomic_write(as_v1(table), path, B._book_meta())
+    table = as_v1(table)
     meta, decimals = lean_metadata(path, ("price", "amount"), tuple(_BOOK_COLUMNS))
     assert decimals == {"price": (18, 2), "amount": (18, 8)}
     lean = pq.ParquetFile(path, metadata=meta, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS)
@@ -152,6 +173,7 @@ def test_lean_footer_leaves_v1_pages_and_nulls_alone(table, tmp_path):
     prices = table.column("price").to_pylist()
     prices[123] = None
     with_null = table.set_column(table.schema.get_field_index("price"), pa.field("price", S.decimal(2)), pa.array(prices, S.decimal(2)))
+    with_null = as_v1(with_null)
     v2 = str(tmp_path / "v2null.parquet")
     atomic_write(with_null, v2, B._book_meta())
     meta, _ = lean_metadata(v2, ("price", "amount"), tuple(_BOOK_COLUMNS))
