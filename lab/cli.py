@@ -421,6 +421,35 @@ def compact(root, venue, session, as_json) -> None:
             click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
 
 
+@main.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Say which files would be rewritten; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def migrate(root, dry_run, as_json) -> None:
+    """Rewrite files of an older schema version in the current one (atomic per file, idempotent).
+
+    Schema 1 -> 2: prices and amounts DECIMAL(18, precision) -> DECIMAL(38, 18), exactly.
+    Example: lab migrate ./capture --dry-run"""
+    from lab.datasets.migrate import migrate_root
+
+    counts: dict[str, int] = {}
+    for r in migrate_root(root, dry_run=dry_run):
+        counts[r["action"]] = counts.get(r["action"], 0) + 1
+        if as_json:
+            click.echo(json.dumps(r))
+        elif r["action"] == "error":
+            click.echo(f"[{r['index']}/{r['total']}] {r['path']}: error: {r['error']}", err=True)
+        elif r["action"] != "current":
+            click.echo(f"[{r['index']}/{r['total']}] {r['path']}: {r['action']} ({r['rows']:,} rows; {', '.join(r['columns'])})")
+    if not as_json:
+        total = sum(counts.values())
+        done = counts.get("would migrate" if dry_run else "migrated", 0)
+        click.echo(f"{total} files: {done} {'to migrate' if dry_run else 'migrated'}, {counts.get('current', 0)} already current"
+                   + (f", {counts['error']} errors" if counts.get("error") else ""))
+    if counts.get("error"):
+        sys.exit(1)
+
+
 def _ns_of(text: str | None) -> int | None:
     if text is None:
         return None
