@@ -256,7 +256,7 @@ def _json_value(v):
     from decimal import Decimal
 
     if isinstance(v, Decimal):
-        return format(v, "f")  # 0E-8 is what str() gives a zero at scale 8
+        return _plain(v)  # not 0E-8 (str() of a zero at scale 8), not DECIMAL(38, 18)'s 18 trailing zeros
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -268,7 +268,7 @@ def _cell(v) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, Decimal):
-        return format(v, "f")
+        return _plain(v)
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -361,6 +361,19 @@ def _print_table(table, limit: int = 1000) -> None:
         click.echo(f"... {table.num_rows - limit:,} more rows (use --csv or --parquet for all)")
     elif table.num_rows != 1:
         click.echo(f"({table.num_rows:,} rows)")
+
+
+def _plain(v) -> str:
+    """str(v); a Decimal without the trailing zeros of DECIMAL(38, 18) and never in exponent
+    form (59999.3, 0, 100; not 59999.300000000000000000, 0E-18, 1E+2)."""
+    from decimal import Decimal
+
+    if isinstance(v, Decimal) and v.is_finite():
+        text = format(v, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return str(v)
 
 
 def _displayable(table):

@@ -66,16 +66,23 @@ def _write(layout: str, table: pa.Table, path: str) -> None:
         raise ValueError(layout)
 
 
+def _workload_of(table):
+    from lab.datasets.store import mantissas
+
+    return {"prices": mantissas(table.column("price"), 2).tobytes(), "amounts": mantissas(table.column("amount"), 8).tobytes(),
+            **{k: b"" for k in B.FIELDS if k not in ("prices", "amounts")}}
+
+
 def _arrays(cols) -> dict[str, np.ndarray]:
-    def ticks(buf, width, scale):
+    def ticks(buf, width, scale, big_endian):
         if width == 8:
             return np.frombuffer(buf, dtype=np.int64)
-        return np.frombuffer(rb.decimal128_to_ticks(buf, scale), dtype=np.int64)
+        return np.frombuffer(rb.decimal128_to_ticks(buf, scale, big_endian=big_endian), dtype=np.int64)
 
     return {
         "sides": np.asarray(cols.sides, dtype=np.int8),
-        "prices": ticks(cols.prices, cols.price_width, cols.price_scale),
-        "amounts": ticks(cols.amounts, cols.amount_width, cols.amount_scale),
+        "prices": ticks(cols.prices, cols.price_width, cols.price_scale, cols.price_big_endian),
+        "amounts": ticks(cols.amounts, cols.amount_width, cols.amount_scale, cols.amount_big_endian),
         "flags": np.frombuffer(cols.flags, dtype=np.uint8),
         "timestamps": np.frombuffer(cols.timestamps, dtype=np.int64),
         "local_timestamps": np.frombuffer(cols.local_timestamps, dtype=np.int64),
@@ -132,14 +139,20 @@ def test_mixed_layouts_in_one_stream(table, workload, tmp_path):
 
 
 def test_lean_footer_of_a_current_file(table, tmp_path):
-    # schema 2 writes DECIMAL(38, 18) as FLBA(16): only the null-free columns are claimed REQUIRED
+    # schema 2 writes DECIMAL(38, 18) as FLBA(16): read lean as its stored big-endian bytes
     current = str(tmp_path / "current2.parquet")
     atomic_write(table, current, B._book_meta())
     meta, decimals = lean_metadata(current, ("price", "amount"), tuple(_BOOK_COLUMNS))
-    assert decimals == {}
+    assert decimals == {"price": (38, 18), "amount": (38, 18)}
     lean = pq.ParquetFile(current, metadata=meta).read(columns=_BOOK_COLUMNS)
     assert not any(f.nullable for f in lean.schema)
-    assert lean.schema.field("price").type == S.DECIMAL and lean.column("price").equals(table.column("price"))
+    for name, p in (("price", 2), ("amount", 8)):
+        assert lean.schema.field(name).type == pa.binary(16)
+        big = np.frombuffer(lean.column(name).combine_chunks().buffers()[1], dtype=np.uint8).reshape(-1, 16)
+        little = np.frombuffer(table.column(name).combine_chunks().buffers()[1], dtype=np.uint8).reshape(-1, 16)
+        np.testing.assert_array_equal(big[:, ::-1], little)
+        ticks = np.frombuffer(rb.decimal128_to_ticks(big.tobytes(), 18 - p, big_endian=True), dtype=np.int64)
+        np.testing.assert_array_equal(ticks, B._arrays(_workload_of(table))[name + "s"])
     # a schema-1 file written with data pages v2: its INT64 decimals are read as int64 mantissas
     path = str(tmp_path / "current.parquet")
     atomic_write(as_v1(table), path, B._book_meta())

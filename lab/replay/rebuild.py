@@ -79,6 +79,9 @@ class Columns:
     # 18 - precision for DECIMAL(38, 18); 0 for int64 ticks and schema-1 DECIMAL(18, precision)
     price_scale: int = 0
     amount_scale: int = 0
+    # decimal128 as Parquet stores FLBA(16) (big endian), read lean (`footer.lean_metadata`)
+    price_big_endian: bool = False
+    amount_big_endian: bool = False
 
 
 def _buffer(arr: pa.Array, width: int) -> memoryview:
@@ -171,33 +174,42 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
     # the logical types (a decimal read as int64 mantissas counts as its decimal type); a stream
     # whose files differ (schema version 1 and 2 files, say) is turned into int64 ticks file by file
 
-    def values(name: str, precision: int) -> tuple[object, int, int]:
-        """(buffer, width, scale) of a column."""
+    def values(name: str, precision: int) -> tuple[object, int, int, bool]:
+        """(buffer, width, scale, big endian) of a column."""
         chunks, kinds = [], set()
         for t, lean in zip(tables, decimals):
             logical = lean.get(name)
             for c in t.column(name).chunks:
                 typ = c.type
                 if typ == pa.int64():
-                    scale = logical.scale if logical is not None else precision  # int64 ticks from Arrow input
-                    kinds.add((8, scale))
+                    kinds.add((8, logical.scale if logical is not None else precision, False))  # else int64 ticks from Arrow input
                 elif pa.types.is_decimal(typ) and typ.bit_width == 128:
-                    kinds.add((16, typ.scale))
+                    kinds.add((16, typ.scale, False))
+                elif logical is not None and typ == pa.binary(16):  # lean FLBA: big-endian decimal128
+                    kinds.add((16, logical.scale, True))
                 else:
                     raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
                 chunks.append(c)
         if len(kinds) == 1:
-            width, scale = kinds.pop()
+            width, scale, big_endian = kinds.pop()
             if scale < precision or scale - precision > S.SCALE or (width == 8 and scale != precision):
                 raise CaptureError(f"book column {name} has scale {scale}, not a whole number of ticks at precision {precision}")
             if width == 16:
-                return _column(chunks, name, np.dtype("V16")), 16, scale - precision
-            return _column(chunks, name, np.int64), 8, 0
+                return _column(chunks, name, np.dtype("V16")), 16, scale - precision, big_endian
+            return _column(chunks, name, np.int64), 8, 0, False
         try:  # one exact int64 tick column out of files of different types
-            ticks = [pa.array(c.to_numpy(zero_copy_only=False) if c.type == pa.int64() else mantissas(c, precision), pa.int64()) for c in chunks]
+            ticks = []
+            for c in chunks:
+                if c.type == pa.int64():
+                    ticks.append(c)
+                elif c.type == pa.binary(16):
+                    k = [kd[1] for kd in kinds if kd[2]][0] - precision
+                    ticks.append(pa.array(np.frombuffer(rust_book.decimal128_to_ticks(_buffer(c, 16), k, big_endian=True), np.int64)))
+                else:
+                    ticks.append(pa.array(mantissas(c, precision), pa.int64()))
         except ValueError as exc:
             raise CaptureError(f"book column {name}: {exc}") from None
-        return _column(ticks, name, np.int64), 8, 0
+        return _column(ticks, name, np.int64), 8, 0, False
 
     def ints(name: str):
         chunks = [c for t in tables for c in t.column(name).chunks]
@@ -206,8 +218,8 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
                 raise CaptureError(f"book column {name} has type {c.type}, expected a 64-bit timestamp")
         return _column([c.view(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in chunks], name, np.int64)
 
-    prices, price_width, price_scale = values("price", pp_)
-    amounts, amount_width, amount_scale = values("amount", ap_)
+    prices, price_width, price_scale, price_be = values("price", pp_)
+    amounts, amount_width, amount_scale, amount_be = values("amount", ap_)
     flags = [c for t in tables for c in t.column("flags").chunks]
     if any(c.type != pa.uint8() for c in flags):
         raise CaptureError(f"book column flags has type {flags[0].type if flags else None}, expected uint8")
@@ -227,6 +239,8 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
         file_rows=[t.num_rows for t in tables],
         price_scale=price_scale,
         amount_scale=amount_scale,
+        price_big_endian=price_be,
+        amount_big_endian=amount_be,
     )
 
 
@@ -238,6 +252,7 @@ def rebuild_columns(cols: Columns, snapshot_depth: int = 0, interval_ns: int = 0
         depth=cols.depth if depth is None else depth, snapshot_depth=snapshot_depth, interval_ns=interval_ns,
         gaps=None if gaps is None or len(gaps) == 0 else np.ascontiguousarray(np.sort(np.asarray(gaps, dtype=np.int64))),
         price_scale=cols.price_scale, amount_scale=cols.amount_scale,
+        price_big_endian=cols.price_big_endian, amount_big_endian=cols.amount_big_endian,
         # quotes out as DECIMAL(38, 18) mantissas
         out_price_scale=S.SCALE - cols.price_precision, out_amount_scale=S.SCALE - cols.amount_precision,
     )

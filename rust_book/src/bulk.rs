@@ -574,12 +574,13 @@ fn as_bytes(v: &[i64]) -> &[u8] {
 }
 
 /// A decimal128 column divided exactly by 10^k into `out`, or an error naming the row.
-fn descale_column(buf: &[u8], k: usize, name: &str, out: &mut Vec<i64>) -> Result<(), String> {
+fn descale_column(buf: &[u8], k: usize, big_endian: bool, name: &str, out: &mut Vec<i64>) -> Result<(), String> {
     if buf.len() % 16 != 0 {
         return Err(format!("{name}s has {} bytes, not a whole number of decimal128", buf.len()));
     }
-    crate::fixed::descale128(buf, k, out).map_err(|row| {
-        let x = i128::from_le_bytes(buf[row * 16..row * 16 + 16].try_into().unwrap());
+    crate::fixed::descale128(buf, k, big_endian, out).map_err(|row| {
+        let b: [u8; 16] = buf[row * 16..row * 16 + 16].try_into().unwrap();
+        let x = if big_endian { i128::from_be_bytes(b) } else { i128::from_le_bytes(b) };
         format!("row {row}: {name} mantissa {x} is not a whole number of ticks (a multiple of 10^{k}) in int64")
     })
 }
@@ -597,17 +598,19 @@ fn scale_in_place(col: &mut [u8], k: usize) {
     }
 }
 
-/// `decimal128_to_ticks(buf, k)`: little-endian decimal128 values divided exactly by 10^k, as an
-/// int64 buffer (ValueError naming the first row that is not a whole number of ticks in int64).
+/// `decimal128_to_ticks(buf, k, big_endian=False)`: decimal128 values (little endian, Arrow's,
+/// or big endian, Parquet FLBA's) divided exactly by 10^k, as an int64 buffer (ValueError naming
+/// the first row that is not a whole number of ticks in int64).
 #[pyfunction]
-fn decimal128_to_ticks(py: Python<'_>, values: &Bound<'_, PyAny>, k: i64) -> PyResult<Py<RustBuffer>> {
+#[pyo3(signature = (values, k, big_endian = false))]
+fn decimal128_to_ticks(py: Python<'_>, values: &Bound<'_, PyAny>, k: i64, big_endian: bool) -> PyResult<Py<RustBuffer>> {
     if !(0..=18).contains(&k) {
         return Err(PyValueError::new_err(format!("k must be in 0..=18, got {k}")));
     }
     let b = InBuf::get(values, "values")?;
     let bytes = b.bytes();
     let mut out = Vec::new();
-    let r = py.detach(|| descale_column(bytes, k as usize, "value", &mut out));
+    let r = py.detach(|| descale_column(bytes, k as usize, big_endian, "value", &mut out));
     drop(b);
     r.map_err(PyValueError::new_err)?;
     buf(py, as_bytes(&out).to_vec())
@@ -645,7 +648,8 @@ fn buf(py: Python<'_>, data: Vec<u8>) -> PyResult<Py<RustBuffer>> {
 #[pyfunction]
 #[pyo3(signature = (sides, prices, amounts, flags, timestamps, local_timestamps, *,
     price_width = 8, amount_width = 8, depth = 0, snapshot_depth = 0, interval_ns = 0, gaps = None,
-    price_scale = 0, amount_scale = 0, out_price_scale = 0, out_amount_scale = 0))]
+    price_scale = 0, amount_scale = 0, out_price_scale = 0, out_amount_scale = 0,
+    price_big_endian = false, amount_big_endian = false))]
 #[allow(clippy::too_many_arguments)]
 pub fn rebuild_book<'py>(
     py: Python<'py>,
@@ -665,6 +669,8 @@ pub fn rebuild_book<'py>(
     amount_scale: i64,
     out_price_scale: i64,
     out_amount_scale: i64,
+    price_big_endian: bool,
+    amount_big_endian: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     for (name, k) in [
         ("price_scale", price_scale),
@@ -676,9 +682,11 @@ pub fn rebuild_book<'py>(
             return Err(PyValueError::new_err(format!("{name} must be in 0..=18, got {k}")));
         }
     }
-    if (price_scale > 0 && price_width != 16) || (amount_scale > 0 && amount_width != 16) {
+    if ((price_scale > 0 || price_big_endian) && price_width != 16)
+        || ((amount_scale > 0 || amount_big_endian) && amount_width != 16)
+    {
         return Err(PyValueError::new_err(
-            "price_scale / amount_scale apply to decimal128 columns (width 16) only",
+            "price_scale / amount_scale / *_big_endian apply to decimal128 columns (width 16) only",
         ));
     }
     if depth < 0 || snapshot_depth < 0 {
@@ -711,13 +719,13 @@ pub fn rebuild_book<'py>(
             let (mut tp, mut ta) = (Vec::new(), Vec::new());
             let (mut prices, mut pw) = (s_prices, price_width as usize);
             let (mut amounts, mut aw) = (s_amounts, amount_width as usize);
-            if price_scale > 0 {
-                descale_column(prices, price_scale as usize, "price", &mut tp)?;
+            if price_scale > 0 || price_big_endian {
+                descale_column(prices, price_scale as usize, price_big_endian, "price", &mut tp)?;
                 prices = as_bytes(&tp);
                 pw = 8;
             }
-            if amount_scale > 0 {
-                descale_column(amounts, amount_scale as usize, "amount", &mut ta)?;
+            if amount_scale > 0 || amount_big_endian {
+                descale_column(amounts, amount_scale as usize, amount_big_endian, "amount", &mut ta)?;
                 amounts = as_bytes(&ta);
                 aw = 8;
             }

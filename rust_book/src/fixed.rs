@@ -375,37 +375,57 @@ const INV5: [u64; 19] = {
     t
 };
 
-/// Little-endian decimal128 (16-byte two's complement) values of a buffer divided exactly by
-/// 10^k (0..=18), as int64: x / 10^k = (x >> k) * inv(5^k) mod 2^64 (x is then a multiple of
-/// 2^k * 5^k), verified by q * 10^k == x in 128 bits, so no i128 division and a branch-free,
-/// vectorizable loop. Err(row) names the first value that is not a multiple of 10^k or whose
-/// quotient does not fit in an int64.
-pub fn descale128(buf: &[u8], k: usize, out: &mut Vec<i64>) -> Result<(), usize> {
+/// decimal128 (16-byte two's complement, little endian as in Arrow, or big endian as Parquet
+/// stores a FIXED_LEN_BYTE_ARRAY(16) DECIMAL) values of a buffer divided exactly by 10^k
+/// (0..=18), as int64: x / 10^k = (x >> k) * inv(5^k) mod 2^64 (x is then a multiple of 2^k *
+/// 5^k), verified by q * 10^k == x in 128 bits, so no i128 division and no branch per value.
+/// Err(row) names the first value that is not a multiple of 10^k or whose quotient does not fit
+/// in an int64.
+pub fn descale128(buf: &[u8], k: usize, big_endian: bool, out: &mut Vec<i64>) -> Result<(), usize> {
     assert!(k <= 18);
     let n = buf.len() / 16;
     out.clear();
-    out.reserve(n);
-    let inv = INV5[k];
-    let p = POW10[k] as i128;
-    let mut bad = false;
-    for c in buf[..n * 16].chunks_exact(16) {
-        let lo = u64::from_le_bytes(c[..8].try_into().unwrap());
-        let hi = i64::from_le_bytes(c[8..].try_into().unwrap());
-        let x = ((hi as i128) << 64) | lo as i128;
-        let q = ((x >> k) as u64).wrapping_mul(inv) as i64;
-        bad |= (q as i128) * p != x;
-        out.push(q);
-    }
+    out.resize(n, 0);
+    let bad = if big_endian {
+        descale_into::<true>(&buf[..n * 16], k as u32, out)
+    } else {
+        descale_into::<false>(&buf[..n * 16], k as u32, out)
+    };
     if !bad {
         return Ok(());
     }
+    let p = POW10[k] as i128;
     for (i, c) in buf[..n * 16].chunks_exact(16).enumerate() {
-        let x = i128::from_le_bytes(c.try_into().unwrap());
-        if (out[i] as i128) * p != x {
+        if (out[i] as i128) * p != read128(c, big_endian) {
             return Err(i);
         }
     }
     Ok(())
+}
+
+#[inline(always)]
+fn read128(c: &[u8], big_endian: bool) -> i128 {
+    let b: [u8; 16] = c.try_into().unwrap();
+    if big_endian {
+        i128::from_be_bytes(b)
+    } else {
+        i128::from_le_bytes(b)
+    }
+}
+
+/// The loop of `descale128`: true when some value is bad (the caller finds which).
+#[inline(always)]
+fn descale_into<const BE: bool>(buf: &[u8], k: u32, out: &mut [i64]) -> bool {
+    let inv = INV5[k as usize];
+    let p = POW10[k as usize] as i64 as i128;
+    let mut bad = false;
+    for (c, o) in buf.chunks_exact(16).zip(out.iter_mut()) {
+        let x = read128(c, BE);
+        let q = ((x >> k) as u64).wrapping_mul(inv) as i64;
+        bad |= (q as i128) * p != x;
+        *o = q;
+    }
+    bad
 }
 
 /// int64 values times 10^k (0..=18) as little-endian decimal128 (always exact: |i64| * 10^18 <
@@ -432,17 +452,20 @@ mod decimal_tests {
             let vals: Vec<i64> = vec![0, 1, -1, 12345, -98765, i64::MAX, i64::MIN, 7 << 40];
             let buf: Vec<u8> = vals.iter().flat_map(|&v| ((v as i128) * p).to_le_bytes()).collect();
             let mut out = Vec::new();
-            descale128(&buf, k, &mut out).unwrap();
+            descale128(&buf, k, false, &mut out).unwrap();
+            let be: Vec<u8> = buf.chunks_exact(16).flat_map(|c| { let mut b = c.to_vec(); b.reverse(); b }).collect();
+            descale128(&be, k, true, &mut out).unwrap();
+            assert_eq!(out, vals);
             assert_eq!(out, vals);
             assert_eq!(scale128(&vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), k), buf);
             if k > 0 {
                 let mut b = buf.clone();
                 b.extend_from_slice(&((5 * p) + 1).to_le_bytes());
-                assert_eq!(descale128(&b, k, &mut out), Err(vals.len()));
+                assert_eq!(descale128(&b, k, false, &mut out), Err(vals.len()));
             }
             let mut b = buf.clone();
             b.extend_from_slice(&(((i64::MAX as i128) + 1) * p).to_le_bytes());
-            assert_eq!(descale128(&b, k, &mut out), Err(vals.len()));
+            assert_eq!(descale128(&b, k, false, &mut out), Err(vals.len()));
         }
     }
 }
