@@ -262,3 +262,16 @@ def test_bad_sides_and_disagreeing_precisions(table, tmp_path):
     atomic_write(table, p3, {**B._book_meta(), S.META_PRICE_PRECISION: b"3"})
     with pytest.raises(CaptureError, match="disagree on or lack instrument precisions"):
         load_columns([p2, p3])
+
+
+def test_a_newer_schema_version_is_refused_in_one_line(table, tmp_path):
+    from lab.replay.reader import load_book
+
+    path = str(tmp_path / "book" / "venue=bench" / "symbol=BTC-USD" / "date=2023-11-14" / "s-000001.parquet")
+    atomic_write(table, path, B._book_meta())
+    t = pq.read_table(path)
+    pq.write_table(t.replace_schema_metadata({**t.schema.metadata, S.META_SCHEMA_VERSION: b"3"}), path)
+    with pytest.raises(CaptureError, match="schema version 3 is newer than this lab reads"):
+        load_columns([path])
+    with pytest.raises(CaptureError, match="schema version 3 is newer"):
+        load_book([path], "bench", "BTC-USD")

@@ -34,6 +34,13 @@ TS = pa.timestamp("ns", tz="UTC")
 TABLES = ("raw", "book", "trades", "events", "instruments")
 
 
+def check_version(meta: dict, what: str) -> None:
+    """ValueError when a file's `lab.schema_version` (str metadata) is one this lab cannot read."""
+    v = meta.get("lab.schema_version")
+    if v is not None and v not in READABLE_VERSIONS:
+        raise ValueError(f"{what}: schema version {v} is newer than this lab reads ({', '.join(READABLE_VERSIONS)}): upgrade lab")
+
+
 def decimal(precision: int | None = None) -> pa.DataType:
     """The one type of every price / amount column (`precision`, the instrument's, only checked)."""
     if precision is not None and not 0 <= precision <= SCALE:

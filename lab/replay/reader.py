@@ -100,6 +100,11 @@ class BookStream:
 def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
     tables = [read_file(f) for f in files]
     metas = [meta_of(t) for t in tables]
+    for f, m in zip(files, metas):
+        try:
+            S.check_version(m, f)
+        except ValueError as exc:
+            raise CaptureError(str(exc)) from None
     pp = {int(m.get("lab.price_precision", -1)) for m in metas}
     ap = {int(m.get("lab.amount_precision", -1)) for m in metas}
     if len(pp) != 1 or len(ap) != 1 or -1 in pp or -1 in ap:

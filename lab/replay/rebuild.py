@@ -166,6 +166,11 @@ def load_columns(files: list[str]) -> Columns:
 def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict]) -> Columns:
     """Rebuild buffers of a stream's tables (one per file, in order; `metas` their lab.*
     metadata; `decimals` {column: decimal type} of the columns read as int64 mantissas)."""
+    for m in metas:
+        try:
+            S.check_version(m, f"{m.get('lab.venue', '?')}/{m.get('lab.symbol', '?')} book file")
+        except ValueError as exc:
+            raise CaptureError(str(exc)) from None
     pp = {m.get("lab.price_precision") for m in metas}
     ap = {m.get("lab.amount_precision") for m in metas}
     if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
