@@ -223,7 +223,7 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
         import pyarrow.csv as pacsv
 
         sys.stdout.flush()
-        pacsv.write_csv(table, sys.stdout.buffer)
+        pacsv.write_csv(_fixed_decimals(table), sys.stdout.buffer)
         sys.stdout.buffer.flush()
     elif as_json:
         for row in _displayable(table).to_pylist():
@@ -256,7 +256,7 @@ def _json_value(v):
     from decimal import Decimal
 
     if isinstance(v, Decimal):
-        return _plain(v)  # not 0E-8 (str() of a zero at scale 8), not DECIMAL(38, 18)'s 18 trailing zeros
+        return format(v, "f")  # 0E-8 is what str() gives a zero at scale 8
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -268,7 +268,7 @@ def _cell(v) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, Decimal):
-        return _plain(v)
+        return format(v, "f")
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -363,17 +363,26 @@ def _print_table(table, limit: int = 1000) -> None:
         click.echo(f"({table.num_rows:,} rows)")
 
 
-def _plain(v) -> str:
-    """str(v); a Decimal without the trailing zeros of DECIMAL(38, 18) and never in exponent
-    form (59999.3, 0, 100; not 59999.300000000000000000, 0E-18, 1E+2)."""
-    from decimal import Decimal
+def _fixed_decimals(table):
+    """Decimal columns as fixed-notation strings, as the table and --json print them: Arrow writes
+    a DECIMAL(38, 18) zero as 0E-18 and anything below 1e-6 in exponent form (1.00E-8)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    if isinstance(v, Decimal) and v.is_finite():
-        text = format(v, "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
-    return str(v)
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        text = pc.cast(table.column(i), pa.string()).combine_chunks()
+        sci = np.flatnonzero(pc.fill_null(pc.match_substring(text, "E"), False).to_numpy(zero_copy_only=False))
+        if len(sci):
+            values = text.to_pylist()
+            column = table.column(i).combine_chunks()
+            for k in sci.tolist():
+                values[k] = format(column[k].as_py(), "f")
+            text = pa.array(values, pa.string())
+        table = table.set_column(i, field.name, text)
+    return table
 
 
 def _displayable(table):
@@ -434,19 +443,26 @@ def compact(root, venue, session, as_json) -> None:
             click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
 
 
-@main.command()
+@main.command(epilog=_examples("lab migrate captures --dry-run      # what would be rewritten",
+                               "lab migrate captures                # rewrite them (again: nothing to do)"))
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--dry-run", is_flag=True, help="Say which files would be rewritten; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
 def migrate(root, dry_run, as_json) -> None:
-    """Rewrite files of an older schema version in the current one (atomic per file, idempotent).
+    """Rewrite a capture's older-schema files in the current schema.
 
-    Schema 1 -> 2: prices and amounts DECIMAL(18, precision) -> DECIMAL(38, 18), exactly.
-    Example: lab migrate ./capture --dry-run"""
+    Atomic per file, idempotent, exact. Schema 1 -> 2: prices and amounts DECIMAL(18, precision)
+    -> DECIMAL(38, 18), the one type every reader unifies across files."""
     from lab.datasets.migrate import migrate_root
+    from lab.progress import progress_bar
 
     counts: dict[str, int] = {}
-    for r in migrate_root(root, dry_run=dry_run):
+    with progress_bar("migrate", unit="files") as bar:
+        reports = []
+        for r in migrate_root(root, dry_run=dry_run):
+            bar(completed=r["index"], total=r["total"])
+            reports.append(r)
+    for r in reports:
         counts[r["action"]] = counts.get(r["action"], 0) + 1
         if as_json:
             click.echo(json.dumps(r))

@@ -77,6 +77,7 @@ def via_lab_query(root: str, table: str) -> list:
     out = lab("query", f"select venue, symbol, {cols} from {table}", "--root", root, "--csv").stdout
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0][:2] == ["venue", "symbol"]
+    assert "E-" not in out  # fixed notation: a DECIMAL(38, 18) zero (book deletes) is not 0E-18
     return _sorted(_key(table, r[0], r[1], [int(x) if c == "local_timestamp" else x for c, x in zip(COLUMNS[table], r[2:])]) for r in rows[1:])
 
 
