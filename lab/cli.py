@@ -256,7 +256,7 @@ def _json_value(v):
     from decimal import Decimal
 
     if isinstance(v, Decimal):
-        return format(v, "f")  # 0E-8 is what str() gives a zero at scale 8
+        return _plain(v)  # not 0E-8 (str() of a zero at scale 8), nor DECIMAL(38, 18)'s 18 trailing zeros
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -268,7 +268,7 @@ def _cell(v) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, Decimal):
-        return format(v, "f")
+        return _plain(v)
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -363,9 +363,18 @@ def _print_table(table, limit: int = 1000) -> None:
         click.echo(f"({table.num_rows:,} rows)")
 
 
+def _plain(v) -> str:
+    """A Decimal in fixed notation without the trailing zeros of the dataset's DECIMAL(38, 18):
+    59999.3, 0, 100 (not 59999.300000000000000000, 0E-18, 1E+2). Exact."""
+    text = format(v, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def _fixed_decimals(table):
-    """Decimal columns as fixed-notation strings, as the table and --json print them: Arrow writes
-    a DECIMAL(38, 18) zero as 0E-18 and anything below 1e-6 in exponent form (1.00E-8)."""
+    """Decimal columns as the table and --json print them (`_plain`): Arrow's own CSV writes a
+    DECIMAL(38, 18) zero as 0E-18, anything below 1e-6 in exponent form, and 18 decimals."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -381,6 +390,9 @@ def _fixed_decimals(table):
             for k in sci.tolist():
                 values[k] = format(column[k].as_py(), "f")
             text = pa.array(values, pa.string())
+        if field.type.scale > 0:  # plain notation of a positive scale always has its "."
+            text = pc.replace_substring_regex(text, pattern=r"\.?0+$", replacement="")
+            text = pc.replace_substring_regex(text, pattern=r"^-?$", replacement="0")
         table = table.set_column(i, field.name, text)
     return table
 
