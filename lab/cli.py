@@ -291,7 +291,7 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
         import pyarrow.csv as pacsv
 
         sys.stdout.flush()
-        pacsv.write_csv(table, sys.stdout.buffer)
+        pacsv.write_csv(_fixed_decimals(table), sys.stdout.buffer)
         sys.stdout.buffer.flush()
     elif as_json:
         for row in _displayable(table).to_pylist():
@@ -324,7 +324,7 @@ def _json_value(v):
     from decimal import Decimal
 
     if isinstance(v, Decimal):
-        return format(v, "f")  # 0E-8 is what str() gives a zero at scale 8
+        return _plain(v)  # not 0E-8 (str() of a zero at scale 8), nor DECIMAL(38, 18)'s 18 trailing zeros
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -336,7 +336,7 @@ def _cell(v) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, Decimal):
-        return format(v, "f")
+        return _plain(v)
     if isinstance(v, bytes):
         return v.decode() if _printable(v) else v.hex()
     return str(v)
@@ -431,6 +431,40 @@ def _print_table(table, limit: int = 1000) -> None:
         click.echo(f"({table.num_rows:,} rows)")
 
 
+def _plain(v) -> str:
+    """A Decimal in fixed notation without the trailing zeros of the dataset's DECIMAL(38, 18):
+    59999.3, 0, 100 (not 59999.300000000000000000, 0E-18, 1E+2). Exact."""
+    text = format(v, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _fixed_decimals(table):
+    """Decimal columns as the table and --json print them (`_plain`): Arrow's own CSV writes a
+    DECIMAL(38, 18) zero as 0E-18, anything below 1e-6 in exponent form, and 18 decimals."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        text = pc.cast(table.column(i), pa.string()).combine_chunks()
+        sci = np.flatnonzero(pc.fill_null(pc.match_substring(text, "E"), False).to_numpy(zero_copy_only=False))
+        if len(sci):
+            values = text.to_pylist()
+            column = table.column(i).combine_chunks()
+            for k in sci.tolist():
+                values[k] = format(column[k].as_py(), "f")
+            text = pa.array(values, pa.string())
+        if field.type.scale > 0:  # plain notation of a positive scale always has its "."
+            text = pc.replace_substring_regex(text, pattern=r"\.?0+$", replacement="")
+            text = pc.replace_substring_regex(text, pattern=r"^-?$", replacement="0")
+        table = table.set_column(i, field.name, text)
+    return table
+
+
 def _displayable(table):
     """Nanosecond timestamps as ISO strings: Python's datetime would truncate (or refuse) them."""
     import pyarrow as pa
@@ -496,6 +530,42 @@ def compact(root, venue, session, as_json) -> None:
             click.echo(f"{r['venue']} {r['session']}: skipped ({r['skipped']})")
         else:
             click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
+
+
+@main.command(epilog=_examples("lab migrate captures --dry-run      # what would be rewritten",
+                               "lab migrate captures                # rewrite them (again: nothing to do)"))
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Say which files would be rewritten; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def migrate(root, dry_run, as_json) -> None:
+    """Rewrite a capture's older-schema files in the current schema.
+
+    Atomic per file, idempotent, exact. Schema 1 -> 2: prices and amounts DECIMAL(18, precision)
+    -> DECIMAL(38, 18), the one type every reader unifies across files."""
+    from lab.datasets.migrate import migrate_root
+    from lab.progress import progress_bar
+
+    counts: dict[str, int] = {}
+    with progress_bar("migrate", unit="files") as bar:
+        reports = []
+        for r in migrate_root(root, dry_run=dry_run):
+            bar(completed=r["index"], total=r["total"])
+            reports.append(r)
+    for r in reports:
+        counts[r["action"]] = counts.get(r["action"], 0) + 1
+        if as_json:
+            click.echo(json.dumps(r))
+        elif r["action"] == "error":
+            click.echo(f"[{r['index']}/{r['total']}] {r['path']}: error: {r['error']}", err=True)
+        elif r["action"] != "current":
+            click.echo(f"[{r['index']}/{r['total']}] {r['path']}: {r['action']} ({r['rows']:,} rows; {', '.join(r['columns'])})")
+    if not as_json:
+        total = sum(counts.values())
+        done = counts.get("would migrate" if dry_run else "migrated", 0)
+        click.echo(f"{total} files: {done} {'to migrate' if dry_run else 'migrated'}, {counts.get('current', 0)} already current"
+                   + (f", {counts['error']} errors" if counts.get("error") else ""))
+    if counts.get("error"):
+        sys.exit(1)
 
 
 def _ns_of(text: str | None, option: str = "--from") -> int | None:

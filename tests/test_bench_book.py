@@ -24,7 +24,8 @@ def test_bench_book_json_lines() -> None:
         assert (e["best_bid"], e["best_ask"]) == (workload["best_bid"], workload["best_ask"]) and e["ok"]
     metrics = {line["metric"]: line for line in lines if "metric" in line}
     assert metrics["parquet_to_quotes"]["book_rows"] == workload["rows"]
-    assert 0 < metrics["book_bytes_per_row"]["bytes_per_row"] < 8
+    # DECIMAL(38, 18) FLBA prices and amounts (schema 2): 8.3 bytes/row at 2M rows, more on small files
+    assert 0 < metrics["book_bytes_per_row"]["bytes_per_row"] < 11
     assert metrics["raw_vs_gzip"]["gzip_bytes"] > 0
     assert "bulk_vs_fastest_peer" not in metrics["ratios"]  # no peers, no ratio against one
 

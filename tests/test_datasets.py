@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.datasets import catalog
+from lab.datasets import schema as S
 from lab.datasets.journal import KINDS, JournalWriter, RawRow, read_journal
 from lab.datasets.store import atomic_write, decimal_array, mantissas
 
@@ -59,14 +60,31 @@ def test_journal_torn_tail_keeps_the_intact_prefix(tmp_path):
     assert not clean and back == batch[: len(back)] and 0 < len(back) < 99
 
 
-@given(st.lists(st.integers(-(10**17), 10**17), max_size=50), st.integers(0, 12))
-def test_decimal_columns_are_exact_mantissas(values, precision):
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=50), st.integers(0, 18))
+def test_decimal_columns_are_exact_ticks(values, precision):
+    """Any int64 tick count at any precision 0..18 is exactly one DECIMAL(38, 18) value and back."""
     arr = decimal_array(values, precision)
-    assert arr.type == pa.decimal128(18, precision)
+    assert arr.type == pa.decimal128(38, 18) == S.decimal(precision)
     assert arr.to_pylist() == [Decimal(v).scaleb(-precision) for v in values]
-    assert mantissas(arr).tolist() == values
+    assert mantissas(arr, precision).tolist() == values
     if len(values) > 2:
-        assert mantissas(arr.slice(1)).tolist() == values[1:]
+        assert mantissas(arr.slice(1), precision).tolist() == values[1:]
+    # schema version 1's DECIMAL(18, precision) gives the same ticks
+    if all(abs(v) < 10**18 for v in values):
+        assert mantissas(pa.array(arr.to_pylist(), S.legacy_decimal(precision)), precision).tolist() == values
+
+
+def test_decimal_values_that_are_not_whole_ticks_name_the_row():
+    import pytest
+
+    arr = pa.array([Decimal("1.25"), Decimal("1.255")], S.DECIMAL)
+    assert mantissas(arr, 3).tolist() == [1250, 1255]
+    with pytest.raises(ValueError, match="row 1: .* not a whole number of ticks"):
+        mantissas(arr, 2)
+    with pytest.raises(ValueError, match="row 0: .* in int64"):
+        mantissas(pa.array([Decimal("1e19")], S.DECIMAL), 0)
+    with pytest.raises(ValueError, match="outside 0..18"):
+        decimal_array([1], 19)
 
 
 def test_atomic_write_leaves_no_tmp_and_carries_metadata(tmp_path):
@@ -74,7 +92,7 @@ def test_atomic_write_leaves_no_tmp_and_carries_metadata(tmp_path):
     atomic_write(pa.table({"a": [1, 2]}), path, {b"lab.table": b"t"})
     assert os.listdir(os.path.dirname(path)) == ["s-000001.parquet"]
     meta = pq.read_schema(path).metadata
-    assert meta[b"lab.table"] == b"t" and meta[b"lab.schema_version"] == b"1"
+    assert meta[b"lab.table"] == b"t" and meta[b"lab.schema_version"] == S.SCHEMA_VERSION.encode() == b"2"
 
 
 def test_duckdb_views_keep_mixed_precisions_exact(tmp_path):

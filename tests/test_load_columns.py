@@ -42,7 +42,15 @@ def _legacy(table: pa.Table, path: str, **kw) -> None:
         data_page_version="1.0",
     )
     opts.update(kw)
-    pq.write_table(table, path, **opts)
+    pq.write_table(as_v1(table), path, **opts)
+
+
+def as_v1(table: pa.Table) -> pa.Table:
+    """`table` with schema version 1's DECIMAL(18, precision) prices and amounts (exact cast)."""
+    schema = table.schema
+    for name, p in (("price", 2), ("amount", 8)):
+        schema = schema.set(schema.get_field_index(name), pa.field(name, S.legacy_decimal(p)))
+    return table.cast(schema)
 
 
 def _write(layout: str, table: pa.Table, path: str) -> None:
@@ -58,15 +66,23 @@ def _write(layout: str, table: pa.Table, path: str) -> None:
         raise ValueError(layout)
 
 
+def _workload_of(table):
+    from lab.datasets.store import mantissas
+
+    return {"prices": mantissas(table.column("price"), 2).tobytes(), "amounts": mantissas(table.column("amount"), 8).tobytes(),
+            **{k: b"" for k in B.FIELDS if k not in ("prices", "amounts")}}
+
+
 def _arrays(cols) -> dict[str, np.ndarray]:
-    def mantissas(buf, width):
-        words = np.frombuffer(buf, dtype=np.int64)
-        return words if width == 8 else words[::2]
+    def ticks(buf, width, scale, big_endian):
+        if width == 8:
+            return np.frombuffer(buf, dtype=np.int64)
+        return np.frombuffer(rb.decimal128_to_ticks(buf, scale, big_endian=big_endian), dtype=np.int64)
 
     return {
         "sides": np.asarray(cols.sides, dtype=np.int8),
-        "prices": mantissas(cols.prices, cols.price_width),
-        "amounts": mantissas(cols.amounts, cols.amount_width),
+        "prices": ticks(cols.prices, cols.price_width, cols.price_scale, cols.price_big_endian),
+        "amounts": ticks(cols.amounts, cols.amount_width, cols.amount_scale, cols.amount_big_endian),
         "flags": np.frombuffer(cols.flags, dtype=np.uint8),
         "timestamps": np.frombuffer(cols.timestamps, dtype=np.int64),
         "local_timestamps": np.frombuffer(cols.local_timestamps, dtype=np.int64),
@@ -79,7 +95,7 @@ def _expected(workload) -> dict[str, np.ndarray]:
 
 def _same_rebuild(cols, workload) -> None:
     got = rebuild_columns(cols)
-    want = rb.rebuild_book(*(workload[k] for k in B.FIELDS), depth=cols.depth)
+    want = rb.rebuild_book(*(workload[k] for k in B.FIELDS), depth=cols.depth, out_price_scale=16, out_amount_scale=10)
     for key in ("quotes", "best_bid", "best_ask", "timestamp", "local_timestamp", "bid_price", "bid_amount", "ask_price", "ask_amount"):
         a, b = got[key], want[key]
         if isinstance(a, (int, list, tuple)):
@@ -98,8 +114,10 @@ def test_every_layout_loads_the_same_columns(layout, table, workload, tmp_path):
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     n = workload["rows"]
     assert (cols.rows, cols.file_rows, cols.price_precision, cols.amount_precision, cols.depth) == (n, [n], 2, 8, 1000)
-    # int64 mantissas wherever the file stores them so
-    assert (cols.price_width, cols.amount_width) == ((16, 16) if layout == "fixed_len_decimals" else (8, 8))
+    # int64 mantissas wherever the file stores them so; schema 2's DECIMAL(38, 18) as decimal128
+    # that the engine divides exactly by 10^(18 - precision)
+    assert (cols.price_width, cols.amount_width) == ((16, 16) if layout in ("fixed_len_decimals", "current") else (8, 8))
+    assert (cols.price_scale, cols.amount_scale) == ((16, 10) if layout == "current" else (0, 0))
     _same_rebuild(cols, workload)
 
 
@@ -121,8 +139,24 @@ def test_mixed_layouts_in_one_stream(table, workload, tmp_path):
 
 
 def test_lean_footer_of_a_current_file(table, tmp_path):
+    # schema 2 writes DECIMAL(38, 18) as FLBA(16): read lean as its stored big-endian bytes
+    current = str(tmp_path / "current2.parquet")
+    atomic_write(table, current, B._book_meta())
+    meta, decimals = lean_metadata(current, ("price", "amount"), tuple(_BOOK_COLUMNS))
+    assert decimals == {"price": (38, 18), "amount": (38, 18)}
+    lean = pq.ParquetFile(current, metadata=meta).read(columns=_BOOK_COLUMNS)
+    assert not any(f.nullable for f in lean.schema)
+    for name, p in (("price", 2), ("amount", 8)):
+        assert lean.schema.field(name).type == pa.binary(16)
+        big = np.frombuffer(lean.column(name).combine_chunks().buffers()[1], dtype=np.uint8).reshape(-1, 16)
+        little = np.frombuffer(table.column(name).combine_chunks().buffers()[1], dtype=np.uint8).reshape(-1, 16)
+        np.testing.assert_array_equal(big[:, ::-1], little)
+        ticks = np.frombuffer(rb.decimal128_to_ticks(big.tobytes(), 18 - p, big_endian=True), dtype=np.int64)
+        np.testing.assert_array_equal(ticks, B._arrays(_workload_of(table))[name + "s"])
+    # a schema-1 file written with data pages v2: its INT64 decimals are read as int64 mantissas
     path = str(tmp_path / "current.parquet")
-    atomic_write(table, path, B._book_meta())
+    atomic_write(as_v1(table), path, B._book_meta())
+    table = as_v1(table)
     meta, decimals = lean_metadata(path, ("price", "amount"), tuple(_BOOK_COLUMNS))
     assert decimals == {"price": (18, 2), "amount": (18, 8)}
     lean = pq.ParquetFile(path, metadata=meta, read_dictionary=["side"]).read(columns=_BOOK_COLUMNS)
@@ -152,6 +186,7 @@ def test_lean_footer_leaves_v1_pages_and_nulls_alone(table, tmp_path):
     prices = table.column("price").to_pylist()
     prices[123] = None
     with_null = table.set_column(table.schema.get_field_index("price"), pa.field("price", S.decimal(2)), pa.array(prices, S.decimal(2)))
+    with_null = as_v1(with_null)
     v2 = str(tmp_path / "v2null.parquet")
     atomic_write(with_null, v2, B._book_meta())
     meta, _ = lean_metadata(v2, ("price", "amount"), tuple(_BOOK_COLUMNS))
@@ -227,3 +262,16 @@ def test_bad_sides_and_disagreeing_precisions(table, tmp_path):
     atomic_write(table, p3, {**B._book_meta(), S.META_PRICE_PRECISION: b"3"})
     with pytest.raises(CaptureError, match="disagree on or lack instrument precisions"):
         load_columns([p2, p3])
+
+
+def test_a_newer_schema_version_is_refused_in_one_line(table, tmp_path):
+    from lab.replay.reader import load_book
+
+    path = str(tmp_path / "book" / "venue=bench" / "symbol=BTC-USD" / "date=2023-11-14" / "s-000001.parquet")
+    atomic_write(table, path, B._book_meta())
+    t = pq.read_table(path)
+    pq.write_table(t.replace_schema_metadata({**t.schema.metadata, S.META_SCHEMA_VERSION: b"3"}), path)
+    with pytest.raises(CaptureError, match="schema version 3 is newer than this lab reads"):
+        load_columns([path])
+    with pytest.raises(CaptureError, match="schema version 3 is newer"):
+        load_book([path], "bench", "BTC-USD")

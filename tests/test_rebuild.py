@@ -108,7 +108,7 @@ def test_property_quotes_and_snapshots_match_reference(msgs, depth, width, snap,
     cols = build(msgs, width)
     gaps = np.sort(np.asarray(gap_at, dtype=np.int64))
     out = rb.rebuild_book(*cols, price_width=width, amount_width=width, depth=depth, snapshot_depth=snap,
-                          interval_ns=interval, gaps=gaps)
+                          interval_ns=interval, gaps=gaps, out_price_scale=18 - pp, out_amount_scale=18 - ap)
     quotes = ints(R.quotes_table(out, pp, ap)).to_pylist()
     snaps = ints(R.snapshot_table(out, snap, pp, ap)).to_pylist()
     # reference
@@ -154,9 +154,41 @@ def test_property_quotes_and_snapshots_match_reference(msgs, depth, width, snap,
         assert got == (None if want is None else (int(want[0].scaleb(pp)), int(want[1].scaleb(ap))))
 
 
+@given(msgs=streams(), pp=st.integers(0, 18), ap=st.integers(0, 18), snap=st.sampled_from([0, 2]))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_decimal38_input_gives_the_same_books_as_ticks(msgs, pp, ap, snap):
+    """DECIMAL(38, 18) mantissas (ticks * 10^(18 - p)) divided exactly by the engine give the same
+    quotes, snapshots and final book as the int64 ticks."""
+    s, p, a, f, t, lt = build(msgs)
+    dp, da = rb.ticks_to_decimal128(p, 18 - pp), rb.ticks_to_decimal128(a, 18 - ap)
+    kw = dict(snapshot_depth=snap, out_price_scale=18 - pp, out_amount_scale=18 - ap)
+    want = rb.rebuild_book(s, p, a, f, t, lt, **kw)
+    got = rb.rebuild_book(s, dp, da, f, t, lt, price_width=16, amount_width=16, price_scale=18 - pp, amount_scale=18 - ap, **kw)
+    for key in ("quotes", "best_bid", "best_ask", "synced", "snapshots"):
+        assert got[key] == want[key], key
+    for key in ("bid_price", "bid_amount", "ask_price", "ask_amount", "snapshot_levels"):
+        assert bytes(got[key]) == bytes(want[key]), key
+    assert R.quotes_table(got, pp, ap).equals(R.quotes_table(want, pp, ap))
+
+
+def test_decimal38_input_errors_name_the_row():
+    s, p, a, f, t, lt = build([(10, [(0, 100, 5, True), (1, 101, 6, False)]), (20, [(0, 100, 0, False)])])
+    dp = bytearray(rb.ticks_to_decimal128(p, 16))
+    dp[16] += 1  # row 1: 1.01 + 1e-18, not a whole tick at precision 2
+    with pytest.raises(ValueError, match="row 1: price mantissa 1010000000000000001 is not a whole number of ticks"):
+        rb.rebuild_book(s, bytes(dp), a, f, t, lt, price_width=16, price_scale=16)
+    huge = (10**19 * 10**10).to_bytes(16, "little", signed=True) * 3
+    with pytest.raises(ValueError, match="row 0: amount mantissa .* in int64"):
+        rb.rebuild_book(s, p, huge, f, t, lt, amount_width=16, amount_scale=10)
+    with pytest.raises(ValueError, match="width 16"):
+        rb.rebuild_book(s, p, a, f, t, lt, price_scale=16)
+    with pytest.raises(ValueError, match="0..=18"):
+        rb.rebuild_book(s, p, a, f, t, lt, out_price_scale=19)
+
+
 def test_quotes_table_types_and_zero_copy():
     cols = build([(10, [(0, 100, 5, True), (1, 101, 6, False)]), (20, [(0, 100, 0, False)])])
-    out = rb.rebuild_book(*cols)
+    out = rb.rebuild_book(*cols, out_price_scale=16, out_amount_scale=10)
     t = R.quotes_table(out, 2, 8)
     assert t.schema == R.quotes_schema(2, 8)
     assert t.column("bid_price").to_pylist() == [Decimal("1.00"), None]
@@ -359,8 +391,11 @@ def test_rebuild_entry_point_errors(tmp_path):
     ints = table.set_column(table.schema.get_field_index("price"), "price", pa.array(np.frombuffer(w["prices"], dtype=np.int64)))
     with pytest.raises(R.CaptureError, match="price_precision"):
         R.rebuild(ints)
-    with pytest.raises(R.CaptureError, match="scale 2"):
-        R.rebuild(table, price_precision=3)
+    # DECIMAL(38, 18) prices of 2 decimals are not whole ticks at precision 1 (the row is named)
+    with pytest.raises(R.CaptureError, match="row [0-9]+: price mantissa [0-9]+ is not a whole number of ticks"):
+        R.rebuild(table, price_precision=1)
+    with pytest.raises(R.CaptureError, match="fewer decimals"):
+        R.rebuild(table.cast(table.schema.set(4, pa.field("price", pa.decimal128(18, 2)))), price_precision=3)
     with pytest.raises(R.CaptureError, match="flags"):
         R.rebuild(table.drop_columns(["flags"]))
     with pytest.raises(TypeError, match="Arrow data"):

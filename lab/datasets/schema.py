@@ -1,8 +1,14 @@
 """The capture dataset: every table's Arrow schema, in one place.
 
 Decisions beyond DESIGN.md (see docs/DATASET.md):
-- prices and amounts are Parquet DECIMAL(18, precision) (physical INT64 mantissas), the precision
-  taken from the venue's instrument metadata and recorded in the file metadata;
+- prices and amounts are Parquet DECIMAL(38, 18) (Arrow decimal128(38, 18), physical
+  FIXED_LEN_BYTE_ARRAY(16)) in every file of every table, whatever the instrument's precision: one
+  type per column across the dataset, so any reader unifies any set of files without rescaling;
+  18 decimals hold token amounts (Uniswap), 20 integer digits hold any int64 tick count at any
+  precision <= 18 (|ticks| * 10^18 < 10^38), so the value of every tick count is exact. The
+  instrument's own precision is in `instruments` and in the file metadata
+  (`lab.price_precision`, `lab.amount_precision`); the engine works in int64 ticks at that precision.
+  Schema version 1 (before 2) stored DECIMAL(18, precision) as INT64: `lab migrate ROOT`;
 - `side` is a dictionary-free string (`bid`/`ask`, `buy`/`sell`) that Parquet dictionary-encodes;
 - `flags` is a uint8 bit set: LAST = 1 (last row of one wire message), CLEAR = 2 (the book is
   reset before this row is applied).
@@ -11,7 +17,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# versions the readers still open (1: DECIMAL(18, precision) INT64 prices and amounts)
+READABLE_VERSIONS = ("1", "2")
+
+# Every price and amount column: DECIMAL(38, SCALE).
+DECIMAL_PRECISION = 38
+SCALE = 18
+DECIMAL = pa.decimal128(DECIMAL_PRECISION, SCALE)
 
 FLAG_LAST = 1
 FLAG_CLEAR = 2
@@ -21,7 +34,22 @@ TS = pa.timestamp("ns", tz="UTC")
 TABLES = ("raw", "book", "trades", "events", "instruments")
 
 
-def decimal(precision: int) -> pa.DataType:
+def check_version(meta: dict, what: str) -> None:
+    """ValueError when a file's `lab.schema_version` (str metadata) is one this lab cannot read."""
+    v = meta.get("lab.schema_version")
+    if v is not None and v not in READABLE_VERSIONS:
+        raise ValueError(f"{what}: schema version {v} is newer than this lab reads ({', '.join(READABLE_VERSIONS)}): upgrade lab")
+
+
+def decimal(precision: int | None = None) -> pa.DataType:
+    """The one type of every price / amount column (`precision`, the instrument's, only checked)."""
+    if precision is not None and not 0 <= precision <= SCALE:
+        raise ValueError(f"precision {precision} outside 0..{SCALE}: not representable in DECIMAL(38, 18)")
+    return DECIMAL
+
+
+def legacy_decimal(precision: int) -> pa.DataType:
+    """Schema version 1's type of a price / amount column at the instrument's precision."""
     return pa.decimal128(18, precision)
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from . import schema as S
 from .journal import RawRow, fsync_dir
-from lab.rust_book import BookRows, TradeRows
+from lab.rust_book import BookRows, TradeRows, decimal128_to_ticks, ticks_to_decimal128
 
 NS_PER_DAY = 86_400_000_000_000
 JOURNAL_DIR = ".journal"
@@ -41,15 +41,19 @@ def file_name(session: str, seq: int) -> str:
     return f"{session}-{seq:06d}.parquet"
 
 
-# Few distinct values: dictionary pages (RLE / bit-packed indices).
-_DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol")
+# Few distinct values: dictionary pages (RLE / bit-packed indices). `price` too: its
+# DECIMAL(38, 18) FIXED_LEN_BYTE_ARRAY(16) values cannot be BYTE_STREAM_SPLIT (DuckDB 1.x reads
+# that encoding for FLOAT, DOUBLE, INT32 and INT64 only) nor DELTA_BYTE_ARRAY (polars cannot
+# decode it on FLBA); of what every reader opens, a dictionary was smallest for prices (1.12
+# bytes/row on the `lab bench book` workload against 1.66 PLAIN) and PLAIN for amounts (6.11 vs
+# 6.18; a dictionary of amounts overflows to PLAIN anyway).
+_DICTIONARY = ("side", "kind", "channel", "symbol", "session", "venue_symbol", "price")
 # Columns that move in small steps from row to row: delta-encoded they take a byte or two.
 _DELTA = ("timestamp", "local_timestamp", "rec_id", "conn_seq", "first_seq", "last_seq")
 # BYTE_STREAM_SPLIT: each byte of the values in a stream of its own; the always-zero high bytes
-# of mantissas (amounts, prices) and of `flags` (uint8 stored as INT32) are squeezed to nothing
-# by zstd. Measured on the pinned workload of `lab bench book` against the dictionaries prices
-# and flags had before: smaller (price 0.81 vs 1.13 bytes/row) and faster to decode (a flags
-# dictionary of mostly-zero runs decodes several times slower than its split bytes).
+# of `flags` (uint8 stored as INT32) are squeezed to nothing by zstd, and it decodes several
+# times faster than a dictionary of mostly-zero runs. (Schema version 1 split its INT64 price
+# and amount mantissas too; DECIMAL(38, 18) is FLBA, see _DICTIONARY.)
 _SPLIT = ("amount", "price", "flags")
 # Data pages v2 (levels outside the compressed values: `lab.replay.footer` reads a null-free
 # column as REQUIRED, without decoding its levels) and pages bounded by their size (8 MiB)
@@ -64,11 +68,20 @@ _MAX_ROW_GROUP = 8 << 20
 _HAS_MAX_ROWS_PER_PAGE = "max_rows_per_page" in inspect.signature(pq.write_table).parameters
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """_DICTIONARY's columns of the schema; a decimal of at most 18 digits (schema version 1's
+    INT64 mantissas, say in a test) is BYTE_STREAM_SPLIT instead."""
+    def int64_decimal(name: str) -> bool:
+        t = schema.field(name).type
+        return pa.types.is_decimal(t) and t.precision <= 18
+    return [c for c in _DICTIONARY if c in schema.names and not int64_decimal(c)]
+
+
 def _delta_columns(schema: pa.Schema) -> dict[str, str]:
     out = {}
     for names, encoding in ((_DELTA, "DELTA_BINARY_PACKED"), (_SPLIT, "BYTE_STREAM_SPLIT")):
         for name in names:
-            if name in schema.names:
+            if name in schema.names and name not in _dictionary_columns(schema):
                 t = schema.field(name).type
                 if pa.types.is_int64(t) or pa.types.is_timestamp(t) or (pa.types.is_decimal(t) and t.precision <= 18):
                     out[name] = encoding
@@ -111,8 +124,8 @@ def _write_tmp(table: pa.Table, tmp: str, compression_level: int, data_page_size
         pq.write_table(
             table, f, compression="zstd", compression_level=compression_level, data_page_size=data_page_size or _PAGE_SIZE,
             row_group_size=min(max(table.num_rows, 1), _MAX_ROW_GROUP),
-            use_dictionary=[c for c in _DICTIONARY if c in table.column_names],
-            store_decimal_as_integer=True,  # DECIMAL(18, p) as INT64 mantissas
+            use_dictionary=_dictionary_columns(table.schema),
+            store_decimal_as_integer=True,  # (a DECIMAL(38, 18) is FLBA(16) either way)
             column_encoding=_delta_columns(table.schema),
             data_page_version=_PAGE_VERSION,
             **({"max_rows_per_page": _MAX_ROWS_PER_PAGE} if _HAS_MAX_ROWS_PER_PAGE else {}),
@@ -121,22 +134,35 @@ def _write_tmp(table: pa.Table, tmp: str, compression_level: int, data_page_size
         os.fsync(f.fileno())
 
 
-def decimal_array(mantissas, precision: int) -> pa.Array:
-    """Exact DECIMAL(18, precision) from integer mantissas (no float, no value cast)."""
-    lo = np.asarray(mantissas, dtype=np.int64)
-    words = np.empty((len(lo), 2), dtype=np.int64)
-    words[:, 0] = lo
-    words[:, 1] = lo >> 63
-    return pa.Array.from_buffers(S.decimal(precision), len(lo), [None, pa.py_buffer(words)])
+def decimal_array(ticks, precision: int, validity=None) -> pa.Array:
+    """Exact DECIMAL(38, 18) from int64 ticks at the instrument's `precision` (mantissas
+    ticks * 10^(18 - precision), no float, no value cast); `validity` an optional Arrow bitmap."""
+    lo = np.ascontiguousarray(ticks, dtype=np.int64)
+    k = S.SCALE - precision
+    if not 0 <= k <= S.SCALE:
+        raise ValueError(f"precision {precision} outside 0..{S.SCALE}")
+    return pa.Array.from_buffers(S.DECIMAL, len(lo), [validity, pa.py_buffer(ticks_to_decimal128(lo, k))])
 
 
-def mantissas(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Integer mantissas of a decimal128 column whose values fit in int64."""
+def mantissas(array: pa.Array | pa.ChunkedArray, precision: int | None = None) -> np.ndarray:
+    """int64 ticks at the instrument's `precision` of a decimal128 column (any scale <=
+    `precision`, exact; ValueError naming the row of a value that is not a whole tick or does not
+    fit in int64). Without `precision`, the column's own scale (its int64 mantissas)."""
     if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    buf = array.buffers()[1]
-    words = np.frombuffer(buf, dtype=np.int64, count=2 * (array.offset + len(array)))
-    return words[2 * array.offset :: 2].copy()
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    typ = array.type
+    if not pa.types.is_decimal(typ) or typ.bit_width != 128:
+        raise ValueError(f"expected a decimal128 column, got {typ}")
+    k = typ.scale - (typ.scale if precision is None else precision)
+    if k < 0:
+        array = array.cast(pa.decimal128(38, precision))  # fewer decimals than ticks: exact widening
+        k = 0
+    if k > S.SCALE:
+        raise ValueError(f"decimal scale {typ.scale} is more than {S.SCALE} digits past precision {precision}")
+    if len(array) == 0:
+        return np.empty(0, dtype=np.int64)
+    buf = memoryview(array.buffers()[1])[16 * array.offset:16 * (array.offset + len(array))]
+    return np.frombuffer(decimal128_to_ticks(buf, k), dtype=np.int64)
 
 
 def raw_table(rows: list[RawRow], session: str) -> pa.Table:

@@ -260,7 +260,7 @@ def read_file_many(files: list[str]) -> dict:
     ts = table.column("timestamp").cast(pa.int64()).to_pylist()
     lts = table.column("local_timestamp").cast(pa.int64()).to_pylist()
     ids, sides = table.column("id").to_pylist(), table.column("side").to_pylist()
-    prices, amounts = mantissas(table.column("price")), mantissas(table.column("amount"))
+    prices, amounts = mantissas(table.column("price"), pp), mantissas(table.column("amount"), ap)
 
     def trade(i: int) -> Trade:
         return Trade(venue, symbol, ts[i], lts[i], ids[i], sides[i], Decimal(int(prices[i])).scaleb(-pp), Decimal(int(amounts[i])).scaleb(-ap))

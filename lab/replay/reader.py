@@ -100,12 +100,24 @@ class BookStream:
 def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
     tables = [read_file(f) for f in files]
     metas = [meta_of(t) for t in tables]
+    for f, m in zip(files, metas):
+        try:
+            S.check_version(m, f)
+        except ValueError as exc:
+            raise CaptureError(str(exc)) from None
     pp = {int(m.get("lab.price_precision", -1)) for m in metas}
     ap = {int(m.get("lab.amount_precision", -1)) for m in metas}
     if len(pp) != 1 or len(ap) != 1 or -1 in pp or -1 in ap:
         raise CaptureError(f"{venue} {symbol}: files disagree on or lack instrument precisions {sorted(pp)} / {sorted(ap)}")
     price_precision, amount_precision = pp.pop(), ap.pop()
-    table = pa.concat_tables([t.drop_columns([c for c in t.column_names if c in ("venue", "symbol", "date")]) for t in tables])
+    # ticks file by file: a stream may hold files of schema version 1 (DECIMAL(18, p)) and 2
+    # (DECIMAL(38, 18)), both read exactly
+    try:
+        prices = np.concatenate([mantissas(t.column("price"), price_precision) for t in tables]) if tables else np.empty(0, np.int64)
+        amounts = np.concatenate([mantissas(t.column("amount"), amount_precision) for t in tables]) if tables else np.empty(0, np.int64)
+    except ValueError as exc:
+        raise CaptureError(f"{venue} {symbol}: {exc}") from None
+    table = pa.concat_tables([t.drop_columns([c for c in t.column_names if c in ("venue", "symbol", "date", "price", "amount")]) for t in tables])
 
     def ns(col: str) -> np.ndarray:
         return table.column(col).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -118,8 +130,8 @@ def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
         amount_precision=amount_precision,
         depth=int(metas[0].get("lab.depth", "0")),
         sides=pc.equal(table.column("side"), "ask").combine_chunks().cast(pa.int8()).to_numpy(zero_copy_only=False),
-        prices=mantissas(table.column("price")),
-        amounts=mantissas(table.column("amount")),
+        prices=prices,
+        amounts=amounts,
         flags=table.column("flags").combine_chunks().to_numpy(zero_copy_only=False).astype(np.uint8),
         timestamp=ns("timestamp"),
         local_timestamp=ns("local_timestamp"),

@@ -4,8 +4,8 @@ side on a `local_timestamp` grid), in tardis's column names, written into the ca
 
 Decisions (see docs/DATASET.md, "Derived tables"):
 - `quotes`: one row per book message: `timestamp`, `local_timestamp` of the message's LAST row,
-  `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (exact DECIMAL(18, p); null when the
-  side is empty).
+  `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (exact DECIMAL(38, 18), the dataset's one
+  decimal type; null when the side is empty).
 - `book_snapshot_N`: `timestamp` (exchange time of the last message applied), `local_timestamp`
   (the grid boundary, a multiple of the interval since the epoch), then per level k
   `asks[k].price`, `asks[k].amount`, `bids[k].price`, `bids[k].amount` (null past the book's
@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from lab import rust_book
 from lab.datasets import schema as S
-from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, mantissas
+from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, decimal_array, mantissas
 
 from .footer import lean_metadata
 from .reader import CaptureError, streams_in
@@ -42,10 +42,10 @@ def quotes_schema(pp: int, ap: int) -> pa.Schema:
         [
             ("timestamp", S.TS),
             ("local_timestamp", S.TS),
-            ("bid_price", S.decimal(pp)),
-            ("bid_amount", S.decimal(ap)),
-            ("ask_price", S.decimal(pp)),
-            ("ask_amount", S.decimal(ap)),
+            ("bid_price", S.DECIMAL),
+            ("bid_amount", S.DECIMAL),
+            ("ask_price", S.DECIMAL),
+            ("ask_amount", S.DECIMAL),
         ]
     )
 
@@ -75,6 +75,13 @@ class Columns:
     amount_precision: int
     depth: int
     file_rows: list[int]  # rows per source file, in order
+    # decimal128 columns: digits the engine divides the mantissas by (exactly) to get ticks,
+    # 18 - precision for DECIMAL(38, 18); 0 for int64 ticks and schema-1 DECIMAL(18, precision)
+    price_scale: int = 0
+    amount_scale: int = 0
+    # decimal128 as Parquet stores FLBA(16) (big endian), read lean (`footer.lean_metadata`)
+    price_big_endian: bool = False
+    amount_big_endian: bool = False
 
 
 def _buffer(arr: pa.Array, width: int) -> memoryview:
@@ -159,31 +166,55 @@ def load_columns(files: list[str]) -> Columns:
 def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict]) -> Columns:
     """Rebuild buffers of a stream's tables (one per file, in order; `metas` their lab.*
     metadata; `decimals` {column: decimal type} of the columns read as int64 mantissas)."""
+    for m in metas:
+        try:
+            S.check_version(m, f"{m.get('lab.venue', '?')}/{m.get('lab.symbol', '?')} book file")
+        except ValueError as exc:
+            raise CaptureError(str(exc)) from None
     pp = {m.get("lab.price_precision") for m in metas}
     ap = {m.get("lab.amount_precision") for m in metas}
     if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
         raise CaptureError(f"book files disagree on or lack instrument precisions: {sorted(map(str, pp))} / {sorted(map(str, ap))}")
-    # the logical types (a decimal read as int64 mantissas counts as its decimal type)
-    types = {tuple(lean.get(c, t.schema.field(c).type) for c in ("price", "amount")) for t, lean in zip(tables, decimals)}
-    if len(types) > 1:
-        raise CaptureError(f"book files disagree on column types: {types}")
+    pp_, ap_ = int(next(iter(pp))), int(next(iter(ap)))
+    # the logical types (a decimal read as int64 mantissas counts as its decimal type); a stream
+    # whose files differ (schema version 1 and 2 files, say) is turned into int64 ticks file by file
 
-    def values(name: str) -> tuple[object, int]:
-        chunks = [c for t in tables for c in t.column(name).chunks]
-        kinds = set()
-        for c in chunks:
-            typ = c.type
-            if typ == pa.int64():
-                kinds.add(8)
-            elif pa.types.is_decimal(typ) and typ.bit_width == 128:
-                kinds.add(16)
-            else:
-                raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
-        if kinds == {16}:
-            return _column(chunks, name, np.dtype("V16")), 16
-        if kinds == {8, 16}:  # some files read as decimal128: their low words are the mantissas
-            chunks = [c if c.type == pa.int64() else pa.array(mantissas(c)) for c in chunks]
-        return _column(chunks, name, np.int64), 8
+    def values(name: str, precision: int) -> tuple[object, int, int, bool]:
+        """(buffer, width, scale, big endian) of a column."""
+        chunks, kinds = [], set()
+        for t, lean in zip(tables, decimals):
+            logical = lean.get(name)
+            for c in t.column(name).chunks:
+                typ = c.type
+                if typ == pa.int64():
+                    kinds.add((8, logical.scale if logical is not None else precision, False))  # else int64 ticks from Arrow input
+                elif pa.types.is_decimal(typ) and typ.bit_width == 128:
+                    kinds.add((16, typ.scale, False))
+                elif logical is not None and typ == pa.binary(16):  # lean FLBA: big-endian decimal128
+                    kinds.add((16, logical.scale, True))
+                else:
+                    raise CaptureError(f"book column {name} has type {typ}, expected decimal128 or int64")
+                chunks.append(c)
+        if len(kinds) == 1:
+            width, scale, big_endian = kinds.pop()
+            if scale < precision or scale - precision > S.SCALE or (width == 8 and scale != precision):
+                raise CaptureError(f"book column {name} has scale {scale}, not a whole number of ticks at precision {precision}")
+            if width == 16:
+                return _column(chunks, name, np.dtype("V16")), 16, scale - precision, big_endian
+            return _column(chunks, name, np.int64), 8, 0, False
+        try:  # one exact int64 tick column out of files of different types
+            ticks = []
+            for c in chunks:
+                if c.type == pa.int64():
+                    ticks.append(c)
+                elif c.type == pa.binary(16):
+                    k = [kd[1] for kd in kinds if kd[2]][0] - precision
+                    ticks.append(pa.array(np.frombuffer(rust_book.decimal128_to_ticks(_buffer(c, 16), k, big_endian=True), np.int64)))
+                else:
+                    ticks.append(pa.array(mantissas(c, precision), pa.int64()))
+        except ValueError as exc:
+            raise CaptureError(f"book column {name}: {exc}") from None
+        return _column(ticks, name, np.int64), 8, 0, False
 
     def ints(name: str):
         chunks = [c for t in tables for c in t.column(name).chunks]
@@ -192,8 +223,8 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
                 raise CaptureError(f"book column {name} has type {c.type}, expected a 64-bit timestamp")
         return _column([c.view(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in chunks], name, np.int64)
 
-    prices, price_width = values("price")
-    amounts, amount_width = values("amount")
+    prices, price_width, price_scale, price_be = values("price", pp_)
+    amounts, amount_width, amount_scale, amount_be = values("amount", ap_)
     flags = [c for t in tables for c in t.column("flags").chunks]
     if any(c.type != pa.uint8() for c in flags):
         raise CaptureError(f"book column flags has type {flags[0].type if flags else None}, expected uint8")
@@ -211,6 +242,10 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
         amount_precision=int(ap.pop()),
         depth=int(metas[0].get("lab.depth", "0") or 0),
         file_rows=[t.num_rows for t in tables],
+        price_scale=price_scale,
+        amount_scale=amount_scale,
+        price_big_endian=price_be,
+        amount_big_endian=amount_be,
     )
 
 
@@ -221,6 +256,10 @@ def rebuild_columns(cols: Columns, snapshot_depth: int = 0, interval_ns: int = 0
         price_width=cols.price_width, amount_width=cols.amount_width,
         depth=cols.depth if depth is None else depth, snapshot_depth=snapshot_depth, interval_ns=interval_ns,
         gaps=None if gaps is None or len(gaps) == 0 else np.ascontiguousarray(np.sort(np.asarray(gaps, dtype=np.int64))),
+        price_scale=cols.price_scale, amount_scale=cols.amount_scale,
+        price_big_endian=cols.price_big_endian, amount_big_endian=cols.amount_big_endian,
+        # quotes out as DECIMAL(38, 18) mantissas
+        out_price_scale=S.SCALE - cols.price_precision, out_amount_scale=S.SCALE - cols.amount_precision,
     )
 
 
@@ -249,7 +288,10 @@ def rebuild(source, *, depth: int | None = None, snapshot_depth: int = 0, interv
         cols = _columns_of(*_arrow_input(source, price_precision, amount_precision))
     if snapshot_depth < 0:
         raise ValueError(f"snapshot_depth must be >= 0, got {snapshot_depth}")
-    result = rebuild_columns(cols, snapshot_depth, interval_ns, None if gaps is None else np.asarray(gaps, dtype=np.int64), depth)
+    try:
+        result = rebuild_columns(cols, snapshot_depth, interval_ns, None if gaps is None else np.asarray(gaps, dtype=np.int64), depth)
+    except ValueError as exc:
+        raise CaptureError(str(exc)) from None
     pp, ap = cols.price_precision, cols.amount_precision
     out = {"quotes": quotes_table(result, pp, ap)}
     if snapshot_depth:
@@ -278,14 +320,28 @@ def _arrow_input(source, price_precision: int | None, amount_precision: int | No
     for key, given, column in (("lab.price_precision", price_precision, "price"), ("lab.amount_precision", amount_precision, "amount")):
         typ = table.schema.field(column).type
         if given is not None:
-            if pa.types.is_decimal(typ) and typ.scale != given:
-                raise CaptureError(f"{column} has scale {typ.scale}, not the given precision {given}")
+            if pa.types.is_decimal(typ) and typ.scale < given:
+                raise CaptureError(f"{column} has scale {typ.scale}, fewer decimals than the given precision {given}")
             meta[key] = str(given)
+        elif key in meta:
+            pass
         elif pa.types.is_decimal(typ):
-            meta[key] = str(typ.scale)
-        elif key not in meta:
+            meta[key] = str(_fewest_decimals(table.column(column), typ.scale))
+        else:
             raise CaptureError(f"{column} is {typ}: pass {key[4:]} (decimal places of its int64 mantissas)")
     return [table.select(_BOOK_COLUMNS)], [meta], [{}]
+
+
+def _fewest_decimals(column: pa.ChunkedArray, scale: int) -> int:
+    """The smallest precision at which every value of a decimal column is a whole int64 tick
+    count (the values, and so the derived tables, are the same at any such precision)."""
+    for p in range(max(scale - S.SCALE, 0), scale + 1):
+        try:
+            mantissas(column, p)
+            return p
+        except ValueError:
+            continue
+    raise CaptureError(f"decimal values of scale {scale} do not fit int64 ticks at any precision")
 
 
 def _ts(buf, n: int) -> pa.Array:
@@ -298,7 +354,8 @@ def quotes_table(result: dict, pp: int, ap: int) -> pa.Table:
     bid_valid, ask_valid = pa.py_buffer(result["bid_valid"]), pa.py_buffer(result["ask_valid"])
 
     def dec(name: str, precision: int, valid) -> pa.Array:
-        return pa.Array.from_buffers(S.decimal(precision), n, [valid, pa.py_buffer(result[name])])
+        # the engine wrote DECIMAL(38, 18) mantissas (`out_*_scale` of `rebuild_columns`)
+        return pa.Array.from_buffers(S.DECIMAL, n, [valid, pa.py_buffer(result[name])])
 
     return pa.Table.from_arrays(
         [
@@ -313,12 +370,9 @@ def quotes_table(result: dict, pp: int, ap: int) -> pa.Table:
     )
 
 
-def _decimal_column(mantissas: np.ndarray, valid: np.ndarray, precision: int) -> pa.Array:
-    words = np.empty((len(mantissas), 2), dtype=np.int64)
-    words[:, 0] = mantissas
-    words[:, 1] = mantissas >> 63
+def _decimal_column(ticks: np.ndarray, valid: np.ndarray, precision: int) -> pa.Array:
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
-    return pa.Array.from_buffers(S.decimal(precision), len(mantissas), [bitmap, pa.py_buffer(words)])
+    return decimal_array(ticks, precision, bitmap)
 
 
 def snapshot_table(result: dict, n_levels: int, pp: int, ap: int) -> pa.Table:
@@ -333,7 +387,7 @@ def snapshot_table(result: dict, n_levels: int, pp: int, ap: int) -> pa.Table:
             ((f"asks[{k}].price", pp, ask_ok), (f"asks[{k}].amount", ap, ask_ok), (f"bids[{k}].price", pp, bid_ok), (f"bids[{k}].amount", ap, bid_ok))
         ):
             arrays.append(_decimal_column(np.ascontiguousarray(levels[:, k, j]), ok, precision))
-            fields.append(pa.field(name, S.decimal(precision)))
+            fields.append(pa.field(name, S.DECIMAL))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 

@@ -568,6 +568,70 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
     Ok(out)
 }
 
+fn as_bytes(v: &[i64]) -> &[u8] {
+    // SAFETY: i64 has no padding; the byte view lives as long as `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 8) }
+}
+
+/// A decimal128 column divided exactly by 10^k into `out`, or an error naming the row.
+fn descale_column(buf: &[u8], k: usize, big_endian: bool, name: &str, out: &mut Vec<i64>) -> Result<(), String> {
+    if buf.len() % 16 != 0 {
+        return Err(format!("{name}s has {} bytes, not a whole number of decimal128", buf.len()));
+    }
+    crate::fixed::descale128(buf, k, big_endian, out).map_err(|row| {
+        let b: [u8; 16] = buf[row * 16..row * 16 + 16].try_into().unwrap();
+        let x = if big_endian { i128::from_be_bytes(b) } else { i128::from_le_bytes(b) };
+        format!("row {row}: {name} mantissa {x} is not a whole number of ticks (a multiple of 10^{k}) in int64")
+    })
+}
+
+/// decimal128 values (little endian) multiplied by 10^k in place (quote outputs: ticks to
+/// DECIMAL(38, 18) mantissas; exact, ticks are int64).
+fn scale_in_place(col: &mut [u8], k: usize) {
+    if k == 0 {
+        return;
+    }
+    let p = crate::fixed::POW10[k] as i128;
+    for c in col.chunks_exact_mut(16) {
+        let v = i128::from_le_bytes((&*c).try_into().unwrap());
+        c.copy_from_slice(&(v * p).to_le_bytes());
+    }
+}
+
+/// `decimal128_to_ticks(buf, k, big_endian=False)`: decimal128 values (little endian, Arrow's,
+/// or big endian, Parquet FLBA's) divided exactly by 10^k, as an int64 buffer (ValueError naming
+/// the first row that is not a whole number of ticks in int64).
+#[pyfunction]
+#[pyo3(signature = (values, k, big_endian = false))]
+fn decimal128_to_ticks(py: Python<'_>, values: &Bound<'_, PyAny>, k: i64, big_endian: bool) -> PyResult<Py<RustBuffer>> {
+    if !(0..=18).contains(&k) {
+        return Err(PyValueError::new_err(format!("k must be in 0..=18, got {k}")));
+    }
+    let b = InBuf::get(values, "values")?;
+    let bytes = b.bytes();
+    let mut out = Vec::new();
+    let r = py.detach(|| descale_column(bytes, k as usize, big_endian, "value", &mut out));
+    drop(b);
+    r.map_err(PyValueError::new_err)?;
+    buf(py, as_bytes(&out).to_vec())
+}
+
+/// `ticks_to_decimal128(buf, k)`: int64 values times 10^k as little-endian decimal128 (exact).
+#[pyfunction]
+fn ticks_to_decimal128(py: Python<'_>, values: &Bound<'_, PyAny>, k: i64) -> PyResult<Py<RustBuffer>> {
+    if !(0..=18).contains(&k) {
+        return Err(PyValueError::new_err(format!("k must be in 0..=18, got {k}")));
+    }
+    let b = InBuf::get(values, "values")?;
+    let bytes = b.bytes();
+    if bytes.len() % 8 != 0 {
+        return Err(PyValueError::new_err("values must be whole int64"));
+    }
+    let out = py.detach(|| crate::fixed::scale128(bytes, k as usize));
+    drop(b);
+    buf(py, out)
+}
+
 fn buf(py: Python<'_>, data: Vec<u8>) -> PyResult<Py<RustBuffer>> {
     Py::new(py, RustBuffer { data })
 }
@@ -583,7 +647,9 @@ fn buf(py: Python<'_>, data: Vec<u8>) -> PyResult<Py<RustBuffer>> {
 /// `best_ask` ((price, amount) ticks or None) and `synced`.
 #[pyfunction]
 #[pyo3(signature = (sides, prices, amounts, flags, timestamps, local_timestamps, *,
-    price_width = 8, amount_width = 8, depth = 0, snapshot_depth = 0, interval_ns = 0, gaps = None))]
+    price_width = 8, amount_width = 8, depth = 0, snapshot_depth = 0, interval_ns = 0, gaps = None,
+    price_scale = 0, amount_scale = 0, out_price_scale = 0, out_amount_scale = 0,
+    price_big_endian = false, amount_big_endian = false))]
 #[allow(clippy::too_many_arguments)]
 pub fn rebuild_book<'py>(
     py: Python<'py>,
@@ -599,7 +665,30 @@ pub fn rebuild_book<'py>(
     snapshot_depth: i64,
     interval_ns: i64,
     gaps: Option<&Bound<'py, PyAny>>,
+    price_scale: i64,
+    amount_scale: i64,
+    out_price_scale: i64,
+    out_amount_scale: i64,
+    price_big_endian: bool,
+    amount_big_endian: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
+    for (name, k) in [
+        ("price_scale", price_scale),
+        ("amount_scale", amount_scale),
+        ("out_price_scale", out_price_scale),
+        ("out_amount_scale", out_amount_scale),
+    ] {
+        if !(0..=18).contains(&k) {
+            return Err(PyValueError::new_err(format!("{name} must be in 0..=18, got {k}")));
+        }
+    }
+    if ((price_scale > 0 || price_big_endian) && price_width != 16)
+        || ((amount_scale > 0 || amount_big_endian) && amount_width != 16)
+    {
+        return Err(PyValueError::new_err(
+            "price_scale / amount_scale / *_big_endian apply to decimal128 columns (width 16) only",
+        ));
+    }
     if depth < 0 || snapshot_depth < 0 {
         return Err(PyValueError::new_err(format!(
             "depth and snapshot_depth must be >= 0, got {depth} and {snapshot_depth}"
@@ -615,25 +704,54 @@ pub fn rebuild_book<'py>(
         Some(g) if !g.is_none() => Some(InBuf::get(g, "gaps")?),
         _ => None,
     };
-    let inp = Input {
-        sides: b_sides.bytes(),
-        prices: b_prices.bytes(),
-        amounts: b_amounts.bytes(),
-        flags: b_flags.bytes(),
-        timestamps: b_ts.bytes(),
-        local_timestamps: b_lts.bytes(),
-        price_width: price_width as usize,
-        amount_width: amount_width as usize,
-        gaps: b_gaps.as_ref().map(|b| b.bytes()).unwrap_or(&[]),
-    };
     let opts = Options {
         depth: depth as usize,
         snapshot_depth: snapshot_depth as usize,
         interval_ns,
     };
+    let (s_sides, s_prices, s_amounts) = (b_sides.bytes(), b_prices.bytes(), b_amounts.bytes());
+    let (s_flags, s_ts, s_lts) = (b_flags.bytes(), b_ts.bytes(), b_lts.bytes());
+    let s_gaps = b_gaps.as_ref().map(|b| b.bytes()).unwrap_or(&[]);
     let result = py.detach(|| {
-        std::panic::catch_unwind(|| rebuild(&inp, &opts))
-            .unwrap_or_else(|_| Err("internal error in rebuild_book (panic)".to_string()))
+        std::panic::catch_unwind(|| {
+            // DECIMAL(38, 18) columns: exact ticks first (one vectorized pass, error on a value
+            // that is not a whole tick), then the int64 loop
+            let (mut tp, mut ta) = (Vec::new(), Vec::new());
+            let (mut prices, mut pw) = (s_prices, price_width as usize);
+            let (mut amounts, mut aw) = (s_amounts, amount_width as usize);
+            if price_scale > 0 || price_big_endian {
+                descale_column(prices, price_scale as usize, price_big_endian, "price", &mut tp)?;
+                prices = as_bytes(&tp);
+                pw = 8;
+            }
+            if amount_scale > 0 || amount_big_endian {
+                descale_column(amounts, amount_scale as usize, amount_big_endian, "amount", &mut ta)?;
+                amounts = as_bytes(&ta);
+                aw = 8;
+            }
+            let inp = Input {
+                sides: s_sides,
+                prices,
+                amounts,
+                flags: s_flags,
+                timestamps: s_ts,
+                local_timestamps: s_lts,
+                price_width: pw,
+                amount_width: aw,
+                gaps: s_gaps,
+            };
+            let mut out = rebuild(&inp, &opts)?;
+            for (col, k) in [
+                (&mut out.q_bid_px, out_price_scale),
+                (&mut out.q_ask_px, out_price_scale),
+                (&mut out.q_bid_amt, out_amount_scale),
+                (&mut out.q_ask_amt, out_amount_scale),
+            ] {
+                scale_in_place(col, k as usize);
+            }
+            Ok(out)
+        })
+        .unwrap_or_else(|_| Err("internal error in rebuild_book (panic)".to_string()))
     });
     drop((b_sides, b_prices, b_amounts, b_flags, b_ts, b_lts, b_gaps));
     let out = result.map_err(PyValueError::new_err)?;
@@ -662,6 +780,8 @@ pub fn rebuild_book<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustBuffer>()?;
     m.add_function(wrap_pyfunction!(rebuild_book, m)?)?;
+    m.add_function(wrap_pyfunction!(decimal128_to_ticks, m)?)?;
+    m.add_function(wrap_pyfunction!(ticks_to_decimal128, m)?)?;
     crate::workload::register(m)?;
     Ok(())
 }

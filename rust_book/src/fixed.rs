@@ -347,3 +347,125 @@ mod tests {
         assert_eq!(parse_fixed(b"", 8), Err(ParseError::Syntax));
     }
 }
+
+/// Multiplicative inverse of 5^k modulo 2^64 (5^k is odd), by Newton's iteration.
+pub const fn inv5(k: usize) -> u64 {
+    let mut f: u64 = 1;
+    let mut i = 0;
+    while i < k {
+        f = f.wrapping_mul(5);
+        i += 1;
+    }
+    let mut x: u64 = f; // correct to 3 bits for any odd f
+    let mut j = 0;
+    while j < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(f.wrapping_mul(x)));
+        j += 1;
+    }
+    x
+}
+
+const INV5: [u64; 19] = {
+    let mut t = [1u64; 19];
+    let mut k = 0;
+    while k < 19 {
+        t[k] = inv5(k);
+        k += 1;
+    }
+    t
+};
+
+/// decimal128 (16-byte two's complement, little endian as in Arrow, or big endian as Parquet
+/// stores a FIXED_LEN_BYTE_ARRAY(16) DECIMAL) values of a buffer divided exactly by 10^k
+/// (0..=18), as int64: x / 10^k = (x >> k) * inv(5^k) mod 2^64 (x is then a multiple of 2^k *
+/// 5^k), verified by q * 10^k == x in 128 bits, so no i128 division and no branch per value.
+/// Err(row) names the first value that is not a multiple of 10^k or whose quotient does not fit
+/// in an int64.
+pub fn descale128(buf: &[u8], k: usize, big_endian: bool, out: &mut Vec<i64>) -> Result<(), usize> {
+    assert!(k <= 18);
+    let n = buf.len() / 16;
+    out.clear();
+    out.resize(n, 0);
+    let bad = if big_endian {
+        descale_into::<true>(&buf[..n * 16], k as u32, out)
+    } else {
+        descale_into::<false>(&buf[..n * 16], k as u32, out)
+    };
+    if !bad {
+        return Ok(());
+    }
+    let p = POW10[k] as i128;
+    for (i, c) in buf[..n * 16].chunks_exact(16).enumerate() {
+        if (out[i] as i128) * p != read128(c, big_endian) {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn read128(c: &[u8], big_endian: bool) -> i128 {
+    let b: [u8; 16] = c.try_into().unwrap();
+    if big_endian {
+        i128::from_be_bytes(b)
+    } else {
+        i128::from_le_bytes(b)
+    }
+}
+
+/// The loop of `descale128`: true when some value is bad (the caller finds which).
+#[inline(always)]
+fn descale_into<const BE: bool>(buf: &[u8], k: u32, out: &mut [i64]) -> bool {
+    let inv = INV5[k as usize];
+    let p = POW10[k as usize] as i64 as i128;
+    let mut bad = false;
+    for (c, o) in buf.chunks_exact(16).zip(out.iter_mut()) {
+        let x = read128(c, BE);
+        let q = ((x >> k) as u64).wrapping_mul(inv) as i64;
+        bad |= (q as i128) * p != x;
+        *o = q;
+    }
+    bad
+}
+
+/// int64 values times 10^k (0..=18) as little-endian decimal128 (always exact: |i64| * 10^18 <
+/// 10^38, so any tick count fits DECIMAL(38, 18)).
+pub fn scale128(values: &[u8], k: usize) -> Vec<u8> {
+    assert!(k <= 18);
+    let p = POW10[k] as i128;
+    let mut out = Vec::with_capacity(values.len() * 2);
+    for c in values.chunks_exact(8) {
+        let v = i64::from_le_bytes(c.try_into().unwrap()) as i128;
+        out.extend_from_slice(&(v * p).to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::*;
+
+    #[test]
+    fn descale_exact_and_errors() {
+        for k in 0..=18usize {
+            let p = POW10[k] as i128;
+            let vals: Vec<i64> = vec![0, 1, -1, 12345, -98765, i64::MAX, i64::MIN, 7 << 40];
+            let buf: Vec<u8> = vals.iter().flat_map(|&v| ((v as i128) * p).to_le_bytes()).collect();
+            let mut out = Vec::new();
+            descale128(&buf, k, false, &mut out).unwrap();
+            let be: Vec<u8> = buf.chunks_exact(16).flat_map(|c| { let mut b = c.to_vec(); b.reverse(); b }).collect();
+            descale128(&be, k, true, &mut out).unwrap();
+            assert_eq!(out, vals);
+            assert_eq!(out, vals);
+            assert_eq!(scale128(&vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), k), buf);
+            if k > 0 {
+                let mut b = buf.clone();
+                b.extend_from_slice(&((5 * p) + 1).to_le_bytes());
+                assert_eq!(descale128(&b, k, false, &mut out), Err(vals.len()));
+            }
+            let mut b = buf.clone();
+            b.extend_from_slice(&(((i64::MAX as i128) + 1) * p).to_le_bytes());
+            assert_eq!(descale128(&b, k, false, &mut out), Err(vals.len()));
+        }
+    }
+}
