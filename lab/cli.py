@@ -391,10 +391,11 @@ def normalize(root, venue, session) -> None:
     from lab.datasets.writer import normalize_root
     from lab.progress import callback, progress_bar
 
-    with progress_bar("normalize", unit="segments") as bar:
-        lines = normalize_root(root, venue=venue, session=session, progress=callback(bar))
+    lines = normalize_root(root, venue=venue, session=session)
     for line in lines:
         click.echo(line)
+    if any(line.startswith("PROBLEM") for line in lines):
+        sys.exit(1)  # something could not be re-derived: its old derived files were kept
 
 
 @main.command(short_help="Recompress finished sessions' raw files (zstd 19).",

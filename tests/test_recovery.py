@@ -20,6 +20,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
+from lab.datasets import schema as S
 from lab.datasets.journal import MAGIC, JournalWriter, encode, encode_header, read_journal
 from lab.datasets.store import JOURNAL_DIR, atomic_write, raw_rows
 from lab.datasets.verify import verify
@@ -329,7 +330,10 @@ def test_kill_9_at_random_points_then_repair_loses_nothing_intact(tmp_path):
             proc = subprocess.Popen([*LAB, "record", "--venue", "mock", "--out", str(root), "--rest-url", sim.url,
                                      "--ws-url", sim.ws_url, "--rotate", "1s", "--flush-interval", "200ms"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 3.5))
+            deadline = time.monotonic() + 60  # a random point after the recorder is connected
+            while len(json.loads(_get(sim.url + "/control/stats"))["connections"]) <= i and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.2, 2.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         time.sleep(0.3)
@@ -366,3 +370,66 @@ def _get(url: str) -> bytes:
 
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read()
+
+
+# -- lab normalize is additive ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg") / "cap"
+    with SimulatorThread("mock", seed=9, rate=1500) as sim:
+        lab("record", "--venue", "mock", "--duration", "4s", "--rotate", "1s", "--out", root, "--rest-url", sim.url, "--ws-url", sim.ws_url)
+    return root
+
+
+def _book_messages(root) -> int:
+    n = 0
+    for f in glob.glob(str(root / "book" / "**" / "*.parquet"), recursive=True):
+        flags = pq.read_table(f, columns=["flags"]).column("flags").to_pylist()
+        n += sum(1 for x in flags if x & S.FLAG_LAST)
+    return n
+
+
+def _derived_files(root) -> set[str]:
+    return {f for t in ("book", "trades", "events") for f in glob.glob(str(root / t / "**" / "*.parquet"), recursive=True)}
+
+
+def test_normalize_keeps_what_it_cannot_rederive(segmented, tmp_path):
+    """Issue 8: with one raw segment missing, `lab normalize` removed later segments' book files
+    (messages 9,286 -> 2,650) and verify did not notice."""
+    root = tmp_path / "cap"
+    shutil.copytree(segmented, root)
+    raws = sorted(glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True))
+    assert len(raws) >= 3
+    before_messages, before_files = _book_messages(root), _derived_files(root)
+    os.remove(raws[1])
+    p = lab("normalize", root, check=False)
+    assert p.returncode == 1 and "raw segment 1 is missing" in p.stdout and "kept" in p.stdout, p.stdout
+    assert _book_messages(root) == before_messages and _derived_files(root) == before_files
+    report = verify(str(root))
+    assert not report["ok"] and any("source raw file(s)" in q and "missing" in q for q in report["problems"])
+
+
+def test_normalizer_failure_keeps_old_derived_files(segmented, tmp_path, monkeypatch):
+    from lab.datasets.writer import renormalize_session, sessions_in
+    from lab.venues.mock import feed
+
+    root = tmp_path / "cap"
+    shutil.copytree(segmented, root)
+    before = {f: open(f, "rb").read() for f in _derived_files(root)}
+    raw_before = {f: open(f, "rb").read() for f in glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True)}
+    [(venue, session)] = sessions_in(str(root))
+    calls = {"n": 0}
+    real_feed = feed.Normalizer.feed
+
+    def exploding(self, row):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise ValueError("boom")
+        return real_feed(self, row)
+
+    monkeypatch.setattr(feed.Normalizer, "feed", exploding)
+    stats = renormalize_session(str(root), venue, session)
+    assert stats.problems and "segment 0 could not be re-derived (ValueError: boom)" in stats.problems[0]
+    assert {f: open(f, "rb").read() for f in _derived_files(root)} == before
+    assert {f: open(f, "rb").read() for f in glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True)} == raw_before

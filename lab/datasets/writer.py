@@ -50,6 +50,7 @@ class WriterStats:
     bytes: int = 0
     segments: int = 0
     paths: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def _meta(table: str, session: str, venue: str, **extra) -> dict[bytes, bytes]:
@@ -61,12 +62,15 @@ def _meta(table: str, session: str, venue: str, **extra) -> dict[bytes, bytes]:
 
 
 def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawRow], derived, instruments: dict, depth: int, stats: WriterStats,
-                  compact_raw: bool = False) -> list[str]:
+                  compact_raw: bool = False, raw_paths: list[str] | None = None) -> list[str]:
     """All files of one segment. `instruments` maps canonical symbol -> Instrument. `compact_raw`:
-    write the raw files as `lab compact` does (a re-derivation keeps a compacted segment compacted)."""
+    write the raw files as `lab compact` does. `raw_paths`: the segment's raw files exist
+    already (a re-derivation): they are not rewritten, only named as the derived files' source."""
     name = file_name(session, seq)
     raw_names: list[str] = []
-    raw_paths: list[str] = []
+    new_raw = raw_paths is None
+    if new_raw:
+        raw_paths = []
 
     def put(table: pa.Table, path: str, meta: dict, **kw) -> None:
         atomic_write(table, path, meta, **kw)
@@ -75,7 +79,9 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
         stats.paths.append(path)
 
     rows = sorted(rows, key=lambda r: r.rec_id)
-    for date, a, b in split_by_day([r.local_ts for r in rows]):
+    if not new_raw:
+        raw_names = [os.path.relpath(p, root) for p in sorted(raw_paths)]
+    for date, a, b in split_by_day([r.local_ts for r in rows]) if new_raw else ():
         path = os.path.join(partition_dir(root, "raw", venue, None, date), name)
         chunk = rows[a:b]
         meta = _meta("raw", session, venue, depth=depth, rec_id_range=f"{chunk[0].rec_id}-{chunk[-1].rec_id}")
@@ -85,7 +91,7 @@ def write_segment(root: str, venue: str, session: str, seq: int, rows: list[RawR
         else:
             put(raw_table(chunk, session), path, meta)
         raw_names.append(os.path.relpath(path, root))
-        raw_paths.append(path)
+        raw_paths.append(path)  # type: ignore[union-attr]
     source = ",".join(raw_names)
 
     for table_name, by_symbol in (("book", derived.book), ("trades", derived.trades)):
@@ -238,50 +244,119 @@ def _raw_venue_of(path: str) -> str | None:
     return venue.decode() if venue else None
 
 
-def renormalize_session(root: str, venue: str, session: str, progress=None) -> WriterStats:
-    """Re-derive every derived table of one session from its raw files, segment by segment;
-    `progress()` is called after each segment."""
-    from lab.venues.registry import feed_module
-
-    module = feed_module(venue)
-    files = session_raw_files(root, venue, session)
-    depth = 0
-    by_seq: dict[int, list[str]] = {}
-    compacted: set[int] = set()
-    for seq, path in files:
-        by_seq.setdefault(seq, []).append(path)
-        meta = pq.read_schema(path).metadata or {}
-        depth = int(meta.get(b"lab.depth", b"0"))
-        if META_COMPACTED in meta:
-            compacted.add(seq)
-    normalizer = module.Normalizer(depth=depth)
-    stats = WriterStats()
-    old = set()
+def _derived_seqs(root: str, venue: str, session: str) -> dict[int, list[str]]:
+    """seq -> derived files (standard names only) of one session."""
+    out: dict[int, list[str]] = {}
     for table in ("book", "trades", "events", "instruments"):
         for path in glob.glob(os.path.join(root, table, f"venue={venue}", "**", f"{session}-*.parquet"), recursive=True):
             m = _FILE_NAME.match(os.path.basename(path))
             if m and m.group("session") == session:  # not `-journal_damage` files: recovery's, not derived
-                old.add(path)
+                out.setdefault(int(m.group("seq")), []).append(path)
+    return out
+
+
+def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
+    """Re-derive every derived table of one session from its raw files, segment by segment.
+
+    Additive and atomic: raw is only read, never rewritten; each derived file is replaced
+    atomically by the new derivation of its segment. The sync state runs across segments, so
+    from the first segment that cannot be re-derived (raw file missing, raw unreadable, or the
+    normalizer failing on it) on, nothing is replaced or removed: the old derived files of that
+    segment and every later one stay, and `stats.problems` says which and why."""
+    from lab.venues.registry import feed_module
+
+    module = feed_module(venue)
+    stats = WriterStats()
+    files = session_raw_files(root, venue, session)
+    old_by_seq = _derived_seqs(root, venue, session)
+    depth = 0
+    by_seq: dict[int, list[str]] = {}
+    for seq, path in files:
+        by_seq.setdefault(seq, []).append(path)
+    stop_at: int | None = None
+    why = ""
+    for seq, paths in sorted(by_seq.items()):
+        for path in paths:
+            try:
+                meta = pq.read_schema(path).metadata or {}
+                depth = int(meta.get(b"lab.depth", b"0"))
+                break
+            except Exception:
+                continue
+        if depth:
+            break
+    # Derived files without their raw, or a hole in the segment numbers where the rec_ids of
+    # the raw on both sides do not join up (rec_ids count up across segments), is raw gone.
+    missing = [q for q in old_by_seq if q not in by_seq]
+    seqs = sorted(by_seq)
+    for a, b in zip(seqs, seqs[1:]):
+        if b > a + 1 and not _rec_ids_join(by_seq[a], by_seq[b]):
+            missing.append(a + 1)
+    if seqs and seqs[0] > 0 and _first_rec_id(by_seq[seqs[0]]) not in (0, None):
+        missing.append(0)
+    if missing:
+        stop_at = min(missing)
+        why = f"raw segment {stop_at} is missing"
+    normalizer = module.Normalizer(depth=depth)
     for seq in sorted(by_seq):
+        if stop_at is not None and seq >= stop_at:
+            break
         rows: list[RawRow] = []
-        for path in by_seq[seq]:
-            rows.extend(raw_rows(pq.read_table(path)))
+        try:
+            for path in by_seq[seq]:
+                rows.extend(raw_rows(pq.read_table(path)))
+        except Exception as exc:
+            stop_at, why = seq, f"raw segment {seq} unreadable ({_first_line(exc)})"
+            break
         rows.sort(key=lambda r: r.rec_id)
-        for row in rows:
-            normalizer.feed(row)
-        derived = normalizer.take()
-        instruments = {i.symbol: i for i in normalizer.instruments.values()}
-        segment_stats = WriterStats()
-        # Raw files are rewritten byte-identical in content; only derived tables change.
-        write_segment(root, venue, session, seq, rows, derived, instruments, depth, segment_stats, compact_raw=seq in compacted)
+        try:
+            for row in rows:
+                normalizer.feed(row)
+            derived = normalizer.take()
+            instruments = {i.symbol: i for i in normalizer.instruments.values()}
+            segment_stats = WriterStats()
+            write_segment(root, venue, session, seq, rows, derived, instruments, depth, segment_stats,
+                          raw_paths=by_seq[seq])
+        except Exception as exc:  # a normalizer or writer failure: what was there stays
+            stop_at, why = seq, f"segment {seq} could not be re-derived ({type(exc).__name__}: {_first_line(exc)})"
+            break
         stats.files += segment_stats.files
         stats.segments += 1
-        old.difference_update(segment_stats.paths)
-        if progress is not None:
-            progress()
-    for path in old:  # derived files the new derivation no longer produces
-        os.remove(path)
+        for path in set(old_by_seq.get(seq, [])) - set(segment_stats.paths):
+            os.remove(path)  # a derived file the new derivation of this segment no longer produces
+    if stop_at is not None:
+        kept = sum(len(v) for s, v in old_by_seq.items() if s >= stop_at)
+        stats.problems.append(f"{venue} {session}: {why}; segments {stop_at}.. not re-derived, "
+                              f"their {kept} old derived file(s) kept")
     return stats
+
+
+def _rec_id_range(paths: list[str]) -> tuple[int, int] | None:
+    lo = hi = None
+    for path in paths:
+        try:
+            text = (pq.read_schema(path).metadata or {}).get(b"lab.rec_id_range", b"").decode()
+            a, b = (int(x) for x in text.split("-"))
+        except Exception:
+            return None
+        lo = a if lo is None else min(lo, a)
+        hi = b if hi is None else max(hi, b)
+    return None if lo is None else (lo, hi)
+
+
+def _first_rec_id(paths: list[str]) -> int | None:
+    r = _rec_id_range(paths)
+    return None if r is None else r[0]
+
+
+def _rec_ids_join(before: list[str], after: list[str]) -> bool:
+    a, b = _rec_id_range(before), _rec_id_range(after)
+    return a is not None and b is not None and b[0] == a[1] + 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _damage_path(root: str, venue: str, session: str, seq: int, local_ts: int) -> str:
@@ -402,7 +477,9 @@ def recover(root: str) -> list[dict]:
             sessions.add((venue, session))
     for venue, session in sorted(sessions):
         try:
-            renormalize_session(root, venue, session)
+            for problem in renormalize_session(root, venue, session).problems:
+                reports.append({"session": session, "venue": venue, "renormalize_error": problem,
+                                "rows": 0, "journal": None, "skipped_bytes": 0, "kept": None})
         except Exception as exc:  # raw is durable; derived files of the session stay as they were
             reports.append({"session": session, "venue": venue, "renormalize_error": f"{type(exc).__name__}: {exc}",
                             "rows": 0, "journal": None, "skipped_bytes": 0, "kept": None})
@@ -484,7 +561,7 @@ def recovery_line(r: dict) -> str:
     if r.get("removed_tmp"):
         return f"removed {len(r['removed_tmp'])} stray .tmp file(s) of dead sessions"
     if r.get("renormalize_error"):
-        return f"{r['venue']} {r['session']}: re-derivation failed, derived files left as they were: {r['renormalize_error']}"
+        return f"PROBLEM: {r['venue']} {r['session']}: re-derivation incomplete: {r['renormalize_error']}"
     line = f"recovered journal {r['journal']}: {r['rows']} rows"
     if r.get("skipped_bytes"):
         line += f", DAMAGED: {r['skipped_bytes']} bytes unrecoverable (~{r['est_lost_records']} records), reported as an event"
@@ -497,8 +574,13 @@ def normalize_root(root: str, venue: str | None = None, session: str | None = No
     lines = [recovery_line(r) for r in recover(root)]
     for v, s in sessions_in(root, venue):
         if session is None or s == session:
-            stats = renormalize_session(root, v, s)
+            try:
+                stats = renormalize_session(root, v, s)
+            except Exception as exc:
+                lines.append(f"PROBLEM: {v} {s}: not re-derived ({type(exc).__name__}: {_first_line(exc)}); derived files kept")
+                continue
             lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
+            lines.extend(f"PROBLEM: {p}" for p in stats.problems)
     return lines
 
 
