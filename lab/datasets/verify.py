@@ -89,7 +89,7 @@ def verify(root: str, strict: bool = False, repair: bool = False) -> dict:
         if strict and stream["gaps"]:
             report["problems"].append(f"{venue} {symbol}: {stream['gaps']} gaps (--strict)")
         report["streams"][f"{venue}/{symbol}"] = stream
-    _check_trade_ids(root, report, bad)
+    _check_trade_ids(root, report, bad, strict)
     report["ok"] = not report["problems"] and not report["damage"]
     if report["problems"]:
         report["health"] = "unhealthy"
@@ -135,10 +135,39 @@ def _check_sources(root: str, report: dict, bad: set) -> None:
                 report["problems"].append(f"{path}: its source raw file(s) {', '.join(gone)} are missing")
 
 
-def _check_trade_ids(root: str, report: dict, bad: set) -> None:
+# Events that explain lost trades between them: the connection or the stream was interrupted.
+_TRADE_GAP_EVENTS = {"connect", "disconnect", "gap", "resync", "overflow", "stall", "reconnect", "malformed",
+                     "ping_timeout", "connect_failed", DAMAGE_KIND, TORN_KIND}
+
+
+def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) -> None:
     """Holes in trade ids, where the venue's ids are sequential (the feed module says so with
-    `trade_ids_sequential(symbol, ids) -> bool`; ids are compared as integers within one session)."""
+    `trade_ids_sequential(symbol, ids) -> bool`; ids are compared as integers within one
+    session). A hole spanning an interruption (a disconnect, gap, resync... event of that
+    venue, for that symbol or for all) is explained; any other hole is a problem."""
     from lab.venues.registry import UnknownVenue, feed_module
+
+    interruptions: dict[tuple[str, str | None], list[int]] = {}
+    for (venue, _), files in streams_in(root, "events").items():
+        for f in files:
+            if f in bad:
+                continue
+            t = read_file(f)
+            ts = t.column("local_timestamp").cast(pa.int64()).to_pylist()
+            for kind, sym, when in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), ts):
+                if kind in _TRADE_GAP_EVENTS:
+                    interruptions.setdefault((venue, sym), []).append(when)
+    for v in interruptions.values():
+        v.sort()
+    import bisect
+
+    def explained(venue: str, symbol: str, a: int, b: int) -> bool:
+        for key in ((venue, symbol), (venue, None)):
+            times = interruptions.get(key, [])
+            i = bisect.bisect_left(times, a)
+            if i < len(times) and times[i] <= b:
+                return True
+        return False
 
     for (venue, symbol), files in sorted(streams_in(root, "trades").items()):
         try:
@@ -152,20 +181,27 @@ def _check_trade_ids(root: str, report: dict, bad: set) -> None:
         for f in files:
             t = read_file(f)
             session = os.path.basename(f).rsplit("-", 1)[0]
-            by_session.setdefault(session, []).extend(t.column("id").to_pylist())
-        holes = missing = 0
-        for ids in by_session.values():
-            ids = [str(i) for i in ids if i is not None]
+            by_session.setdefault(session, []).extend(
+                zip(t.column("id").to_pylist(), t.column("local_timestamp").cast(pa.int64()).to_pylist()))
+        holes = missing = unexplained = 0
+        for pairs in by_session.values():
+            ids = [str(i) for i, _ in pairs if i is not None]
             if not ids or not sequential(symbol, ids) or not all(i.isdigit() for i in ids):
                 continue
-            nums = sorted({int(i) for i in ids})
-            for a, b in zip(nums, nums[1:]):
+            seen = sorted({(int(i), ts) for i, ts in pairs if i is not None})
+            for (a, ta), (b, tb) in zip(seen, seen[1:]):
                 if b > a + 1:
                     holes += 1
                     missing += b - a - 1
-        report["trades"][f"{venue}/{symbol}"] = {"trade_id_holes": holes, "missing_trade_ids": missing}
-        if holes:
-            report["problems"].append(f"{venue} {symbol}: {holes} trade-id holes ({missing} trade ids missing)")
+                    if not explained(venue, symbol, min(ta, tb), max(ta, tb)):
+                        unexplained += 1
+        report["trades"][f"{venue}/{symbol}"] = {"trade_id_holes": holes, "missing_trade_ids": missing,
+                                                 "unexplained_trade_id_holes": unexplained}
+        if unexplained:
+            report["problems"].append(f"{venue} {symbol}: {unexplained} trade-id holes without a disconnect, gap or resync"
+                                      f" ({missing} trade ids missing in {holes} holes)")
+        elif strict and holes:
+            report["problems"].append(f"{venue} {symbol}: {holes} trade-id holes ({missing} trade ids missing, --strict)")
 
 
 def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
