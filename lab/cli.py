@@ -391,7 +391,8 @@ def normalize(root, venue, session) -> None:
     from lab.datasets.writer import normalize_root
     from lab.progress import callback, progress_bar
 
-    lines = normalize_root(root, venue=venue, session=session)
+    with progress_bar("normalize", unit="segments") as bar:
+        lines = normalize_root(root, venue=venue, session=session, progress=callback(bar))
     for line in lines:
         click.echo(line)
     if any(line.startswith("PROBLEM") for line in lines):

@@ -31,7 +31,8 @@ from lab.rust_book import OrderBook, kraken_wire_checksum
 CHECKSUMS = {"mock": "mock_checksum", "kraken": "kraken_checksum"}
 
 
-def verify(root: str, strict: bool = False, repair: bool = False) -> dict:
+def verify(root: str, strict: bool = False, repair: bool = False, progress=None) -> dict:
+    """`progress(book rows done, total)` while streams are checked (for a progress bar)."""
     report: dict = {"root": root, "ok": True, "health": "healthy", "problems": [], "streams": {}, "files": 0, "bad_files": [],
                      "journals": [], "live_journals": [], "damage": [], "unrecoverable_bytes": 0, "torn_tails": [], "trades": {}}
     if not os.path.isdir(root):
@@ -204,7 +205,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
             report["problems"].append(f"{venue} {symbol}: {holes} trade-id holes ({missing} trade ids missing, --strict)")
 
 
-def _verify_stream(venue: str, symbol: str, files: list[str]) -> dict:
+def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> dict:
     out = {"venue": venue, "symbol": symbol, "messages": 0, "snapshots": 0, "checksums_ok": 0, "checksums_bad": 0, "unexplained_holes": 0}
     if not files:
         return out

@@ -255,8 +255,9 @@ def _derived_seqs(root: str, venue: str, session: str) -> dict[int, list[str]]:
     return out
 
 
-def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
-    """Re-derive every derived table of one session from its raw files, segment by segment.
+def renormalize_session(root: str, venue: str, session: str, progress=None) -> WriterStats:
+    """Re-derive every derived table of one session from its raw files, segment by segment;
+    `progress()` is called after each segment.
 
     Additive and atomic: raw is only read, never rewritten; each derived file is replaced
     atomically by the new derivation of its segment. The sync state runs across segments, so
@@ -324,6 +325,8 @@ def renormalize_session(root: str, venue: str, session: str) -> WriterStats:
         stats.segments += 1
         for path in set(old_by_seq.get(seq, [])) - set(segment_stats.paths):
             os.remove(path)  # a derived file the new derivation of this segment no longer produces
+        if progress is not None:
+            progress()
     if stop_at is not None:
         kept = sum(len(v) for s, v in old_by_seq.items() if s >= stop_at)
         stats.problems.append(f"{venue} {session}: {why}; segments {stop_at}.. not re-derived, "
@@ -570,17 +573,26 @@ def recovery_line(r: dict) -> str:
     return line
 
 
-def normalize_root(root: str, venue: str | None = None, session: str | None = None) -> list[str]:
+def normalize_root(root: str, venue: str | None = None, session: str | None = None, progress=None) -> list[str]:
+    """`progress(done, total)` counts segments re-derived (for a progress bar). Lines starting
+    `PROBLEM:` say what could not be re-derived (its old derived files were kept)."""
     lines = [recovery_line(r) for r in recover(root)]
-    for v, s in sessions_in(root, venue):
-        if session is None or s == session:
-            try:
-                stats = renormalize_session(root, v, s)
-            except Exception as exc:
-                lines.append(f"PROBLEM: {v} {s}: not re-derived ({type(exc).__name__}: {_first_line(exc)}); derived files kept")
-                continue
-            lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
-            lines.extend(f"PROBLEM: {p}" for p in stats.problems)
+    chosen = [(v, s) for v, s in sessions_in(root, venue) if session is None or s == session]
+    total = sum(len({seq for seq, _ in session_raw_files(root, v, s)}) for v, s in chosen) if progress else 0
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        progress(done[0], total)
+
+    for v, s in chosen:
+        try:
+            stats = renormalize_session(root, v, s, progress=step if progress else None)
+        except Exception as exc:
+            lines.append(f"PROBLEM: {v} {s}: not re-derived ({type(exc).__name__}: {_first_line(exc)}); derived files kept")
+            continue
+        lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
+        lines.extend(f"PROBLEM: {p}" for p in stats.problems)
     return lines
 
 
