@@ -506,6 +506,8 @@ def normalize(root, venue, session) -> None:
         raise
     for line in lines:
         click.echo(line)
+    if any(line.startswith("PROBLEM") for line in lines):
+        sys.exit(1)  # something could not be re-derived: its old derived files were kept
 
 
 @main.command(short_help="Recompress finished sessions' raw files (zstd 19).",
@@ -631,7 +633,8 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
 @click.option("--repair", is_flag=True, help="Recover leftover journals first.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(root, strict, repair, as_json) -> None:
-    """Check a capture: messages, checksums, gaps, resyncs, file health. Exit 1 when unhealthy."""
+    """Check a capture: messages, checksums, gaps, resyncs, file health. Exit 1 when unhealthy,
+    2 when only degraded (journal bytes were unrecoverable; everything else is explained)."""
     import errno
 
     from lab.datasets.verify import verify as run_verify
@@ -666,8 +669,17 @@ def verify(root, strict, repair, as_json) -> None:
         click.echo(f"{report['files']} files, {len(report['bad_files'])} unreadable, {len(report['journals'])} leftover journals")
         for problem in report["problems"]:
             click.echo(f"PROBLEM: {problem}")
-        click.echo("healthy" if report["ok"] else "UNHEALTHY")
-    sys.exit(0 if report["ok"] else 1)
+        for r in report.get("repaired", []):
+            from lab.datasets.writer import recovery_line
+
+            click.echo(recovery_line(r))
+        if report.get("live_journals"):
+            click.echo(f"{len(report['live_journals'])} journal(s) of live sessions (being recorded): not checked")
+        for t in report.get("torn_tails", []):
+            click.echo(f"note: torn journal tail recovered ({t['bytes']} bytes of a partial last record, {t['journal']})")
+        health = report.get("health", "healthy" if report["ok"] else "unhealthy")
+        click.echo({"healthy": "healthy", "degraded": f"DEGRADED, {report.get('unrecoverable_bytes', 0)} bytes unrecoverable"}.get(health, "UNHEALTHY"))
+    sys.exit(0 if report["ok"] else 2 if report.get("health") == "degraded" else 1)
 
 
 @main.command(short_help='Paper-trade against a live book (validate=true orders).',

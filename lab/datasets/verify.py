@@ -2,12 +2,20 @@
 
 Per venue and symbol: book messages, checksums recomputed from the stored rows (ok / bad), seq
 holes, gaps and resyncs from `events`, and file health (every file readable, no leftover journal).
-A seq hole not closed by a CLEAR snapshot, a checksum that does not recompute, an unreadable file
-or a leftover journal are unexplained: the capture is unhealthy.
+A seq hole not closed by a CLEAR snapshot, a checksum that does not recompute, an unreadable file,
+a leftover journal of a dead session, a derived file whose `lab.source_raw` files are gone or a
+trade-id hole (venues whose trade ids are sequential) are unexplained: the capture is unhealthy.
+Journals of live sessions (marker flock-held by a running recorder) are listed, not problems.
+
+Health is one of `healthy`, `degraded` (recovery skipped journal bytes: `journal_damage` events,
+"degraded, N bytes unrecoverable"; nothing else wrong) and `unhealthy`. A torn journal tail
+(the partial last record a kill leaves, within the flush-interval contract) is reported under
+`torn_tails` and does not by itself make a capture non-healthy.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import pyarrow as pa
@@ -16,6 +24,7 @@ import pyarrow.parquet as pq
 from lab.datasets import schema as S
 from lab.datasets.journal import iter_journals
 from lab.datasets.store import JOURNAL_DIR
+from lab.datasets.writer import DAMAGE_KIND, TORN_KIND
 from lab.replay.reader import CaptureError, load_book, read_file, streams_in
 from lab.rust_book import OrderBook, kraken_wire_checksum
 
@@ -24,14 +33,18 @@ CHECKSUMS = {"mock": "mock_checksum", "kraken": "kraken_checksum"}
 
 def verify(root: str, strict: bool = False, repair: bool = False, progress=None) -> dict:
     """`progress(book rows done, total)` while streams are checked (for a progress bar)."""
-    report: dict = {"root": root, "ok": True, "problems": [], "streams": {}, "files": 0, "bad_files": [], "journals": []}
+    report: dict = {"root": root, "ok": True, "health": "healthy", "problems": [], "streams": {}, "files": 0, "bad_files": [],
+                     "journals": [], "live_journals": [], "damage": [], "unrecoverable_bytes": 0, "torn_tails": [], "trades": {}}
     if not os.path.isdir(root):
         raise CaptureError(f"capture root {root!r} does not exist")
     if repair:
         from lab.datasets.writer import recover
 
         report["repaired"] = recover(root)
-    report["journals"] = list(iter_journals(os.path.join(root, JOURNAL_DIR)))
+    from lab.datasets.writer import journal_session_is_live
+
+    for path in iter_journals(os.path.join(root, JOURNAL_DIR)):
+        (report["live_journals"] if journal_session_is_live(root, path) else report["journals"]).append(path)
     if report["journals"]:
         report["problems"].append(f"{len(report['journals'])} leftover journal(s): run `lab verify --repair`")
     for path in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True):
@@ -43,15 +56,19 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
             report["problems"].append(f"{path}: unreadable ({str(exc).splitlines()[0]})")
     bad = set(report["bad_files"])
 
+    _check_sources(root, report, bad)
+
     events: dict[tuple[str, str | None], dict[str, int]] = {}
     for (venue, _), files in streams_in(root, "events").items():
         for f in files:
             if f in bad:
                 continue
             t = read_file(f)
-            for kind, sym in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
+            for kind, sym, detail in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), t.column("detail").to_pylist()):
                 counts = events.setdefault((venue, sym), {})
                 counts[kind] = counts.get(kind, 0) + 1
+                if kind in (DAMAGE_KIND, TORN_KIND):
+                    _journal_loss(report, kind, venue, f, detail)
 
     book_streams = sorted(streams_in(root, "book").items())
     rows_total = sum(pq.ParquetFile(f).metadata.num_rows for _, files in book_streams for f in files if f not in bad) if progress else 0
@@ -73,8 +90,119 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
         if strict and stream["gaps"]:
             report["problems"].append(f"{venue} {symbol}: {stream['gaps']} gaps (--strict)")
         report["streams"][f"{venue}/{symbol}"] = stream
-    report["ok"] = not report["problems"]
+    _check_trade_ids(root, report, bad, strict)
+    report["ok"] = not report["problems"] and not report["damage"]
+    if report["problems"]:
+        report["health"] = "unhealthy"
+    elif report["damage"]:
+        report["health"] = "degraded"
+    if report["damage"]:
+        report["problems"].append(f"degraded, {report['unrecoverable_bytes']} bytes unrecoverable "
+                                  f"({len(report['damage'])} damaged journal(s), see the {DAMAGE_KIND} events)")
     return report
+
+
+def _journal_loss(report: dict, kind: str, venue: str, path: str, detail: str | None) -> None:
+    try:
+        info = json.loads(detail or "{}")
+        nbytes = int(info.get("bytes", 0))
+    except (ValueError, TypeError, AttributeError):
+        info, nbytes = {"detail": detail}, 0
+    entry = {"venue": venue, "file": path, "journal": info.get("journal"), "bytes": nbytes, "est_records": info.get("est_records")}
+    if kind == DAMAGE_KIND:
+        report["damage"].append(entry)
+        report["unrecoverable_bytes"] += nbytes
+    else:
+        report["torn_tails"].append(entry)
+
+
+def _check_sources(root: str, report: dict, bad: set) -> None:
+    """Each derived file names the raw files it came from (`lab.source_raw`): they must exist."""
+    missing = 0
+    for table in ("book", "trades", "events", "instruments"):
+        for path in glob.glob(os.path.join(root, table, "**", "*.parquet"), recursive=True):
+            if path in bad:
+                continue
+            try:
+                meta = pq.read_schema(path).metadata or {}
+            except Exception:
+                continue
+            source = meta.get(b"lab.source_raw")
+            if not source:
+                continue
+            gone = [s for s in source.decode().split(",") if s and not os.path.exists(os.path.join(root, s))]
+            if gone:
+                missing += 1
+                report["problems"].append(f"{path}: its source raw file(s) {', '.join(gone)} are missing")
+
+
+# Events that explain lost trades between them: the connection or the stream was interrupted.
+_TRADE_GAP_EVENTS = {"connect", "disconnect", "gap", "resync", "overflow", "stall", "reconnect", "malformed",
+                     "ping_timeout", "connect_failed", DAMAGE_KIND, TORN_KIND}
+
+
+def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) -> None:
+    """Holes in trade ids, where the venue's ids are sequential (the feed module says so with
+    `trade_ids_sequential(symbol, ids) -> bool`; ids are compared as integers within one
+    session). A hole spanning an interruption (a disconnect, gap, resync... event of that
+    venue, for that symbol or for all) is explained; any other hole is a problem."""
+    from lab.venues.registry import UnknownVenue, feed_module
+
+    interruptions: dict[tuple[str, str | None], list[int]] = {}
+    for (venue, _), files in streams_in(root, "events").items():
+        for f in files:
+            if f in bad:
+                continue
+            t = read_file(f)
+            ts = t.column("local_timestamp").cast(pa.int64()).to_pylist()
+            for kind, sym, when in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), ts):
+                if kind in _TRADE_GAP_EVENTS:
+                    interruptions.setdefault((venue, sym), []).append(when)
+    for v in interruptions.values():
+        v.sort()
+    import bisect
+
+    def explained(venue: str, symbol: str, a: int, b: int) -> bool:
+        for key in ((venue, symbol), (venue, None)):
+            times = interruptions.get(key, [])
+            i = bisect.bisect_left(times, a)
+            if i < len(times) and times[i] <= b:
+                return True
+        return False
+
+    for (venue, symbol), files in sorted(streams_in(root, "trades").items()):
+        try:
+            sequential = getattr(feed_module(venue), "trade_ids_sequential", None)
+        except UnknownVenue:
+            continue
+        files = [f for f in files if f not in bad]
+        if sequential is None or not files:
+            continue
+        by_session: dict[str, list] = {}
+        for f in files:
+            t = read_file(f)
+            session = os.path.basename(f).rsplit("-", 1)[0]
+            by_session.setdefault(session, []).extend(
+                zip(t.column("id").to_pylist(), t.column("local_timestamp").cast(pa.int64()).to_pylist()))
+        holes = missing = unexplained = 0
+        for pairs in by_session.values():
+            ids = [str(i) for i, _ in pairs if i is not None]
+            if not ids or not sequential(symbol, ids) or not all(i.isdigit() for i in ids):
+                continue
+            seen = sorted({(int(i), ts) for i, ts in pairs if i is not None})
+            for (a, ta), (b, tb) in zip(seen, seen[1:]):
+                if b > a + 1:
+                    holes += 1
+                    missing += b - a - 1
+                    if not explained(venue, symbol, min(ta, tb), max(ta, tb)):
+                        unexplained += 1
+        report["trades"][f"{venue}/{symbol}"] = {"trade_id_holes": holes, "missing_trade_ids": missing,
+                                                 "unexplained_trade_id_holes": unexplained}
+        if unexplained:
+            report["problems"].append(f"{venue} {symbol}: {unexplained} trade-id holes without a disconnect, gap or resync"
+                                      f" ({missing} trade ids missing in {holes} holes)")
+        elif strict and holes:
+            report["problems"].append(f"{venue} {symbol}: {holes} trade-id holes ({missing} trade ids missing, --strict)")
 
 
 def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> dict:

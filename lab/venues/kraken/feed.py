@@ -191,6 +191,12 @@ def ts_ns(text) -> int:
     return ns
 
 
+def trade_ids_sequential(symbol: str, ids: list[str]) -> bool:
+    """`lab verify` checks trade-id holes where ids are sequential: v2 `trade_id` is (per pair);
+    v1 ids are lab's 16-hex-digit hashes (`trade_id`), never sequential."""
+    return all(len(i) < 16 and i.isdigit() for i in ids)
+
+
 def trade_id(pair: str, trade: list, ordinal: int) -> str:
     """The id lab gives a v1 trade (the venue sends none).
 
