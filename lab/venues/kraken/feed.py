@@ -282,8 +282,30 @@ class KrakenNormalizer(Normalizer):
         self.streaming.clear()
         self.resyncing.clear()
 
+    def symbol_of(self, row: RawRow) -> str | None:
+        """The pair a frame is about: v1 `[..., name, pair]`, v2 `data[0].symbol`, else the row's."""
+        if row.kind == "recv":
+            try:
+                msg = orjson.loads(row.payload)
+            except orjson.JSONDecodeError:
+                return row.symbol
+            if isinstance(msg, list) and msg and isinstance(msg[-1], str):
+                return msg[-1]
+            if isinstance(msg, dict):
+                data = msg.get("data")
+                if isinstance(data, list) and data and isinstance(data[0], dict):
+                    sym = data[0].get("symbol")
+                    if isinstance(sym, str):
+                        return self.by_v2.get(sym, sym)
+                if isinstance(msg.get("pair"), str):
+                    return msg["pair"]
+        return row.symbol
+
+    def resync_book(self, row: RawRow, symbol: str) -> None:
+        self._resync(row, symbol, "", "")
+
     # -- input --------------------------------------------------------------------------------
-    def feed(self, row: RawRow) -> None:
+    def _feed(self, row: RawRow) -> None:
         kind = row.kind
         if kind == "recv":
             self._on_frame(row)
@@ -452,17 +474,21 @@ class KrakenNormalizer(Normalizer):
         if ev == "subscriptionStatus":
             pair = msg.get("pair")
             status = msg.get("status")
-            sub = msg.get("subscription") or {}
-            name = sub.get("name")
+            sub = msg.get("subscription")
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if pair is not None and not isinstance(pair, str):
+                self.malformed(row, None, f"subscriptionStatus: pair {str(pair)[:40]!r} is not a string")
+                return
             symbol = pair if pair in self.books else None
             if status == "subscribed":
-                if "channelID" in msg:
+                if isinstance(msg.get("channelID"), int):
                     self.channels[msg["channelID"]] = (msg.get("channelName", name), pair)
                 if name == "book" and symbol:
                     self.streaming.add(symbol)
                     self.books[symbol].synced = False  # the snapshot follows
             elif status == "unsubscribed":
-                self.channels.pop(msg.get("channelID"), None)
+                if isinstance(msg.get("channelID"), int):
+                    self.channels.pop(msg["channelID"], None)
                 if name == "book" and symbol:
                     self.streaming.discard(symbol)
                     self.books[symbol].synced = False
@@ -511,7 +537,10 @@ class KrakenNormalizer(Normalizer):
                 if "b" in d:
                     newest = max(newest, self._parse_levels(inst, 0, d["b"], levels, pads))
                 if "c" in d:
-                    checksum = int(d["c"])
+                    c = d["c"]
+                    checksum = c if type(c) is int else int(c) if isinstance(c, str) and c.isascii() and c.isdigit() and len(c) <= 10 else -1
+                    if not 0 <= checksum < (1 << 32):
+                        raise _Resync("malformed", f"book update: checksum {str(c)[:40]!r} is not an unsigned 32-bit integer")
             if checksum is None:
                 raise _Resync("malformed", "book update without a checksum")
         except _Resync as exc:
@@ -519,7 +548,7 @@ class KrakenNormalizer(Normalizer):
                 self.stats["malformed"] += 1
             self._resync(row, pair, exc.kind, exc.detail)
             return
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
             self.stats["malformed"] += 1
             self._resync(row, pair, "malformed", f"book update: {type(exc).__name__}: {exc}")
             return
@@ -650,6 +679,15 @@ class KrakenNormalizer(Normalizer):
         channel = msg.get("channel")
         method = msg.get("method")
         if channel == "heartbeat":
+            return
+        if msg.get("data") is not None and not isinstance(msg["data"], list):  # (null: none, as in Rust)
+            known = symbol_pair = None
+            if isinstance(msg.get("symbol"), str):
+                symbol_pair = self.by_v2.get(msg["symbol"])
+                known = symbol_pair if symbol_pair in self.books else None
+            self.malformed(row, known, f"v2 {str(channel)[:20]!r} message: data is not a list")
+            if known is not None and channel == "book":
+                self._resync(row, known, "", "")
             return
         if channel == "status":
             for d in msg.get("data") or []:
