@@ -88,13 +88,13 @@ def _check_levels(inst: Instrument, levels, what: str) -> None:
 
 def check_book_message(inst: Instrument, msg: dict, what: str = "delta") -> None:
     """ValueError unless a book message (delta or depth snapshot) can be applied exactly:
-    int64 seq and timestamp, an unsigned 32-bit checksum or none, valid levels. Run before a
+    int64 seq and timestamp, an unsigned 32-bit checksum, valid levels. Run before a
     delta is buffered, so a buffered delta never fails when its snapshot arrives."""
     for key in ("seq", "timestamp"):
         if not _int64(msg.get(key)):
             raise ValueError(f"{what} {key} {str(msg.get(key))[:40]!r} is not an integer")
-    c = msg.get("checksum")
-    if c is not None and not (_is_int(c) and 0 <= c < (1 << 32)):
+    c = msg.get("checksum")  # required (the protocol's): without it a changed level would go unseen
+    if not (_is_int(c) and 0 <= c < (1 << 32)):
         raise ValueError(f"{what} checksum {str(c)[:40]!r} is not an unsigned 32-bit integer")
     _check_levels(inst, msg.get("bids"), f"{what} bids")
     _check_levels(inst, msg.get("asks"), f"{what} asks")
