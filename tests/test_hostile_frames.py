@@ -12,6 +12,7 @@ the documented golden snapshot (vector D).
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import os
@@ -262,7 +263,7 @@ def test_mock_list_symbol_in_every_message_kind():
 
 # -- fuzzing ---------------------------------------------------------------------------------
 
-HOSTILE_VALUES = st.sampled_from([
+HOSTILE_VALUES = st.sampled_from([  # deep-copied where drawn: the lists and dicts are edited in place
     None, True, False, 0, -1, 1.5, 10**30, -(10**30), 2**63, 2**64, float("inf"), float("nan"), 1e308,
     "", "x", "1e30", "-1", "NaN", "Infinity", "0x10", "1.0000000000000000001", "١٢٣", "\u0000", "\ud7ff" * 3,
     "9" * 400, [], [[]], [["1"]], [["1", "1", "1"]], {}, {"a": [1]}, [None], [1, 2], "BTC-USD", "ETH-USD",
@@ -312,7 +313,7 @@ def json_mutant(draw, frames: list[bytes]) -> bytes:
         op = draw(st.sampled_from(["value", "value", "value", "delete", "wrap", "nest", "add", "string_num"]))
         try:
             if op == "value":
-                doc = _set(doc, path, draw(HOSTILE_VALUES))
+                doc = _set(doc, path, copy.deepcopy(draw(HOSTILE_VALUES)))
             elif op == "delete":
                 doc = _delete(doc, path)
             elif op == "wrap":
@@ -323,7 +324,7 @@ def json_mutant(draw, frames: list[bytes]) -> bytes:
             elif op == "nest":
                 doc = _set(doc, path, [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])
             elif op == "add" and isinstance(doc, dict):
-                doc[draw(st.sampled_from(["type", "symbol", "seq", "channel", "event", "x"]))] = draw(HOSTILE_VALUES)
+                doc[draw(st.sampled_from(["type", "symbol", "seq", "channel", "event", "x"]))] = copy.deepcopy(draw(HOSTILE_VALUES))
             elif op == "string_num":  # a numeric string with more decimals / an exponent
                 cur = doc
                 for p in path:

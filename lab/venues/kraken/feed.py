@@ -167,13 +167,23 @@ def parse_instruments(payload: bytes) -> list[Instrument]:
 
 
 def _instrument(p: dict) -> Instrument:
+    """ValueError / KeyError / TypeError on a pair lab cannot book (the caller reports it)."""
+    if not isinstance(p["wsname"], str):
+        raise ValueError(f"wsname {str(p['wsname'])[:40]!r} is not a string")
+    precisions = []
+    for key in ("pair_decimals", "lot_decimals"):
+        v = p[key]
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or not 0 <= int(v) <= 18:
+            raise ValueError(f"{key} {str(v)[:40]!r} is not an integer in 0..18")
+        precisions.append(int(v))
+    base, quote = p.get("base", ""), p.get("quote", "")
     return Instrument(
         venue_symbol=p["wsname"],
         symbol=canonical_symbol(p["wsname"]),
-        base=p.get("base", ""),
-        quote=p.get("quote", ""),
-        price_precision=int(p["pair_decimals"]),
-        amount_precision=int(p["lot_decimals"]),
+        base=base if isinstance(base, str) else "",
+        quote=quote if isinstance(quote, str) else "",
+        price_precision=precisions[0],
+        amount_precision=precisions[1],
     )
 
 
@@ -345,11 +355,11 @@ class KrakenNormalizer(Normalizer):
             try:
                 inst = _instrument(p)
             except (KeyError, ValueError, TypeError) as exc:
-                self.event(row, "malformed", None, f"AssetPairs {internal}: {exc}")
+                self.malformed(row, None, f"AssetPairs {internal}: {type(exc).__name__}: {exc}")
                 continue
             self.by_internal[internal] = inst.venue_symbol
             self.by_v2[v2_symbol(inst.venue_symbol)] = inst.venue_symbol
-            if p.get("altname"):
+            if isinstance(p.get("altname"), str) and p["altname"]:
                 self.by_altname[p["altname"]] = inst.venue_symbol
             self.add_instrument(inst, row)
 
