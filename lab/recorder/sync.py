@@ -78,8 +78,8 @@ class Normalizer:
         request: Callable[[str, str], None] | None = None,
         depth: int = 0,
     ):
-        self.on_book = on_book
-        self.on_trade = on_trade
+        self.on_book = _wrap_callback(on_book)
+        self.on_trade = _wrap_callback(on_trade)
         self.request = request or (lambda action, symbol: None)
         self.depth = depth
         self.instruments: dict[str, Instrument] = {}  # by venue symbol
@@ -93,8 +93,21 @@ class Normalizer:
         return out
 
     def event(self, row: RawRow, kind: str, symbol: str | None, detail: str = "") -> None:
+        # Every field may come from the wire (a `note`'s JSON, a frame's symbol): the events
+        # table takes strings only, so anything else is rendered, never raised on.
+        if symbol is not None and not isinstance(symbol, str):
+            symbol = None
         canonical = self.instruments[symbol].symbol if symbol in self.instruments else symbol
+        kind = kind if isinstance(kind, str) else repr(kind)[:80]
+        detail = detail if isinstance(detail, str) else repr(detail)[:400]
         self.out.events.append((row.local_ts, row.rec_id, kind, canonical, detail))
+
+    def malformed(self, row: RawRow, symbol: str | None, what: str) -> None:
+        """The `malformed` events row of a frame that cannot be normalized (docs/ARCHITECTURE.md,
+        "Malformed frames"): where it is (conn, conn_seq; rec_id is the row's own column), what
+        was wrong and an excerpt of the bytes. No unsync here: callers that touched a book do it."""
+        self.stats["malformed"] += 1
+        self.event(row, "malformed", symbol, f"{where(row)}: {what}; {excerpt(row.payload)}")
 
     def note_event(self, row: RawRow) -> None:
         """A `note` raw row (the recorder's own observation, JSON) becomes its `events` row."""
@@ -213,4 +226,70 @@ class Normalizer:
 
     # -- input --------------------------------------------------------------------------------
     def feed(self, row: RawRow) -> None:
+        """One raw row in. Never raises for anything in the row: the venue's `_feed` handles what
+        it expects precisely; anything it did not foresee becomes a `malformed` event, and the
+        book the row names (when it names a known one) is unsynced with a resync request, so a
+        book is never left half-applied and marked synced. Exceptions raised by the user's
+        `on_book` / `on_trade` callbacks are the caller's and propagate unchanged."""
+        try:
+            self._feed(row)
+        except CallbackError as exc:
+            raise exc.__cause__ from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001  (pyo3's PanicException is a BaseException)
+            self._contain(row, exc)
+
+    def _feed(self, row: RawRow) -> None:
         raise NotImplementedError
+
+    def _contain(self, row: RawRow, exc: BaseException) -> None:
+        try:
+            symbol = self.symbol_of(row)
+            if not isinstance(symbol, str) or symbol not in self.books:
+                symbol = None
+            self.malformed(row, symbol, f"{row.kind} {row.channel!r}: {type(exc).__name__}: {str(exc)[:200]}")
+            if symbol is not None:
+                self.resync_book(row, symbol)
+        except Exception as inner:  # noqa: BLE001  (last resort: still one events row)
+            self.out.events.append(
+                (row.local_ts, row.rec_id, "malformed", None, f"{type(exc).__name__} then {type(inner).__name__}")
+            )
+
+    def symbol_of(self, row: RawRow) -> str | None:
+        """Best effort: the venue symbol a row is about (the venue overrides), for the guard."""
+        return row.symbol
+
+    def resync_book(self, row: RawRow, symbol: str) -> None:
+        """Unsync `symbol`'s book and ask the live side for a fresh snapshot (the venue overrides)."""
+        self.books[symbol].synced = False
+        self.stats["resyncs"] += 1
+
+
+class CallbackError(Exception):
+    """Wraps an exception of a user callback, so `feed`'s guard lets it through."""
+
+
+def _wrap_callback(fn):
+    if fn is None:
+        return None
+
+    def call(arg):
+        try:
+            fn(arg)
+        except Exception as exc:
+            raise CallbackError() from exc
+
+    return call
+
+
+def where(row: RawRow) -> str:
+    return f"conn {row.conn_id} seq {row.conn_seq} rec {row.rec_id}"
+
+
+def excerpt(payload, n: int = 80) -> str:
+    """The first `n` bytes of a payload as a Python bytes literal (non-ASCII escaped)."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        return repr(payload)[:n]
+    b = bytes(payload[:n])
+    return repr(b) + ("..." if len(payload) > n else "")

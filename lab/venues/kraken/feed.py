@@ -170,13 +170,23 @@ def parse_instruments(payload: bytes) -> list[Instrument]:
 
 
 def _instrument(p: dict) -> Instrument:
+    """ValueError / KeyError / TypeError on a pair lab cannot book (the caller reports it)."""
+    if not isinstance(p["wsname"], str):
+        raise ValueError(f"wsname {str(p['wsname'])[:40]!r} is not a string")
+    precisions = []
+    for key in ("pair_decimals", "lot_decimals"):
+        v = p[key]
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or not 0 <= int(v) <= 18:
+            raise ValueError(f"{key} {str(v)[:40]!r} is not an integer in 0..18")
+        precisions.append(int(v))
+    base, quote = p.get("base", ""), p.get("quote", "")
     return Instrument(
         venue_symbol=p["wsname"],
         symbol=canonical_symbol(p["wsname"]),
-        base=p.get("base", ""),
-        quote=p.get("quote", ""),
-        price_precision=int(p["pair_decimals"]),
-        amount_precision=int(p["lot_decimals"]),
+        base=base if isinstance(base, str) else "",
+        quote=quote if isinstance(quote, str) else "",
+        price_precision=precisions[0],
+        amount_precision=precisions[1],
     )
 
 
@@ -291,8 +301,30 @@ class KrakenNormalizer(Normalizer):
         self.streaming.clear()
         self.resyncing.clear()
 
+    def symbol_of(self, row: RawRow) -> str | None:
+        """The pair a frame is about: v1 `[..., name, pair]`, v2 `data[0].symbol`, else the row's."""
+        if row.kind == "recv":
+            try:
+                msg = orjson.loads(row.payload)
+            except orjson.JSONDecodeError:
+                return row.symbol
+            if isinstance(msg, list) and msg and isinstance(msg[-1], str):
+                return msg[-1]
+            if isinstance(msg, dict):
+                data = msg.get("data")
+                if isinstance(data, list) and data and isinstance(data[0], dict):
+                    sym = data[0].get("symbol")
+                    if isinstance(sym, str):
+                        return self.by_v2.get(sym, sym)
+                if isinstance(msg.get("pair"), str):
+                    return msg["pair"]
+        return row.symbol
+
+    def resync_book(self, row: RawRow, symbol: str) -> None:
+        self._resync(row, symbol, "", "")
+
     # -- input --------------------------------------------------------------------------------
-    def feed(self, row: RawRow) -> None:
+    def _feed(self, row: RawRow) -> None:
         kind = row.kind
         if kind == "recv":
             self._on_frame(row)
@@ -332,11 +364,11 @@ class KrakenNormalizer(Normalizer):
             try:
                 inst = _instrument(p)
             except (KeyError, ValueError, TypeError) as exc:
-                self.event(row, "malformed", None, f"AssetPairs {internal}: {exc}")
+                self.malformed(row, None, f"AssetPairs {internal}: {type(exc).__name__}: {exc}")
                 continue
             self.by_internal[internal] = inst.venue_symbol
             self.by_v2[v2_symbol(inst.venue_symbol)] = inst.venue_symbol
-            if p.get("altname"):
+            if isinstance(p.get("altname"), str) and p["altname"]:
                 self.by_altname[p["altname"]] = inst.venue_symbol
             self.add_instrument(inst, row)
 
@@ -461,17 +493,21 @@ class KrakenNormalizer(Normalizer):
         if ev == "subscriptionStatus":
             pair = msg.get("pair")
             status = msg.get("status")
-            sub = msg.get("subscription") or {}
-            name = sub.get("name")
+            sub = msg.get("subscription")
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if pair is not None and not isinstance(pair, str):
+                self.malformed(row, None, f"subscriptionStatus: pair {str(pair)[:40]!r} is not a string")
+                return
             symbol = pair if pair in self.books else None
             if status == "subscribed":
-                if "channelID" in msg:
+                if isinstance(msg.get("channelID"), int):
                     self.channels[msg["channelID"]] = (msg.get("channelName", name), pair)
                 if name == "book" and symbol:
                     self.streaming.add(symbol)
                     self.books[symbol].synced = False  # the snapshot follows
             elif status == "unsubscribed":
-                self.channels.pop(msg.get("channelID"), None)
+                if isinstance(msg.get("channelID"), int):
+                    self.channels.pop(msg["channelID"], None)
                 if name == "book" and symbol:
                     self.streaming.discard(symbol)
                     self.books[symbol].synced = False
@@ -520,7 +556,10 @@ class KrakenNormalizer(Normalizer):
                 if "b" in d:
                     newest = max(newest, self._parse_levels(inst, 0, d["b"], levels, pads))
                 if "c" in d:
-                    checksum = int(d["c"])
+                    c = d["c"]
+                    checksum = c if type(c) is int else int(c) if isinstance(c, str) and c.isascii() and c.isdigit() and len(c) <= 10 else -1
+                    if not 0 <= checksum < (1 << 32):
+                        raise _Resync("malformed", f"book update: checksum {str(c)[:40]!r} is not an unsigned 32-bit integer")
             if checksum is None:
                 raise _Resync("malformed", "book update without a checksum")
         except _Resync as exc:
@@ -528,7 +567,7 @@ class KrakenNormalizer(Normalizer):
                 self.stats["malformed"] += 1
             self._resync(row, pair, exc.kind, exc.detail)
             return
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
             self.stats["malformed"] += 1
             self._resync(row, pair, "malformed", f"book update: {type(exc).__name__}: {exc}")
             return
@@ -659,6 +698,15 @@ class KrakenNormalizer(Normalizer):
         channel = msg.get("channel")
         method = msg.get("method")
         if channel == "heartbeat":
+            return
+        if msg.get("data") is not None and not isinstance(msg["data"], list):  # (null: none, as in Rust)
+            known = symbol_pair = None
+            if isinstance(msg.get("symbol"), str):
+                symbol_pair = self.by_v2.get(msg["symbol"])
+                known = symbol_pair if symbol_pair in self.books else None
+            self.malformed(row, known, f"v2 {str(channel)[:20]!r} message: data is not a list")
+            if known is not None and channel == "book":
+                self._resync(row, known, "", "")
             return
         if channel == "status":
             for d in msg.get("data") or []:

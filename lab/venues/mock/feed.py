@@ -39,18 +39,71 @@ def subscribe_frames(symbols: list[str], depth: int = 0) -> list[bytes]:
 
 
 def parse_instruments(payload: bytes) -> list[Instrument]:
+    """ValueError (or JSONDecodeError, a ValueError) on anything but a well-formed list."""
     doc = orjson.loads(payload)
-    return [
-        Instrument(
-            venue_symbol=i["symbol"],
-            symbol=canonical_symbol(i["symbol"]),
-            base=i.get("base", ""),
-            quote=i.get("quote", ""),
-            price_precision=int(i["price_precision"]),
-            amount_precision=int(i["amount_precision"]),
-        )
-        for i in doc["instruments"]
-    ]
+    items = doc.get("instruments") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise ValueError("instruments: no list of instruments")
+    return [_instrument(i) for i in items]
+
+
+def _instrument(i) -> Instrument:
+    if not isinstance(i, dict) or not isinstance(i.get("symbol"), str) or not i["symbol"]:
+        raise ValueError(f"instrument without a symbol: {str(i)[:80]}")
+    precisions = []
+    for key in ("price_precision", "amount_precision"):
+        v = i.get(key)
+        if not _is_int(v) or not 0 <= v <= 18:
+            raise ValueError(f"instrument {i['symbol']!r}: {key} {v!r} is not an integer in 0..18")
+        precisions.append(v)
+    base, quote = i.get("base", ""), i.get("quote", "")
+    return Instrument(
+        venue_symbol=i["symbol"],
+        symbol=canonical_symbol(i["symbol"]),
+        base=base if isinstance(base, str) else "",
+        quote=quote if isinstance(quote, str) else "",
+        price_precision=precisions[0],
+        amount_precision=precisions[1],
+    )
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _int64(v) -> bool:
+    return type(v) is int and -(1 << 63) <= v < (1 << 63)
+
+
+def _check_levels(inst: Instrument, levels, what: str) -> None:
+    """ValueError unless `levels` is a list of [price, amount] strings exact at the instrument's
+    precisions with a non-negative amount."""
+    if not isinstance(levels, list):
+        raise ValueError(f"{what} is not a list")
+    pp, ap = inst.price_precision, inst.amount_precision
+    for level in levels:
+        if not isinstance(level, list) or len(level) != 2:
+            raise ValueError(f"{what} level {str(level)[:40]} is not [price, amount]")
+        p, a = level
+        if not isinstance(p, str) or not isinstance(a, str):
+            raise ValueError(f"{what} level {str(level)[:40]}: price and amount must be strings")
+        parse_fixed(p, pp)
+        if parse_fixed(a, ap) < 0:
+            raise ValueError(f"{what} level {str(level)[:40]}: negative amount")
+
+
+def check_book_message(inst: Instrument, msg: dict, what: str = "delta") -> None:
+    """ValueError unless a book message (delta or depth snapshot) can be applied exactly:
+    int64 seq and timestamp, an unsigned 32-bit checksum, valid levels. Run before a
+    delta is buffered, so a buffered delta never fails when its snapshot arrives."""
+    for key in ("seq", "timestamp"):
+        if not _int64(msg.get(key)):
+            raise ValueError(f"{what} {key} {str(msg.get(key))[:40]!r} is not an integer")
+    c = msg.get("checksum")  # required (the protocol's): without it a changed level would go unseen
+    if not (_is_int(c) and 0 <= c < (1 << 32)):
+        raise ValueError(f"{what} checksum {str(c)[:40]!r} is not an unsigned 32-bit integer")
+    _check_levels(inst, msg.get("bids"), f"{what} bids")
+    _check_levels(inst, msg.get("asks"), f"{what} asks")
 
 
 class MockNormalizer(Normalizer):
@@ -78,6 +131,19 @@ class MockNormalizer(Normalizer):
         self.event(row, "resync", symbol, "requesting a REST snapshot")
         self.request(REQUEST_SNAPSHOT, symbol)
 
+    def symbol_of(self, row: RawRow) -> str | None:
+        if row.kind in ("recv", "rest"):
+            try:
+                msg = orjson.loads(row.payload)
+            except orjson.JSONDecodeError:
+                return row.symbol
+            if isinstance(msg, dict) and isinstance(msg.get("symbol"), str):
+                return msg["symbol"]
+        return row.symbol
+
+    def resync_book(self, row: RawRow, symbol: str) -> None:
+        self._unsync(row, symbol, "", "")
+
     def _apply_delta(self, row: RawRow, inst: Instrument, msg: dict, local_ts: int) -> bool:
         """Apply one synced delta; False (and an unsync) when it cannot be applied exactly."""
         symbol = inst.venue_symbol
@@ -100,14 +166,13 @@ class MockNormalizer(Normalizer):
         return True
 
     # -- input --------------------------------------------------------------------------------
-    def feed(self, row: RawRow) -> None:
+    def _feed(self, row: RawRow) -> None:
         kind = row.kind
         if kind == "recv":
             self._on_frame(row)
         elif kind == "rest":
             if row.channel == INSTRUMENTS_PATH:
-                for inst in parse_instruments(row.payload):
-                    self.add_instrument(inst, row)
+                self._on_instruments(row)
             elif row.channel.startswith("/api/depth"):
                 self._on_snapshot(row)
         elif kind == "rest_error":
@@ -127,20 +192,40 @@ class MockNormalizer(Normalizer):
         elif kind == "send":
             try:
                 msg = orjson.loads(row.payload)
-                if msg.get("op") == "subscribe":
-                    self.event(row, "subscribe", None, row.payload.decode())
             except orjson.JSONDecodeError:
-                pass
+                return
+            if isinstance(msg, dict) and msg.get("op") == "subscribe":
+                self.event(row, "subscribe", None, row.payload.decode())
         elif kind == "note":
             self.note_event(row)
+
+    def _on_instruments(self, row: RawRow) -> None:
+        try:
+            doc = orjson.loads(row.payload)
+            items = doc.get("instruments") if isinstance(doc, dict) else None
+            if not isinstance(items, list):
+                raise ValueError("no list of instruments")
+        except ValueError as exc:
+            self.malformed(row, None, f"instruments: {exc}")
+            return
+        for item in items:  # one bad instrument does not hide the others
+            try:
+                inst = _instrument(item)
+            except ValueError as exc:
+                self.malformed(row, None, f"instruments: {exc}")
+                continue
+            self.add_instrument(inst, row)
 
     def _on_frame(self, row: RawRow) -> None:
         try:
             msg = orjson.loads(row.payload)
             mtype = msg["type"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            self.stats["malformed"] += 1
-            self.event(row, "malformed", None, f"conn {row.conn_id} seq {row.conn_seq}: {exc}; {row.payload[:80]!r}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
+            self.malformed(row, None, f"{type(exc).__name__}: {exc}")
+            return
+        symbol = msg.get("symbol")
+        if mtype in ("book", "trade") and not isinstance(symbol, str):
+            self.malformed(row, None, f"{mtype} message: symbol {str(symbol)[:40]!r} is not a string")
             return
         try:
             if mtype == "book":
@@ -148,19 +233,19 @@ class MockNormalizer(Normalizer):
             elif mtype == "trade":
                 self._on_trade(row, msg)
             elif mtype == "subscribed":
-                for symbol in msg.get("symbols", []):
-                    if symbol in self.books:
-                        self.request(REQUEST_SNAPSHOT, symbol)
+                symbols = msg.get("symbols", [])
+                for s in symbols if isinstance(symbols, list) else ():
+                    if isinstance(s, str) and s in self.books:
+                        self.request(REQUEST_SNAPSHOT, s)
             elif mtype == "error":
                 self.event(row, "venue_error", None, str(msg.get("message")))
             elif mtype not in ("heartbeat", "hello"):
                 self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
-        except (KeyError, TypeError, ValueError) as exc:
-            self.stats["malformed"] += 1
-            symbol = msg.get("symbol") if isinstance(msg, dict) else None
-            self.event(row, "malformed", symbol if symbol in self.books else None, f"{type(exc).__name__}: {exc}")
-            if symbol in self.books and mtype == "book":
-                self._unsync(row, symbol, "", "")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            known = symbol if isinstance(symbol, str) and symbol in self.books else None
+            self.malformed(row, known, f"{mtype} message: {type(exc).__name__}: {exc}")
+            if known is not None and mtype == "book":
+                self._unsync(row, known, "", "")
 
     def _on_delta(self, row: RawRow, msg: dict) -> None:
         symbol = msg["symbol"]
@@ -169,6 +254,9 @@ class MockNormalizer(Normalizer):
             self.event(row, "unknown_symbol", None, f"book message for {symbol!r}")
             return
         book = self.books[symbol]
+        # Checked before buffering, so a bad delta is a malformed event and a resync now (the
+        # sequence is broken there) rather than a failure when the snapshot arrives.
+        check_book_message(inst, msg)
         if not book.synced:
             self.buffers.setdefault(symbol, []).append((row, msg))
             return
@@ -177,15 +265,19 @@ class MockNormalizer(Normalizer):
     def _on_snapshot(self, row: RawRow) -> None:
         try:
             snap = orjson.loads(row.payload)
+            if not isinstance(snap, dict):
+                raise ValueError("not an object")
             symbol = snap["symbol"]
+            if not isinstance(symbol, str):
+                raise ValueError(f"symbol {str(symbol)[:40]!r} is not a string")
             inst = self.instruments[symbol]
-            self._levels(inst, snap["bids"], snap["asks"])  # validate here: a bad snapshot is malformed
+            check_book_message(inst, snap, "snapshot")  # validate here: a bad snapshot is malformed
             seq, checksum = snap["seq"], snap.get("checksum")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            self.stats["malformed"] += 1
-            self.event(row, "malformed", row.symbol if row.symbol in self.books else None, f"depth snapshot: {exc}")
-            if row.symbol in self.books:
-                self.request(REQUEST_SNAPSHOT, row.symbol)
+            known = row.symbol if row.symbol in self.books else None
+            self.malformed(row, known, f"depth snapshot: {type(exc).__name__}: {exc}")
+            if known is not None:
+                self.request(REQUEST_SNAPSHOT, known)
             return
         book = self.books[symbol]
         if book.synced:
@@ -219,14 +311,22 @@ class MockNormalizer(Normalizer):
         if inst is None:
             self.event(row, "unknown_symbol", None, f"trade for {symbol!r}")
             return
-        trade_id = int(msg["id"])
+        # everything checked before any state moves (the duplicate filter, the columns)
+        trade_id, ts, side = msg.get("id"), msg.get("timestamp"), msg.get("side")
+        if isinstance(trade_id, str) and trade_id.isascii() and trade_id.isdigit() and len(trade_id) < 20:
+            trade_id = int(trade_id)
+        if not _int64(trade_id) or not _int64(ts):
+            raise ValueError(f"trade id {str(trade_id)[:40]!r} / timestamp {str(ts)[:40]!r} is not an integer")
+        if side not in ("buy", "sell"):
+            raise ValueError(f"trade side {str(side)[:40]!r}")
+        price = parse_fixed(msg["price"], inst.price_precision)
+        amount = parse_fixed(msg["amount"], inst.amount_precision)
+        if amount < 0:
+            raise ValueError("negative trade amount")
         if trade_id <= self.last_trade_id.get(symbol, -1):
             return  # a duplicate after a reconnect
         self.last_trade_id[symbol] = trade_id
-        self.emit_trade(
-            inst, row, msg["timestamp"], str(trade_id), msg["side"],
-            parse_fixed(msg["price"], inst.price_precision), parse_fixed(msg["amount"], inst.amount_precision),
-        )
+        self.emit_trade(inst, row, ts, str(trade_id), side, price, amount)
 
 
 Normalizer = MockNormalizer
