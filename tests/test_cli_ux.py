@@ -80,7 +80,7 @@ def test_record_real_venue_keeps_its_real_endpoint(tmp_path):
 
 
 def test_query_fits_the_terminal_and_never_cuts_numbers(capture):
-    sql = "select * from book order by rec_id limit 20"
+    sql = "select * from book order by all limit 20"  # a total order: rows that tie are identical
     full = list(csv.DictReader(io.StringIO(lab("query", sql, "--root", capture, "--csv").stdout)))
     for width in (60, 100, 160):
         out = lab("query", sql, "--root", capture, COLUMNS=width).stdout.splitlines()
