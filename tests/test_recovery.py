@@ -25,6 +25,7 @@ from lab.datasets.journal import MAGIC, JournalWriter, encode, encode_header, re
 from lab.datasets.store import JOURNAL_DIR, atomic_write, raw_rows
 from lab.datasets.verify import verify
 from lab.datasets.writer import DAMAGE_KIND, TORN_KIND, CaptureWriter, recover
+from lab.venues.mock.feed import Normalizer
 from lab.venues.simulator import SimulatorThread
 
 LAB = [sys.executable, "-m", "lab.cli"]
@@ -433,3 +434,31 @@ def test_normalizer_failure_keeps_old_derived_files(segmented, tmp_path, monkeyp
     assert stats.problems and "segment 0 could not be re-derived (ValueError: boom)" in stats.problems[0]
     assert {f: open(f, "rb").read() for f in _derived_files(root)} == before
     assert {f: open(f, "rb").read() for f in glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True)} == raw_before
+
+
+def test_a_derived_table_that_cannot_be_written_keeps_raw_and_is_reported(recording, tmp_path):
+    """A normalizer whose output cannot be written (here: book rows for a symbol it never
+    declared an instrument for) must not kill the writer: raw is written, the loss is a
+    `derive_failed` event that verify reports, and `lab normalize` re-derives the segment."""
+    from lab.datasets.store import BookColumns
+
+    class Broken(Normalizer):
+        def take(self):
+            out = super().take()
+            out.book["NOT-DECLARED"] = BookColumns()
+            out.book["NOT-DECLARED"].push_levels([(0, 1, 1)], 1, 1, 1, 1, 1, None, True)
+            return out
+
+    _, rows = recording
+    root = tmp_path / "cap"
+    writer = CaptureWriter(str(root), "mock", "BROKEN", Broken(depth=0))
+    for r in rows:
+        writer.append(r)
+    writer.close()
+    raw = sorted(glob.glob(str(root / "raw" / "**" / "*.parquet"), recursive=True))
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in raw) == len(rows)
+    report = verify(str(root))
+    assert not report["ok"] and any("derive_failed" in p or "derived tables not written" in p for p in report["problems"]), report["problems"]
+    lab("normalize", root)
+    report = verify(str(root))
+    assert report["ok"], report["problems"]

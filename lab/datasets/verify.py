@@ -69,6 +69,8 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
                 counts[kind] = counts.get(kind, 0) + 1
                 if kind in (DAMAGE_KIND, TORN_KIND):
                     _journal_loss(report, kind, venue, f, detail)
+                elif kind == "derive_failed":  # the recorder could not write a segment's derived files
+                    report["problems"].append(f"{venue}: {detail}")
 
     book_streams = sorted(streams_in(root, "book").items())
     rows_total = sum(pq.ParquetFile(f).metadata.num_rows for _, files in book_streams for f in files if f not in bad) if progress else 0

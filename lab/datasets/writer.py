@@ -7,11 +7,13 @@ by `recover()`, which re-derives the session from its raw files with the same no
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -168,6 +170,7 @@ class CaptureWriter:
         # bytes journaled in the current segment: the room its rotation into Parquet needs at most
         # (Parquet is smaller than the journal), reserved above the disk watermark
         self.segment_bytes = 0
+        self.derive_failures = 0
         os.makedirs(os.path.join(root, JOURNAL_DIR), exist_ok=True)
         self.marker = _session_marker(root, session)
         # Held open and locked for the session's life, so recovery by another recorder sharing
@@ -214,7 +217,8 @@ class CaptureWriter:
             # ENOSPC (or any I/O error) half way raises before the journal is removed: the closed
             # journal still holds every row durably and recovery converts it later (atomic_write
             # removes its half-written .tmp)
-            raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth, self.stats)
+            raw_paths = write_segment(self.root, self.venue, self.session, self.seq, rows, Derived(), {}, self.depth, self.stats)
+            self._write_derived(rows, derived, instruments, raw_paths)
             if self.compactor is not None:
                 self.compactor.submit(raw_paths)
         os.remove(old_path)
@@ -222,6 +226,35 @@ class CaptureWriter:
         self.segment_bytes = 0
         self.journal = JournalWriter(self._journal_path(self.seq), self._journal_meta())
         self.segment_started = self.last_sync = time.monotonic()
+
+    def _write_derived(self, rows: list[RawRow], derived, instruments: dict, raw_paths: list[str]) -> None:
+        """The segment's derived files, after its raw is durable. A failure other than a full
+        disk (a normalizer's output that cannot be written, say) loses no data: raw holds it all
+        and `lab normalize` re-derives the segment; it becomes a `derive_failed` event (which
+        `lab verify` reports) instead of killing the writer thread."""
+        try:
+            write_segment(self.root, self.venue, self.session, self.seq, rows, derived, instruments, self.depth,
+                          self.stats, raw_paths=raw_paths)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._derive_failed(rows, raw_paths, exc)
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, raw is kept and the loss named
+            self._derive_failed(rows, raw_paths, exc)
+
+    def _derive_failed(self, rows: list[RawRow], raw_paths: list[str], exc: BaseException) -> None:
+        self.derive_failures += 1
+        last = max(rows, key=lambda r: r.rec_id)
+        detail = (f"segment {self.seq}: derived tables not written ({type(exc).__name__}: {str(exc)[:300]}); "
+                  "raw is complete: run `lab normalize` to re-derive")
+        print(f"lab: warning: {detail}", file=sys.stderr)
+        events = Derived()
+        events.events.append((last.local_ts, last.rec_id, "derive_failed", None, detail))
+        try:
+            write_segment(self.root, self.venue, self.session, self.seq, rows, events, {}, self.depth,
+                          self.stats, raw_paths=raw_paths)
+        except Exception:  # noqa: BLE001 - the warning above is then the only trace
+            pass
 
     def close(self) -> None:
         if self.rows:
