@@ -767,9 +767,11 @@ def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
 
     seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
     try:
+        from lab.symbols import canonical_list  # XBT/USD or xbt-usd name the XBT-USD partition
+
         with progress_bar("rebuild", unit="files") as bar:
-            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None,
-                                  progress=callback(bar))
+            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue,
+                                  symbols=canonical_list(symbols) or None, progress=callback(bar))
     except CaptureError as exc:
         fail(str(exc))
     if not report:

@@ -61,3 +61,8 @@ def test_every_spelling_live_record_and_replay(tmp_path):
     assert name == "kraken/XBT-USD" and stream["symbol"] == "XBT-USD" and stream["seq"] > 0
     assert isinstance(stream["best_bid"], str) and isinstance(stream["best_ask"], str)
     assert "E" not in stream["best_bid"] and float(stream["best_bid"]) < float(stream["best_ask"])
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "rebuild", root, "--symbol", "xbt/usd", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    [line] = out.stdout.splitlines()
+    assert json.loads(line)["symbol"] == "XBT-USD"
