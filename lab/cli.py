@@ -52,6 +52,27 @@ def _tmp_files(root: str) -> set[str]:
     return set(glob.glob(os.path.join(glob.escape(root), "**", ".*.tmp"), recursive=True))
 
 
+def exact(value) -> str:
+    """A Decimal as the shortest exact text: `0E-8` -> "0", `50000.10` -> "50000.1"."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _json_default(value):
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return exact(value)
+    return str(value)
+
+
+def dumps(obj) -> str:
+    """`--json` output: numbers exact, prices and amounts as strings (never floats, never `0E-8`)."""
+    return json.dumps(obj, default=_json_default)
+
+
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"lab: error: {message}", err=True)
     sys.exit(code)
@@ -617,7 +638,7 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
     except CaptureError as exc:
         fail(str(exc))
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(dumps(summary))
         return
     click.echo(f"replayed {summary['messages']:,} book messages, {summary['trades']:,} trades, {summary['gaps']} gaps")
     for name, s in summary["streams"].items():
@@ -659,7 +680,7 @@ def verify(root, strict, repair, as_json) -> None:
                 pass
         fail(_disk_full_line(exc))
     if as_json:
-        click.echo(json.dumps(report, default=str))
+        click.echo(dumps(report))
     else:
         for name, s in report["streams"].items():
             click.echo(
@@ -758,16 +779,18 @@ def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
 
     seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
     try:
+        from lab.symbols import canonical_list  # XBT/USD or xbt-usd name the XBT-USD partition
+
         with progress_bar("rebuild", unit="files") as bar:
-            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=list(symbols) or None,
-                                  progress=callback(bar))
+            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue,
+                                  symbols=canonical_list(symbols) or None, progress=callback(bar))
     except CaptureError as exc:
         fail(str(exc))
     if not report:
         fail(f"no book files under {root}")
     for s in report:
         if as_json:
-            click.echo(json.dumps(s))
+            click.echo(dumps(s))
         else:
             click.echo(f"{s['venue']}/{s['symbol']}: {s['rows']:,} book rows -> {s['quotes']:,} quotes, {s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import Decimal
 
 import pytest
 
@@ -42,7 +43,8 @@ def assert_replay_matches_simulator(root, sim) -> dict:
         want = get(f"{sim.url}/control/book?symbol={symbol}&seq={last_seq}")
         assert stream["seq"] == last_seq and stream["synced"]
         assert stream["checksum"] == want["checksum"]
-        assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
+        # prices in --json are exact strings, the shortest form ("0", never "0E-8" or a float)
+        assert stream["best_bid"] == exact(want["bids"][0][0]) and stream["best_ask"] == exact(want["asks"][0][0])
     return replay
 
 
@@ -246,3 +248,9 @@ def test_compact_keeps_raw_content_and_replays_verifies_renormalizes_identically
     assert contents("events", "rec_id, kind") == events
     for f in raw_files():  # re-derivation keeps the raw files compacted
         assert pq.read_schema(f).metadata[b"lab.compacted"] == b"zstd-19"
+
+
+def exact(text: str) -> str:
+    """The venue's decimal text as `--json` prints it: exact, trailing zeros dropped."""
+    out = format(Decimal(text), "f")
+    return (out.rstrip("0").rstrip(".") if "." in out else out) or "0"

@@ -34,9 +34,12 @@ def test_orderbook_constructor_and_apply(args, venue):
     call(book.apply, 0, args[1], abs(args[2]))
     book.truncate()
     for fn in (book.top, book.bids_ticks, book.asks_ticks, book.mock_checksum, book.kraken_checksum, book.crossed,
-               book.bids_decimal, book.asks_decimal, book.copy, repr):
+               book.bids_decimal, book.asks_decimal, book.copy, repr, book.top_ticks, book.top_float,
+               book.best_bid, book.best_ask, book.best_bid_ticks, book.best_ask_ticks, book.bids_float, book.asks_float):
         call(fn) if fn is not repr else repr(book)
     call(book.levels, args[3] % 4 - 1, abs(args[4]) % 5)
+    call(book.levels_ticks, args[3] % 4 - 1, abs(args[4]) % 5)
+    assert book.top() == book.top()  # the cached Decimals equal fresh ones
 
 
 @given(bufs=st.lists(st.binary(max_size=64), min_size=4, max_size=4), start=st.integers(-3, 70),

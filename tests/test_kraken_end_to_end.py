@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from decimal import Decimal
 
 from lab.venues.kraken.sim import SIM_API_KEY, SIM_API_SECRET
 from lab.venues.simulator import SimulatorThread
@@ -47,7 +48,8 @@ def check_clean_capture(root, sim, summary) -> tuple[dict, dict]:
         want = get(f"{sim.url}/control/book?symbol={pair}&seq={last_seq}")
         stream = replay["streams"][f"kraken/{pair.replace('/', '-')}"]
         assert stream["checksum"] == want["checksum"]
-        assert stream["best_bid"] == float(want["bids"][0][0]) and stream["best_ask"] == float(want["asks"][0][0])
+        # prices in --json are exact strings, the shortest form ("0", never "0E-8" or a float)
+        assert stream["best_bid"] == exact(want["bids"][0][0]) and stream["best_ask"] == exact(want["asks"][0][0])
     assert summary["checksum_mismatches"] == 0 and summary["resyncs"] == 0 and summary["connections"] == 1
     report = json.loads(lab("verify", root, "--json").stdout)
     assert report["ok"], report["problems"]
@@ -131,3 +133,9 @@ def test_paper_orders_and_no_secrets_anywhere(tmp_path):
         for n in needles:
             assert n not in h
     assert len(haystacks) > 5
+
+
+def exact(text: str) -> str:
+    """The venue's decimal text as `--json` prints it: exact, trailing zeros dropped."""
+    out = format(Decimal(text), "f")
+    return (out.rstrip("0").rstrip(".") if "." in out else out) or "0"

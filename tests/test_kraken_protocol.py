@@ -194,7 +194,7 @@ def test_rest_depth_and_errors():
     body = b'{"error":[],"result":{"XXBTZUSD":{"asks":[["30384.10000","2.059",1688671659],["30387.90000","1.500",1688671380],["30393.70000","9.871",1688671261]],"bids":[["30297.00000","1.115",1688671636],["30296.70000","2.002",1688671674],["30289.80000","5.001",1688671673]]}}}'
     n.feed(_row("rest", body, K.depth_path("XBT/USD"), "XBT/USD"))
     book = n.books["XBT/USD"]
-    assert book.synced and book.best_bid() == (302970, 111500000) and book.best_ask() == (303841, 205900000)
+    assert book.synced and book.best_bid_ticks() == (302970, 111500000) and book.best_ask_ticks() == (303841, 205900000)
     n.feed(_row("rest", b'{"error":["EQuery:Unknown asset pair"]}', K.depth_path("XBT/USD"), "XBT/USD"))
     assert n.out.events[-1][2] == "venue_error" and "EQuery:Unknown asset pair" in n.out.events[-1][4]
     with pytest.raises(Exception, match="Rate limit"):

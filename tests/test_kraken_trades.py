@@ -107,7 +107,7 @@ def test_documented_rest_depth():
     n, _ = normalizer()
     n.feed(_row("rest", body, K.depth_path("XBT/USD"), "XBT/USD"))
     book = n.books["XBT/USD"]
-    assert book.synced and book.best_bid() == (302970, 111500000) and book.best_ask() == (303841, 205900000)
+    assert book.synced and book.best_bid_ticks() == (302970, 111500000) and book.best_ask_ticks() == (303841, 205900000)
     assert n.take().book_meta == {"XBT-USD": {"wire_price_decimals": 5, "wire_amount_decimals": 8}}
     for bad in (b'{"error":["EQuery:Unknown asset pair"]}', b'{"error":[],"result":{}}', b'{"error":[],"result":{"A":{},"B":{}}}',
                 b'{"error":[],"result":{"X":{"asks":[["1.0","1.0",1.5]],"bids":[]}}}', b'[]', b'{"result":{"X":{"asks":[]}}}',

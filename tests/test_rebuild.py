@@ -429,7 +429,7 @@ def test_lab_rebuild_on_a_recorded_capture(tmp_path):
         symbol = stream["symbol"]
         [[bid, ask, n]] = query(root, f"select bid_price, ask_price, count(*) over () from quotes where symbol = '{symbol}' "
                                       "order by local_timestamp desc limit 1")
-        assert float(bid) == stream["best_bid"] and float(ask) == stream["best_ask"]
+        assert Decimal(str(bid)) == Decimal(stream["best_bid"]) and Decimal(str(ask)) == Decimal(stream["best_ask"])
         # every snapshot's level 0 equals the quote of the last message before its grid time
         rows = query(root, f"""
             select s.local_timestamp, s."bids[0].price", s."asks[0].price", s."asks[24].price" is null,

@@ -77,18 +77,21 @@ def assert_same(book: OrderBook, ref: RefBook) -> None:
     assert book.bids_ticks() == bids
     assert book.asks_ticks() == asks
     assert book.bid_count == len(bids) and book.ask_count == len(asks)
-    assert book.best_bid() == (bids[0] if bids else None)
-    assert book.best_ask() == (asks[0] if asks else None)
-    assert book.top() == (
-        float(ref.levels(0)[0][0]) if bids else None,
-        float(ref.levels(1)[0][0]) if asks else None,
-    )
+    assert book.best_bid_ticks() == (bids[0] if bids else None)
+    assert book.best_ask_ticks() == (asks[0] if asks else None)
+    assert book.best_bid() == (ref.levels(0)[0] if bids else None)
+    assert book.best_ask() == (ref.levels(1)[0] if asks else None)
+    top = (ref.levels(0)[0][0] if bids else None, ref.levels(1)[0][0] if asks else None)
+    assert book.top() == top and book.top() == top  # the second from the Decimal cache
+    assert book.top_ticks() == (bids[0][0] if bids else None, asks[0][0] if asks else None)
+    assert book.top_float() == tuple(None if x is None else float(x) for x in top)
     assert book.bids_ticks(3) == bids[:3] and book.asks_ticks(3) == asks[:3]
-    assert book.levels(0, 5) == bids[:5] and book.levels(1, 5) == asks[:5]
-    assert book.bids_decimal() == ref.levels(0)
-    assert book.asks_decimal() == ref.levels(1)
-    assert book.bids == [(float(p), float(a)) for p, a in ref.levels(0)]
-    assert book.asks == [(float(p), float(a)) for p, a in ref.levels(1)]
+    assert book.levels_ticks(0, 5) == bids[:5] and book.levels_ticks(1, 5) == asks[:5]
+    assert book.levels(0, 5) == ref.levels(0)[:5] and book.levels(1, 5) == ref.levels(1)[:5]
+    assert book.bids_decimal() == ref.levels(0) == book.bids
+    assert book.asks_decimal() == ref.levels(1) == book.asks
+    assert book.bids_float() == [(float(p), float(a)) for p, a in ref.levels(0)]
+    assert book.asks_float() == [(float(p), float(a)) for p, a in ref.levels(1)]
     assert book.crossed() == bool(bids and asks and bids[0][0] >= asks[0][0])
     assert book.mock_checksum() == ref.mock_checksum()
     assert book.kraken_checksum() == ref.kraken_checksum()
@@ -148,17 +151,18 @@ def test_apply_order_delete_and_checksum() -> None:
     b.apply(1, 10029, 0)  # delete of an absent level: no-op
     assert b.bids_ticks() == [(10026, 2), (10025, 50_000_000), (10024, 1)]
     assert b.asks_ticks() == [(10028, 4), (10030, 3)]
-    assert b.top() == (100.26, 100.28)
-    assert b.bids[1] == (100.25, 0.5)
+    assert b.top() == (Decimal("100.26"), Decimal("100.28")) and b.top_float() == (100.26, 100.28)
+    assert b.bids[1] == (Decimal("100.25"), Decimal("0.5")) and b.bids_float()[1] == (100.25, 0.5)
+    assert all(type(x) is Decimal for level in b.bids + b.asks for x in level)
     expected = (
         "100.28:0.00000004;100.30:0.00000003;"
         "100.26:0.00000002;100.25:0.50000000;100.24:0.00000001;"
     )
     assert b.mock_checksum() == zlib.crc32(expected.encode())
     b.apply(0, 10026, 0)
-    assert b.best_bid() == (10025, 50_000_000)
+    assert b.best_bid_ticks() == (10025, 50_000_000) and b.top()[0] == Decimal("100.25")  # the cache follows the touch
     b.apply(0, 10025, 7)
-    assert b.best_bid() == (10025, 7)
+    assert b.best_bid_ticks() == (10025, 7) and b.best_bid() == (Decimal("100.25"), Decimal("0.00000007"))
     assert b.bids_decimal(1) == [(Decimal("100.25"), Decimal("0.00000007"))]
     assert str(b.bids_decimal()[0][0]) == "100.25"
     assert b.asks_decimal()[0][1].as_tuple() == (0, (4,), -8)  # exact, at precision
@@ -191,14 +195,14 @@ def test_crossed_truncate_clear_copy() -> None:
         assert x.bids_ticks() == [(4, 1), (3, 1)]
     b.clear()
     assert b.top() == (None, None) and b.seq == 9
-    assert c.best_bid() == (4, 1)
+    assert c.best_bid_ticks() == (4, 1) and c.top() == (Decimal(4), Decimal(11))
 
 
 def test_precision_zero_and_large_values() -> None:
     b = OrderBook("v", "s", 0, 18)
     b.apply(1, 123, 10**18)
     assert b.asks_decimal() == [(Decimal(123), Decimal(1))]
-    assert b.asks == [(123.0, 1.0)]
+    assert b.asks_float() == [(123.0, 1.0)] and b.asks == b.asks_decimal()
     assert b.mock_checksum() == zlib.crc32(b"123:1.000000000000000000;")
 
 
@@ -633,7 +637,7 @@ def test_apply_wire_message_rows_and_checksum() -> None:
     # mismatch: applied, nothing emitted, metadata untouched
     n = len(rows)
     assert not book.apply_wire_message([["1.01", "1"]], [], rows, 9, 9, 9, 9, 9, book.mock_checksum() ^ 1, False)
-    assert len(rows) == n and book.seq == 5 and book.best_bid() == (101, 100000000)
+    assert len(rows) == n and book.seq == 5 and book.best_bid_ticks() == (101, 100000000)
     assert not book.apply_wire_message([], [], rows, 9, 9, 9, 9, 9, "nope", False)
     # kraken checksum kind
     assert book.apply_wire_message([], [], rows, 9, 9, 9, 9, 10, zlib.crc32(b""), True, "kraken") is True

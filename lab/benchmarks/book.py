@@ -93,7 +93,7 @@ def ours_per_message(w, want) -> dict:
         pos = apply(s, p, a, f, pos)
         top()
     seconds = time.process_time() - t0
-    return engine_line("lab OrderBook.apply_rows", "per-message", n, seconds, book.best_bid()[0], book.best_ask()[0], want, 2)
+    return engine_line("lab OrderBook.apply_rows", "per-message", n, seconds, book.best_bid_ticks()[0], book.best_ask_ticks()[0], want, 2)
 
 
 def dict_baseline(w, want) -> dict:

@@ -241,7 +241,7 @@ def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> 
     if progress is not None:
         progress(n)
     out["rows"] = n
-    out["best_bid"] = book.best_bid()
+    out["best_bid"] = book.best_bid()  # (price, amount) Decimals, or None
     out["best_ask"] = book.best_ask()
     return out
 

@@ -26,67 +26,168 @@ log = logging.getLogger("lab.live")
 
 
 class Dispatcher:
-    """Runs a stream's callbacks on their own thread, off the socket's.
+    """Runs a stream's callbacks on their own thread, off the socket's, with its own book.
 
-    Items are delivered in arrival order. A book that arrives while the previous book is still
-    waiting replaces it (the consumer gets the newest state, `coalesced` counts the skipped ones,
-    and the first skip is logged); trades queue up to `max_trades`, beyond which they are
-    counted in `dropped_trades` and logged. A slow strategy never stalls the socket reader."""
+    The socket thread does not copy books: after each frame it hands over the `book` rows the
+    normalizer wrote (`BookRows`) and, in order, a marker per message the normalizer delivered
+    (synced) and the trades. This thread applies the same rows to its own `OrderBook` (the
+    view the callback gets, reused between calls, as on replay) and calls `on_book` after every
+    message: a callback that keeps up sees every book.
 
-    _BOOK, _TRADE = 0, 1
+    Coalescing happens only behind a callback that is really slower than the stream: when the
+    oldest waiting frame arrived more than `max_lag` seconds ago AND calling `on_book` once per
+    waiting book would, at the callback's own measured cost, take more than `max_lag` too (or
+    more than `max_backlog` books wait). Then this thread applies everything waiting and calls
+    `on_book` once with the newest book. A fast callback that lags because its thread did not get
+    the GIL (other threads, a loaded machine) is not slow: skipping its calls would save nothing,
+    so it still gets every book and catches up.
+    The skipped books are counted in `coalesced` and reported once (a warning naming the
+    callback's measured time per book against the stream's rate). Trades are never coalesced;
+    beyond `max_trades` waiting they are counted in `dropped_trades` and reported once."""
 
-    def __init__(self, on_book, on_trade, name: str, max_trades: int = 100_000):
+    def __init__(self, on_book, on_trade, name: str, book: OrderBook | None = None,
+                 max_lag: float = 0.1, max_backlog: int = 100_000, max_trades: int = 100_000):
         self.on_book = on_book
         self.on_trade = on_trade
+        self.book = book  # the callback's view; set before the first batch
+        self.max_backlog = max_backlog
+        self.max_lag_ns = int(max_lag * 1e9)
         self.max_trades = max_trades
-        self.coalesced = 0
+        self.applied = 0  # messages applied to the view
+        self.delivered = 0  # on_book calls
+        self.coalesced = 0  # synced books applied but not delivered because the callback was behind
         self.dropped_trades = 0
-        self._items: collections.deque = collections.deque()
-        self._trades = 0
+        self.callback_ns = 0  # time spent in on_book
+        self._cb_ewma_ns = 0.0  # recent on_book cost per call
+        self._batches: collections.deque = collections.deque()
+        self._pending_books = 0
+        self._pending_trades = 0
+        self._first_ns: int | None = None
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def book(self, snapshot: OrderBook) -> None:
-        """`snapshot` must be the caller's own copy: the consumer reads it on another thread."""
+    def push(self, rows, items: list, view: OrderBook | None = None) -> None:
+        """One frame's output: `rows` (BookRows or None) and `items`, in order, either
+        `(row_end, timestamp, local_timestamp, seq)` for a delivered message whose rows end
+        at `row_end`, or a Trade. `view`: a new book for the callback from these rows on."""
+        books = sum(1 for i in items if type(i) is tuple)
+        trades = len(items) - books
+        room = self.max_trades - self._pending_trades
+        if trades > room:  # a slow on_trade: keep every book marker, drop the newest trades
+            kept, over = [], 0
+            for i in items:
+                if type(i) is tuple or room > 0:
+                    kept.append(i)
+                    room -= type(i) is not tuple
+                else:
+                    over += 1
+            self.dropped_trades += over
+            if self.dropped_trades == over:
+                log.warning("%s: on_trade is %d trades behind; newer trades are dropped (counted in dropped_trades)",
+                            self._thread.name, self.max_trades)
+            items, trades = kept, trades - over
         with self._cv:
-            if self._items and self._items[-1][0] == self._BOOK:
-                self._items[-1] = (self._BOOK, snapshot)
-                self.coalesced += 1
-                if self.coalesced == 1:
-                    log.warning("%s: the on_book callback is slower than the stream; books are coalesced", self._thread.name)
-            else:
-                self._items.append((self._BOOK, snapshot))
-            self._cv.notify()
-
-    def trade(self, trade: Trade) -> None:
-        if self.on_trade is None:
-            return
-        with self._cv:
-            if self._trades >= self.max_trades:
-                self.dropped_trades += 1
-                if self.dropped_trades == 1:
-                    log.warning("%s: the on_trade callback is too slow; trades are being dropped", self._thread.name)
-                return
-            self._items.append((self._TRADE, trade))
-            self._trades += 1
+            now = time.perf_counter_ns()
+            if self._first_ns is None:
+                self._first_ns = now
+            self._batches.append((rows, items, now, view))
+            self._pending_books += books
+            self._pending_trades += trades
             self._cv.notify()
 
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._items and not self._closed:
+                while not self._batches and not self._closed:
                     self._cv.wait()
-                if not self._items:
+                if not self._batches:
                     return
-                kind, item = self._items.popleft()
-                if kind == self._TRADE:
-                    self._trades -= 1
+                # Behind: everything waiting is applied now and only its newest book delivered.
+                behind = self._pending_books > self.max_backlog or (
+                    time.perf_counter_ns() - self._batches[0][2] > self.max_lag_ns
+                    and self._cb_ewma_ns * self._pending_books > self.max_lag_ns)
+                batches = list(self._batches) if behind else [self._batches.popleft()]
+                if behind:
+                    self._batches.clear()
+                for _, items, _, _ in batches:
+                    books = sum(1 for i in items if type(i) is tuple)
+                    self._pending_books -= books
+                    self._pending_trades -= len(items) - books
             try:
-                (self.on_book if kind == self._BOOK else self.on_trade)(item)
+                last = None
+                for rows, items, _, view in batches:
+                    if view is not None:
+                        self.book = view
+                    last = self._apply(rows, items, behind, last)
+                if last is not None:
+                    if self._at_marker:
+                        self._deliver(self.book)
+                    else:  # unsynced rows came after the newest synced book: nothing valid to show
+                        self._coalesce()
             except Exception:
-                log.exception("%s: callback raised", self._thread.name)
+                log.exception("%s: applying a batch failed", self._thread.name)
+
+    _at_marker = False
+
+    def _apply(self, rows, items: list, behind: bool, last):
+        """Apply one frame's rows; deliver after each delivered message unless `behind`, in
+        which case return the newest delivered marker (the caller delivers it)."""
+        book, pos = self.book, 0
+        n = len(rows) if rows is not None else 0
+        for item in items:
+            if type(item) is not tuple:
+                if self.on_trade is not None:
+                    self._call(self.on_trade, item)
+                continue
+            end, ts, local_ts, seq = item
+            while pos < end:  # rows of messages the normalizer did not deliver (unsynced) first
+                pos = book.apply_book_rows(rows, pos)
+                self.applied += 1
+                book.synced = pos == end
+            book.timestamp, book.local_timestamp, book.seq = ts, local_ts, seq
+            if behind:
+                if last is not None:
+                    self._coalesce()
+                last = item
+                self._at_marker = True
+            else:
+                self._deliver(book)
+        while pos < n:
+            pos = book.apply_book_rows(rows, pos)
+            self.applied += 1
+            book.synced = False
+            self._at_marker = False
+        return last
+
+    def _coalesce(self) -> None:
+        self.coalesced += 1
+        if self.coalesced == 1:
+            elapsed = max(time.perf_counter_ns() - (self._first_ns or 0), 1)
+            rate = self.applied / (elapsed / 1e9)
+            log.warning(
+                "%s: on_book is slower than the stream (it takes %.0f us a book, the stream sends %.0f books/s, "
+                "it fell more than %.0f ms behind); it now gets the newest book, skipped books are counted in `coalesced`",
+                self._thread.name, self._cb_ewma_ns / 1e3, rate, self.max_lag_ns / 1e6)
+
+    def _deliver(self, book: OrderBook) -> None:
+        t0 = time.perf_counter_ns()
+        self._call(self.on_book, book)
+        dt = time.perf_counter_ns() - t0
+        self.callback_ns += dt
+        self._cb_ewma_ns += (dt - self._cb_ewma_ns) * 0.125
+        self.delivered += 1
+
+    def _call(self, fn, arg) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("%s: callback raised", self._thread.name)
+
+    def stats(self) -> dict:
+        return {"applied": self.applied, "delivered": self.delivered, "coalesced": self.coalesced,
+                "dropped_trades": self.dropped_trades, "callback_ns": self.callback_ns}
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued, then stop."""
@@ -105,7 +206,8 @@ class LiveConnector:
         self.ws_url = ws_url or self.module.DEFAULT_WS_URL
         self.depth = depth or getattr(self.module, "DEFAULT_DEPTH", 0)
         self._streams: list[tuple[threading.Thread, asyncio.AbstractEventLoop, asyncio.Event, FeedClient]] = []
-        self._latest: OrderBook | None = None
+        self._latest_book: Dispatcher | None = None
+        self._dispatchers: dict[str, Dispatcher] = {}  # by thread name; kept after stop_stream for stats()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -129,8 +231,12 @@ class LiveConnector:
     def fetch_orderbook_sync(self, symbol: str) -> OrderBook:
         normalizer = self.module.Normalizer(depth=self.depth)
         normalizer.feed(self._row("rest", self.module.INSTRUMENTS_PATH, None, self._get(self.module.INSTRUMENTS_PATH)))
-        if symbol not in normalizer.books:
-            raise VenueError(f"unknown symbol {symbol!r} for venue {self.venue}")
+        from lab.symbols import UnknownSymbol, resolve
+
+        try:
+            symbol = resolve(symbol, normalizer.books, f"venue {self.venue}")
+        except UnknownSymbol as exc:
+            raise VenueError(str(exc)) from None
         path = self.module.depth_path(symbol)
         normalizer.feed(self._row("rest", path, symbol, self._get(path)))
         book = normalizer.books[symbol]
@@ -139,17 +245,22 @@ class LiveConnector:
             raise VenueError(f"{self.venue}: snapshot of {symbol} did not verify: {events}")
         return book.copy()
 
+    def _resolve(self, symbol: str) -> str:
+        """The venue's spelling of `symbol` (venue or canonical spelling accepted)."""
+        from lab.symbols import UnknownSymbol, resolve
+
+        try:
+            return resolve(symbol, self.list_symbols(), f"venue {self.venue}")
+        except UnknownSymbol as exc:
+            raise VenueError(str(exc)) from None
+
     def start_stream(self, symbol: str, on_book: Callable[[OrderBook], None], on_trade: Callable[[Trade], None] | None = None) -> None:
-        if symbol not in self.list_symbols():
-            raise VenueError(f"unknown symbol {symbol!r} for venue {self.venue}")
-
+        """`on_book(book)` after every applied message while in sync. `book` is one
+        `OrderBook` view reused between calls and valid during the call (as on replay):
+        `book.copy()` keeps one."""
+        symbol = self._resolve(symbol)
         dispatcher = Dispatcher(on_book, on_trade, name=f"lab-callbacks-{self.venue}-{symbol}")
-
-        def book_cb(book: OrderBook) -> None:
-            snapshot = book.copy()
-            self._latest = snapshot
-            dispatcher.book(snapshot)
-
+        self._dispatchers[dispatcher._thread.name] = dispatcher
         ready = threading.Event()
         holder: dict = {}
 
@@ -157,8 +268,39 @@ class LiveConnector:
             loop = asyncio.new_event_loop()
             stop = asyncio.Event()
             client_box: list[FeedClient] = []
-            normalizer = self.module.Normalizer(on_book=book_cb, on_trade=dispatcher.trade, request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
-            client = FeedClient(self.module, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=normalizer.feed, depth=self.depth)
+            items: list = []  # this frame's delivered-message markers and trades, in order
+            source: list = [None]  # the normalizer's book the callback's book mirrors
+            normalizer = self.module.Normalizer(request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
+
+            def book_cb(book: OrderBook) -> None:
+                cols = normalizer.out.book.get(book.symbol)
+                items.append((len(cols), book.timestamp, book.local_timestamp, book.seq))
+
+            normalizer.on_book = book_cb
+            normalizer.on_trade = items.append if on_trade is not None else None
+
+            def sink(row: RawRow) -> None:
+                try:
+                    normalizer.feed(row)
+                finally:
+                    out = normalizer.out
+                    if not out.is_empty():
+                        normalizer.take()  # the live side writes nothing: rows go to the dispatcher only
+                        src = normalizer.books.get(symbol)
+                        view = None
+                        if src is not None and src is not source[0]:
+                            # first instrument, or a precision change (a new book in the
+                            # normalizer): the callback's book follows, from the next rows on
+                            source[0] = src
+                            view = OrderBook(src.venue, src.symbol, src.price_precision, src.amount_precision, src.depth)
+                            view.synced = False
+                        rows = out.book.get(src.symbol) if src is not None else None
+                        if rows is not None or items or view is not None:
+                            dispatcher.push(rows, items.copy(), view)
+                            self._latest_book = dispatcher
+                    items.clear()
+
+            client = FeedClient(self.module, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=sink, depth=self.depth)
             client_box.append(client)
             holder.update(loop=loop, stop=stop, client=client)
             ready.set()
@@ -181,9 +323,17 @@ class LiveConnector:
         ready.wait()
         self._streams.append((thread, holder["loop"], holder["stop"], holder["client"], dispatcher))
 
+    def stats(self) -> dict:
+        """Per stream: messages applied to the callback's book, books delivered, books
+        coalesced (skipped because on_book was behind), trades dropped, time spent in on_book."""
+        return {name.removeprefix("lab-callbacks-"): d.stats() for name, d in self._dispatchers.items()}
+
     def latest_snapshot(self) -> OrderBook | None:
-        book = self._latest
-        return None if book is None else book.copy()
+        """A copy of the newest book the callbacks were given (None before the first)."""
+        d = self._latest_book
+        if d is None or d.book is None or d.delivered == 0:
+            return None
+        return d.book.copy()
 
     def stop_stream(self) -> None:
         for thread, loop, stop, client, dispatcher in self._streams:

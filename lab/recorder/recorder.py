@@ -260,6 +260,15 @@ class Recorder:
         known = {i.venue_symbol for i in instruments}
         if not self.opts.symbols:
             self.client.symbols = self.opts.symbols = sorted(known)
+        else:  # the canonical spelling (XBT-USD) and any case name the venue's symbol too
+            from lab.symbols import key
+
+            by_key: dict[str, list[str]] = {}
+            for k in known:
+                by_key.setdefault(key(k), []).append(k)
+            self.client.symbols = self.opts.symbols = [
+                s if s in known or len(by_key.get(key(s), ())) != 1 else by_key[key(s)][0] for s in self.opts.symbols
+            ]
         unknown = [s for s in self.opts.symbols if s not in known]
         if unknown:
             raise VenueError(

@@ -19,6 +19,7 @@ import pyarrow as pa
 from lab.datasets import schema as S
 from lab.recorder.sync import Trade
 from lab.rust_book import OrderBook
+from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
 from .reader import CaptureError, load_book, read_file, streams_in, mantissas
 
@@ -36,6 +37,8 @@ class ReplayConnector:
         self.path = path
         self.progress = progress  # progress(events done, total), about every 0.1 s
         self.venue = venue
+        # venue (`XBT/USD`) or canonical (`XBT-USD`) spelling, any case: partitions are canonical
+        symbols = canonical_list(symbols)
         self.symbols = symbols
         self.start_ns = start_ns
         self.end_ns = end_ns
@@ -61,13 +64,18 @@ class ReplayConnector:
         return sorted({s for _, s in self._book_streams})
 
     def start_stream(self, symbol: str, on_book: Callable[[OrderBook], None], on_trade: Callable[[Trade], None] | None = None) -> None:
-        if symbol not in self.list_symbols() and symbol != "*":
-            raise CaptureError(f"symbol {symbol!r} is not in the capture (has: {', '.join(self.list_symbols())})")
+        """`on_book(book)` after every applied message: one `OrderBook` view per stream, reused
+        between calls and valid during the call (as live); `book.copy()` keeps one."""
+        if symbol != "*":
+            try:
+                symbol = resolve(symbol, self.list_symbols(), "the capture")
+            except UnknownSymbol as exc:
+                raise CaptureError(str(exc)) from None
         self._callbacks[symbol] = (on_book, on_trade)
 
     def latest_snapshot(self, symbol: str | None = None) -> OrderBook | None:
         for (v, s), book in self._books.items():
-            if symbol is None or s == symbol:
+            if symbol is None or s == key(symbol):
                 return book.copy()
         return None
 
@@ -195,8 +203,8 @@ class ReplayConnector:
             "streams": {
                 f"{v}/{s}": {
                     "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s), False),
-                    "best_bid": _price(book.best_bid(), book.price_precision),
-                    "best_ask": _price(book.best_ask(), book.price_precision),
+                    "best_bid": _price(book.best_bid()),
+                    "best_ask": _price(book.best_ask()),
                     "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
                 }
                 for (v, s), book in self._books.items()
@@ -247,8 +255,8 @@ def _index(local_ts, rank, rec_id, kind, stream, rows) -> np.ndarray:
     return out
 
 
-def _price(level, precision: int) -> float | None:
-    return None if level is None else float(Decimal(level[0]).scaleb(-precision))
+def _price(level) -> Decimal | None:
+    return None if level is None else level[0]
 
 
 def read_file_many(files: list[str]) -> dict:

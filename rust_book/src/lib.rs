@@ -156,7 +156,6 @@ fn parse_wire_side(
 /// `OrderBook(venue, symbol, price_precision, amount_precision, depth=0)`; depth 0 means
 /// unbounded, otherwise each side keeps its best `depth` levels after every message.
 #[pyclass(module = "lab.rust_book", subclass)]
-#[derive(Clone)]
 pub struct OrderBook {
     #[pyo3(get, set)]
     venue: String,
@@ -179,9 +178,60 @@ pub struct OrderBook {
     book: Book,
     price_scale: f64,
     amount_scale: f64,
+    /// The Decimal of each side's best price, kept until that price changes: `top()` in a
+    /// callback is then two integer compares, not two Decimal constructions.
+    top_cache: [Option<(i64, Py<PyAny>)>; 2],
+}
+
+impl Clone for OrderBook {
+    /// A copy starts with an empty Decimal cache (cloning a `Py` needs the GIL held).
+    fn clone(&self) -> Self {
+        OrderBook {
+            venue: self.venue.clone(),
+            symbol: self.symbol.clone(),
+            timestamp: self.timestamp,
+            local_timestamp: self.local_timestamp,
+            seq: self.seq,
+            synced: self.synced,
+            price_precision: self.price_precision,
+            amount_precision: self.amount_precision,
+            book: self.book.clone(),
+            price_scale: self.price_scale,
+            amount_scale: self.amount_scale,
+            top_cache: [None, None],
+        }
+    }
 }
 
 impl OrderBook {
+    fn decimal<'py>(&self, py: Python<'py>, value: i64, precision: u32) -> PyResult<Bound<'py, PyAny>> {
+        DECIMAL.import(py, "decimal", "Decimal")?.call1((fixed_string(value, precision),))
+    }
+
+    fn best_price_decimal(&mut self, py: Python<'_>, ask: bool) -> PyResult<Option<Py<PyAny>>> {
+        let Some((p, _)) = self.book.side(ask).best() else {
+            return Ok(None);
+        };
+        if let Some((cp, obj)) = &self.top_cache[ask as usize] {
+            if *cp == p {
+                return Ok(Some(obj.clone_ref(py)));
+            }
+        }
+        let obj = self.decimal(py, p, self.price_precision)?.unbind();
+        self.top_cache[ask as usize] = Some((p, obj.clone_ref(py)));
+        Ok(Some(obj))
+    }
+
+    fn best_decimal<'py>(&self, py: Python<'py>, ask: bool) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        match self.book.side(ask).best() {
+            None => Ok(None),
+            Some((p, a)) => Ok(Some((
+                self.decimal(py, p, self.price_precision)?,
+                self.decimal(py, a, self.amount_precision)?,
+            ))),
+        }
+    }
+
     #[inline]
     fn px(&self, ticks: i64) -> f64 {
         ticks as f64 / self.price_scale
@@ -249,6 +299,7 @@ impl OrderBook {
             book: Book::new(depth as usize),
             price_scale: POW10[pp as usize] as f64,
             amount_scale: POW10[ap as usize] as f64,
+            top_cache: [None, None],
         })
     }
 
@@ -446,33 +497,64 @@ impl OrderBook {
         Ok(true)
     }
 
-    /// (best bid price, best ask price) as floats, None for an empty side. O(1).
-    fn top(&self) -> (Option<f64>, Option<f64>) {
+    /// (best bid price, best ask price) as exact decimal.Decimal, None for an empty side. O(1):
+    /// each side's Decimal is cached until its best price changes.
+    fn top(&mut self, py: Python<'_>) -> PyResult<(Option<Py<PyAny>>, Option<Py<PyAny>>)> {
+        Ok((self.best_price_decimal(py, false)?, self.best_price_decimal(py, true)?))
+    }
+
+    /// (best bid, best ask) price ticks, None for an empty side.
+    fn top_ticks(&self) -> (Option<i64>, Option<i64>) {
+        (self.book.bids().best().map(|l| l.0), self.book.asks().best().map(|l| l.0))
+    }
+
+    /// (best bid, best ask) prices as floats (inexact; for plotting and quick maths).
+    fn top_float(&self) -> (Option<f64>, Option<f64>) {
         (
             self.book.bids().best().map(|l| self.px(l.0)),
             self.book.asks().best().map(|l| self.px(l.0)),
         )
     }
 
+    /// (price, amount) of the best bid as exact decimal.Decimal, or None.
+    fn best_bid<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.best_decimal(py, false)
+    }
+
+    /// (price, amount) of the best ask as exact decimal.Decimal, or None.
+    fn best_ask<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.best_decimal(py, true)
+    }
+
     /// (price_ticks, amount_lots) of the best bid, or None.
-    fn best_bid(&self) -> Option<(i64, i64)> {
+    fn best_bid_ticks(&self) -> Option<(i64, i64)> {
         self.book.bids().best()
     }
 
     /// (price_ticks, amount_lots) of the best ask, or None.
-    fn best_ask(&self) -> Option<(i64, i64)> {
+    fn best_ask_ticks(&self) -> Option<(i64, i64)> {
         self.book.asks().best()
     }
 
-    /// Bids best first as (price, qty) floats.
+    /// Bids best first as exact (decimal.Decimal price, decimal.Decimal amount); built when read.
     #[getter]
-    fn bids(&self) -> Vec<(f64, f64)> {
+    fn bids<'py>(&self, py: Python<'py>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.decimal_levels(py, false, None)
+    }
+
+    /// Asks best first as exact (decimal.Decimal price, decimal.Decimal amount); built when read.
+    #[getter]
+    fn asks<'py>(&self, py: Python<'py>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.decimal_levels(py, true, None)
+    }
+
+    /// Bids best first as (price, amount) floats (inexact).
+    fn bids_float(&self) -> Vec<(f64, f64)> {
         self.float_levels(false)
     }
 
-    /// Asks best first as (price, qty) floats.
-    #[getter]
-    fn asks(&self) -> Vec<(f64, f64)> {
+    /// Asks best first as (price, amount) floats (inexact).
+    fn asks_float(&self) -> Vec<(f64, f64)> {
         self.float_levels(true)
     }
 
@@ -506,10 +588,48 @@ impl OrderBook {
         self.decimal_levels(py, true, n)
     }
 
+    /// Top `n` levels (all when None) of `side` (0 bid, 1 ask), best first, as exact Decimals.
+    #[pyo3(signature = (side, n = None))]
+    fn levels<'py>(
+        &self,
+        py: Python<'py>,
+        side: i64,
+        n: Option<usize>,
+    ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        self.decimal_levels(py, parse_side(side)?, n)
+    }
+
     /// Top `n` levels (all when None) of `side` (0 bid, 1 ask), best first, in ticks/lots.
     #[pyo3(signature = (side, n = None))]
-    fn levels(&self, side: i64, n: Option<usize>) -> PyResult<Vec<(i64, i64)>> {
+    fn levels_ticks(&self, side: i64, n: Option<usize>) -> PyResult<Vec<(i64, i64)>> {
         Ok(self.book.side(parse_side(side)?).top_n(n))
+    }
+
+    /// Apply one message of a `BookRows` (rows `start` up to the first LAST row, inclusive;
+    /// CLEAR clears first), then truncate to depth: what replaying those rows from Parquet
+    /// does. Returns the index after the message. The live dispatcher keeps its callback book
+    /// in step with the normalizer's this way, from the rows the normalizer wrote.
+    fn apply_book_rows(&mut self, rows: PyRef<'_, BookRows>, start: usize) -> PyResult<usize> {
+        let n = rows.flags.len();
+        if start >= n {
+            return Err(PyValueError::new_err(format!("start {start} out of range for {n} rows")));
+        }
+        let end = match rows.flags[start..].iter().position(|f| f & FLAG_LAST != 0) {
+            Some(k) => start + k + 1,
+            None => {
+                return Err(PyValueError::new_err(format!(
+                    "no row with the LAST flag at or after row {start} ({n} rows)"
+                )))
+            }
+        };
+        for i in start..end {
+            if rows.flags[i] & FLAG_CLEAR != 0 {
+                self.book.clear();
+            }
+            self.book.side_mut(rows.side[i] == 1).set(rows.price[i], rows.amount[i]);
+        }
+        self.book.truncate();
+        Ok(end)
     }
 
     #[getter]
