@@ -25,8 +25,67 @@ def _partition(path: str) -> dict[str, str]:
     return dict(_PART.findall(path.replace(os.sep, "/")))
 
 
+_SESSION_FILE = re.compile(r"^(?P<session>.+)-(?P<seq>\d{6})\.parquet$")
+# footer check results by (path, size, mtime_ns): a file is checked once per process unless it changes
+_FOOTERS: dict[tuple[str, int, int], str | None] = {}
+
+
+def normalize_path(path) -> str:
+    """The one spelling of a path every command compares files by (relative, absolute and
+    symlinked roots give the same file names)."""
+    return os.path.realpath(os.fspath(path))
+
+
+def unreadable(path: str) -> str | None:
+    """Why `path` is not a readable Parquet file (its footer does not parse), or None."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _FOOTERS:
+        try:
+            pq.read_metadata(path)
+            _FOOTERS[key] = None
+        except Exception as exc:  # truncated, overwritten, not Parquet at all: pyarrow raises several types
+            _FOOTERS[key] = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return _FOOTERS[key]
+
+
+def split_readable(files: list[str], skipped: list[tuple[str, str]] | None) -> list[str]:
+    """The readable files of `files`; unreadable ones go to `skipped` as (path, reason), or raise
+    CaptureError when the caller gave no list (it did not ask to carry on)."""
+    out = []
+    for f in files:
+        why = unreadable(f)
+        if why is None:
+            out.append(f)
+        elif skipped is None:
+            raise CaptureError(f"{f}: not a readable Parquet file ({why})")
+        elif all(f != s for s, _ in skipped):
+            skipped.append((f, why))
+    return out
+
+
+def skip_warning(path: str, why: str) -> str:
+    return f"warning: skipped unreadable file {path} ({why}); `lab verify` lists such files, `lab normalize` re-derives derived ones"
+
+
+def session_of(path: str) -> str:
+    """The recorder session a capture file belongs to: its name is `<session>-<seq>.parquet`."""
+    m = _SESSION_FILE.match(os.path.basename(path))
+    if m:
+        return m.group("session")
+    try:
+        session = (pq.read_schema(path).metadata or {}).get(S.META_SESSION)
+    except Exception:
+        session = None
+    return session.decode() if session else os.path.basename(path)
+
+
 def find_files(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> list[str]:
     """Files of one table under `path` (a file of that table, a partition folder, or a root)."""
+    path = normalize_path(path)
     if os.path.isfile(path):
         files = [path] if _table_of(path) == table else []
     elif os.path.isdir(path):
@@ -97,8 +156,19 @@ class BookStream:
         return np.flatnonzero(self.flags & S.FLAG_LAST)
 
 
-def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
-    tables = [read_file(f) for f in files]
+def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
+    """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
+    footer parses but whose data does not is left out and listed there."""
+    tables = []
+    for f in files:
+        try:
+            tables.append(read_file(f))
+        except CaptureError as exc:
+            if skipped is None:
+                raise
+            skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+    if not tables:
+        raise CaptureError(f"{venue} {symbol}: no readable book file")
     metas = [meta_of(t) for t in tables]
     for f, m in zip(files, metas):
         try:
@@ -141,9 +211,11 @@ def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
     )
 
 
-def streams_in(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> dict[tuple[str, str], list[str]]:
+def streams_in(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None,
+               skipped: list[tuple[str, str]] | None = None) -> dict[tuple[str, str], list[str]]:
+    """{(venue, symbol): files} of one table; unreadable files go to `skipped` (see split_readable)."""
     by_stream: dict[tuple[str, str], list[str]] = {}
-    for f in find_files(path, table, venue, symbols):
+    for f in split_readable(find_files(path, table, venue, symbols), skipped):
         part = _partition(f)
         v, s = part.get("venue"), part.get("symbol")
         if v is None or s is None:
@@ -151,3 +223,51 @@ def streams_in(path: str, table: str, venue: str | None = None, symbols: list[st
             v, s = v or meta.get("lab.venue"), s or meta.get("lab.symbol")
         by_stream.setdefault((v, s), []).append(f)
     return by_stream
+
+
+def by_session(files: list[str]) -> dict[str, list[str]]:
+    """A stream's files per recorder session, each session's files in order."""
+    out: dict[str, list[str]] = {}
+    for f in sorted(files, key=lambda f: (os.path.basename(f), f)):
+        out.setdefault(session_of(f), []).append(f)
+    return out
+
+
+class SessionSelector:
+    """Which recorder session's book the callbacks of one (venue, symbol) see, message by message
+    (docs/DATASET.md, "Overlapping sessions"). Every session keeps its own book; the connector
+    applies each session's rows to that session's book only and asks `deliver` after each message.
+
+    The rule: the first session whose book is synced delivers; it keeps delivering while it is
+    synced and has messages left. When it is unsynced (a gap, a resync, a disconnect) or has
+    ended, the next synced message of another session takes over, at that message's boundary,
+    provided its seq is past the last one delivered (when the venue's seq is a venue-wide
+    sequence; a per-connection counter such as Kraken v1's is not comparable across sessions), so
+    the delivered seq never goes backwards and every delivered book is its own session's book
+    right after that seq."""
+
+    def __init__(self, books: dict, messages: dict[str, int], comparable_seq: bool = True):
+        self.books = books  # session -> book (has .synced, .seq)
+        self.remaining = dict(messages)  # session -> messages not yet applied
+        self.comparable_seq = comparable_seq
+        self.active: str | None = None  # the session delivering now
+        self.last_seq: int | None = None
+        self.switches = 0
+
+    def deliver(self, session: str) -> bool:
+        """Called after a message of `session` was applied to its book: should it be delivered?"""
+        self.remaining[session] -= 1
+        active = self.active
+        if active is not None and active != session and self.books[active].synced and self.remaining[active] > 0:
+            return False
+        book = self.books[session]
+        if not book.synced:
+            return False
+        if active != session:
+            if self.comparable_seq and self.last_seq is not None and book.seq <= self.last_seq:
+                return False
+            if active is not None:
+                self.switches += 1
+            self.active = session
+        self.last_seq = book.seq
+        return True
