@@ -12,13 +12,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lab.datasets import schema as S
+from lab.datasets.files import CaptureError, normalize_path, skip_warning, split_readable, unreadable  # noqa: F401 (re-exported)
 from lab.datasets.store import mantissas
 
 _PART = re.compile(r"(venue|symbol|date)=([^/]+)")
 
 
-class CaptureError(RuntimeError):
-    """A capture file is missing, truncated or not a lab file."""
 
 
 def _partition(path: str) -> dict[str, str]:
@@ -26,51 +25,6 @@ def _partition(path: str) -> dict[str, str]:
 
 
 _SESSION_FILE = re.compile(r"^(?P<session>.+)-(?P<seq>\d{6})\.parquet$")
-# footer check results by (path, size, mtime_ns): a file is checked once per process unless it changes
-_FOOTERS: dict[tuple[str, int, int], str | None] = {}
-
-
-def normalize_path(path) -> str:
-    """The one spelling of a path every command compares files by (relative, absolute and
-    symlinked roots give the same file names)."""
-    return os.path.realpath(os.fspath(path))
-
-
-def unreadable(path: str) -> str | None:
-    """Why `path` is not a readable Parquet file (its footer does not parse), or None."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"{exc.strerror or exc}"
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _FOOTERS:
-        try:
-            pq.read_metadata(path)
-            _FOOTERS[key] = None
-        except Exception as exc:  # truncated, overwritten, not Parquet at all: pyarrow raises several types
-            _FOOTERS[key] = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return _FOOTERS[key]
-
-
-def split_readable(files: list[str], skipped: list[tuple[str, str]] | None) -> list[str]:
-    """The readable files of `files`; unreadable ones go to `skipped` as (path, reason), or raise
-    CaptureError when the caller gave no list (it did not ask to carry on)."""
-    out = []
-    for f in files:
-        why = unreadable(f)
-        if why is None:
-            out.append(f)
-        elif skipped is None:
-            raise CaptureError(f"{f}: not a readable Parquet file ({why})")
-        elif all(f != s for s, _ in skipped):
-            skipped.append((f, why))
-    return out
-
-
-def skip_warning(path: str, why: str) -> str:
-    return f"warning: skipped unreadable file {path} ({why}); `lab verify` lists such files, `lab normalize` re-derives derived ones"
-
-
 def session_of(path: str) -> str:
     """The recorder session a capture file belongs to: its name is `<session>-<seq>.parquet`."""
     m = _SESSION_FILE.match(os.path.basename(path))
