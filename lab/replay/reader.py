@@ -39,14 +39,14 @@ def session_of(path: str) -> str:
 
 def find_files(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> list[str]:
     """Files of one table under `path` (a file of that table, a partition folder, or a root)."""
-    path = normalize_path(path)
+    given, path = path, normalize_path(path)
     if os.path.isfile(path):
         files = [path] if _table_of(path) == table else []
     elif os.path.isdir(path):
         here = glob.glob(os.path.join(os.path.abspath(path), "**", "*.parquet"), recursive=True)
         files = [f for f in here if _table_of(f) == table]
     else:
-        raise CaptureError(f"no such file or folder: {path}")
+        raise CaptureError(f"no such file or folder: {given}")
     out = []
     for f in files:
         if os.path.basename(f).startswith("."):
