@@ -48,7 +48,7 @@ def tables_in(root: str) -> list[str]:
 
 
 def _files_of(root: str, table: str) -> list[str]:
-    files = glob.glob(os.path.join(root, table, "venue=*", "**", "*.parquet"), recursive=True)  # glob skips dot files
+    files = glob.glob(os.path.join(root, table, "**", "*.parquet"), recursive=True)  # glob skips dot files
     return sorted(f for f in files if not os.path.basename(f).startswith("."))
 
 
