@@ -165,7 +165,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
     from lab.venues.registry import UnknownVenue, feed_module
 
     interruptions: dict[tuple[str, str | None], list[int]] = {}
-    for (venue, _), files in streams_in(root, "events").items():
+    for (venue, _), files in streams_in(root, "events", skipped=[]).items():
         for f in files:
             if f in bad:
                 continue
@@ -186,7 +186,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
                 return True
         return False
 
-    for (venue, symbol), files in sorted(streams_in(root, "trades").items()):
+    for (venue, symbol), files in sorted(streams_in(root, "trades", skipped=[]).items()):
         try:
             sequential = getattr(feed_module(venue), "trade_ids_sequential", None)
         except UnknownVenue:
