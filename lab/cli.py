@@ -296,10 +296,13 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
         out_dir = os.path.dirname(os.path.abspath(parquet_out))
         if not os.path.isdir(out_dir):
             fail(f"--parquet {parquet_out}: directory {out_dir} does not exist")
+    skipped: list = []
     try:
-        table = run_query(root, sql)
+        table = run_query(root, sql, skipped=skipped)
     except QueryError as exc:
+        _warn_skipped(skipped)
         fail(_query_hint(str(exc), root))
+    _warn_skipped(skipped)
     if parquet_out:
         import pyarrow.parquet as pq
 
@@ -319,6 +322,14 @@ def query(sql, root, as_csv, as_json, parquet_out) -> None:
             click.echo(json.dumps(row, default=_json_value))
     else:
         _print_table(table)
+
+
+def _warn_skipped(skipped) -> None:
+    """One stderr line per unreadable file a command left out (it carried on with the rest)."""
+    from lab.datasets.files import skip_warning
+
+    for path, why in skipped:
+        click.echo(skip_warning(path, why), err=True)
 
 
 _DERIVED_BY = {"quotes": "lab rebuild {root}", "orders": "lab paper ... --out {root}", "fills": "lab paper ... --out {root}"}
@@ -531,6 +542,45 @@ def normalize(root, venue, session) -> None:
         sys.exit(1)  # something could not be re-derived: its old derived files were kept
 
 
+def _file_errors() -> tuple:
+    """What reading a damaged capture file raises (the footer check catches most before)."""
+    import pyarrow as pa
+
+    from lab.datasets.files import CaptureError
+
+    return (OSError, pa.ArrowException, CaptureError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _normalized(root: str) -> str:
+    from lab.datasets.files import normalize_path
+
+    return normalize_path(root)
+
+
+def _sessions(root: str, venue: str | None, session: str | None) -> list[tuple[str, str]]:
+    from lab.datasets.writer import sessions_in
+
+    return [(v, s) for v, s in sessions_in(root, venue) if session is None or s == session]
+
+
+def _unreadable_raw(root: str, venue: str | None, session: str | None) -> dict[str, list[tuple[str, str]]]:
+    """{session: [(raw file, why)]} of the raw files whose footer does not parse."""
+    from lab.datasets.files import unreadable
+    from lab.datasets.writer import session_raw_files
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for v, s in _sessions(root, venue, session):
+        for _seq, path in session_raw_files(root, v, s):
+            why = unreadable(path)
+            if why is not None:
+                out.setdefault(s, []).append((path, why))
+    return out
+
+
 @main.command(short_help="Recompress finished sessions' raw files (zstd 19).",
               epilog=_examples('lab compact captures',
                                'lab compact captures --json'))
@@ -543,16 +593,35 @@ def compact(root, venue, session, as_json) -> None:
     from lab.datasets.writer import compact_root
     from lab.progress import progress_bar
 
-    with progress_bar("compact", unit="MB") as bar:
-        reports = compact_root(root, venue=venue, session=session,
-                               progress=lambda done, total: bar(completed=done / 1e6, total=total / 1e6))
+    root = _normalized(root)
+    blocked = _unreadable_raw(root, venue, session)
+    if not blocked:
+        try:
+            with progress_bar("compact", unit="MB") as bar:
+                reports = compact_root(root, venue=venue, session=session,
+                                       progress=lambda done, total: bar(completed=done / 1e6, total=total / 1e6))
+        except _file_errors() as exc:  # the footer parses, the data does not: the files before it are compacted
+            fail(f"compact stopped: {_first_line(exc)}; see `lab verify`")
+    else:  # the sessions with an unreadable raw file are skipped, the others compacted
+        reports = []
+        for v, s in _sessions(root, venue, session):
+            if s in blocked:
+                path, why = blocked[s][0]
+                reports.append({"venue": v, "session": s, "skipped": f"unreadable raw file {path} ({why}): see `lab verify`", "error": True})
+                continue
+            try:
+                reports += compact_root(root, venue=v, session=s)
+            except _file_errors() as exc:
+                reports.append({"venue": v, "session": s, "skipped": f"stopped: {_first_line(exc)}", "error": True})
     for r in reports:
         if as_json:
             click.echo(json.dumps(r))
         elif "skipped" in r:
-            click.echo(f"{r['venue']} {r['session']}: skipped ({r['skipped']})")
+            click.echo(f"{r['venue']} {r['session']}: skipped ({r['skipped']})", err=bool(r.get("error")))
         else:
             click.echo(f"{r['venue']} {r['session']}: {r['files']} raw files compacted, {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
+    if any(r.get("error") for r in reports):
+        sys.exit(1)
 
 
 @main.command(epilog=_examples("lab migrate captures --dry-run      # what would be rewritten",
@@ -639,10 +708,14 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
         fail(str(exc))
     if as_json:
         click.echo(dumps(summary))
-        return
-    click.echo(f"replayed {summary['messages']:,} book messages, {summary['trades']:,} trades, {summary['gaps']} gaps")
-    for name, s in summary["streams"].items():
-        click.echo(f"  {name}: seq {s['seq']}  bid {s['best_bid']}  ask {s['best_ask']}  {'synced' if s['synced'] else 'NOT synced'}")
+    else:
+        click.echo(f"replayed {summary['messages']:,} book messages, {summary['trades']:,} trades, {summary['gaps']} gaps")
+        for name, s in summary["streams"].items():
+            click.echo(f"  {name}: seq {s['seq']}  bid {s['best_bid']}  ask {s['best_ask']}  {'synced' if s['synced'] else 'NOT synced'}")
+    # the replay ran over every readable file; exit 1 says it was not the whole capture
+    _warn_skipped(conn.skipped)
+    if conn.skipped:
+        sys.exit(1)
 
 
 @main.command(short_help="Check a capture's health; exit 1 when unhealthy.",
@@ -778,21 +851,29 @@ def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
     from lab.replay.reader import CaptureError
 
     seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
+    skipped: list = []
     try:
         from lab.symbols import canonical_list  # XBT/USD or xbt-usd name the XBT-USD partition
 
         with progress_bar("rebuild", unit="files") as bar:
-            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue,
-                                  symbols=canonical_list(symbols) or None, progress=callback(bar))
+            report = rebuild_root(root, depth=depth, interval_ns=int(round(seconds * 1e9)), venue=venue, symbols=canonical_list(symbols) or None,
+                                  progress=callback(bar), skipped=skipped)
     except CaptureError as exc:
+        _warn_skipped(skipped)
         fail(str(exc))
     if not report:
-        fail(f"no book files under {root}")
+        _warn_skipped(skipped)
+        fail(f"no readable book files under {root}" if skipped else f"no book files under {root}")
     for s in report:
         if as_json:
             click.echo(dumps(s))
         else:
-            click.echo(f"{s['venue']}/{s['symbol']}: {s['rows']:,} book rows -> {s['quotes']:,} quotes, {s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
+            click.echo(f"{s['venue']}/{s['symbol']} ({s['session']}): {s['rows']:,} book rows -> {s['quotes']:,} quotes, "
+                       f"{s['snapshots']:,} book_snapshot_{depth} rows in {s['files']} files")
+    # every readable stream was rebuilt; exit 1 says some files could not be
+    _warn_skipped(skipped)
+    if skipped:
+        sys.exit(1)
 
 
 @main.group(short_help="Benchmarks (not timed tests).")

@@ -4,6 +4,10 @@ derived table found under the root (`quotes`, `book_snapshot_25`, `orders`, `fil
 Files are read with `union_by_name=true`: without it DuckDB casts every file to the first file's
 types, and a DECIMAL(18,2) column read as DECIMAL(18,1) is silently rounded. With it, mixed
 precisions widen to a common exact type.
+
+Views are built over the list of readable files (each file's footer checked once per process,
+cached by path, size and mtime), not over a glob: one truncated or overwritten file would make
+DuckDB fail every query of its view. Skipped files are returned to the caller, which warns.
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import os
 import duckdb
 import pyarrow as pa
 
-from . import schema as S
+from lab.datasets import schema as S
+from lab.datasets.files import CaptureError, split_readable
 
 _EMPTY = {
     "raw": S.RAW,
@@ -42,19 +47,33 @@ def tables_in(root: str) -> list[str]:
     return sorted(found)
 
 
-def connect(root: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def _files_of(root: str, table: str) -> list[str]:
+    files = glob.glob(os.path.join(root, table, "**", "*.parquet"), recursive=True)  # glob skips dot files
+    return sorted(f for f in files if not os.path.basename(f).startswith("."))
+
+
+def connect(root: str, threads: int | None = None, skipped: list[tuple[str, str]] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per table under `root`. Unreadable files are left out of
+    the views and appended to `skipped` as (path, reason); without a list they raise QueryError."""
+    root = os.path.realpath(root)
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     present = tables_in(root)
     for table in sorted(set(present) | set(_EMPTY)):
+        files = []
         if table in present:
-            pattern = os.path.join(root, table, "**", "*.parquet").replace("'", "''")
+            try:
+                files = split_readable(_files_of(root, table), skipped)
+            except CaptureError as exc:
+                raise QueryError(str(exc)) from None
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(
-                f"CREATE VIEW \"{table}\" AS SELECT *{_FLOATS.get(table, '')} FROM read_parquet('{pattern}', "
+                f"CREATE VIEW \"{table}\" AS SELECT *{_FLOATS.get(table, '')} FROM read_parquet([{listed}], "
                 "hive_partitioning = true, union_by_name = true)"
             )
-        else:
+        elif table in _EMPTY:
             empty = pa.Table.from_batches([], _with_partitions(table, _EMPTY[table]))
             con.register(f"_empty_{table}", empty)
             con.execute(f"CREATE VIEW {table} AS SELECT *{_FLOATS.get(table, '')} FROM _empty_{table}")
@@ -74,9 +93,10 @@ def _with_partitions(table: str, schema: pa.Schema) -> pa.Schema:
     return schema
 
 
-def query(root: str, sql: str, threads: int | None = None) -> pa.Table:
+def query(root: str, sql: str, threads: int | None = None, skipped: list[tuple[str, str]] | None = None) -> pa.Table:
+    """Run `sql` over the root's views; unreadable files are skipped into `skipped` (see connect)."""
     try:
-        con = connect(root, threads)
+        con = connect(root, threads, skipped)
     except duckdb.Error as exc:
         raise QueryError(f"cannot open the capture under {root}: {str(exc).splitlines()[0]}") from None
     try:

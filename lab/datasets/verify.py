@@ -25,6 +25,7 @@ from lab.datasets import schema as S
 from lab.datasets.journal import iter_journals
 from lab.datasets.store import JOURNAL_DIR
 from lab.datasets.writer import DAMAGE_KIND, TORN_KIND
+from lab.datasets.files import normalize_path, unreadable
 from lab.replay.reader import CaptureError, load_book, read_file, streams_in
 from lab.rust_book import OrderBook, kraken_wire_checksum
 
@@ -37,6 +38,8 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
                      "journals": [], "live_journals": [], "damage": [], "unrecoverable_bytes": 0, "torn_tails": [], "trades": {}}
     if not os.path.isdir(root):
         raise CaptureError(f"capture root {root!r} does not exist")
+    # one spelling for every path compared below (a relative root once hid unreadable files)
+    root = report["root"] = normalize_path(root)
     if repair:
         from lab.datasets.writer import recover
 
@@ -47,23 +50,26 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
         (report["live_journals"] if journal_session_is_live(root, path) else report["journals"]).append(path)
     if report["journals"]:
         report["problems"].append(f"{len(report['journals'])} leftover journal(s): run `lab verify --repair`")
-    for path in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True):
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)):
         report["files"] += 1
-        try:
-            pq.ParquetFile(path).metadata
-        except Exception as exc:
-            report["bad_files"].append(path)
-            report["problems"].append(f"{path}: unreadable ({str(exc).splitlines()[0]})")
+        why = unreadable(path)
+        if why is not None:
+            _bad_file(report, root, path, why)
     bad = set(report["bad_files"])
+    listed: list = []  # the same unreadable files again: already in bad_files
 
     _check_sources(root, report, bad)
 
     events: dict[tuple[str, str | None], dict[str, int]] = {}
-    for (venue, _), files in streams_in(root, "events").items():
+    for (venue, _), files in streams_in(root, "events", skipped=listed).items():
         for f in files:
             if f in bad:
                 continue
-            t = read_file(f)
+            try:
+                t = read_file(f)
+            except CaptureError as exc:  # the footer parses, the data does not
+                _bad_file(report, root, f, str(exc).split("(", 1)[-1].rstrip(")"))
+                continue
             for kind, sym, detail in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), t.column("detail").to_pylist()):
                 counts = events.setdefault((venue, sym), {})
                 counts[kind] = counts.get(kind, 0) + 1
@@ -72,13 +78,23 @@ def verify(root: str, strict: bool = False, repair: bool = False, progress=None)
                 elif kind == "derive_failed":  # the recorder could not write a segment's derived files
                     report["problems"].append(f"{venue}: {detail}")
 
-    book_streams = sorted(streams_in(root, "book").items())
+    book_streams = sorted(streams_in(root, "book", skipped=listed).items())
     rows_total = sum(pq.ParquetFile(f).metadata.num_rows for _, files in book_streams for f in files if f not in bad) if progress else 0
     rows_before = 0
     for (venue, symbol), files in book_streams:
         files = [f for f in files if f not in bad]
         tick = (lambda done, base=rows_before: progress(base + done, rows_total)) if progress else None
-        stream = _verify_stream(venue, symbol, files, tick)
+        while True:
+            try:
+                stream = _verify_stream(venue, symbol, files, tick)
+                break
+            except CaptureError as exc:  # a file whose footer parses but whose data does not
+                named = [f for f in files if f in str(exc)]
+                for f in named:
+                    _bad_file(report, root, f, str(exc).split("(", 1)[-1].rstrip(")"))
+                if not named:
+                    report["problems"].append(f"{venue} {symbol}: {exc}")
+                files = [f for f in files if f not in named] if named else []
         rows_before += stream.pop("rows", 0)
         ev = events.get((venue, symbol), {})
         stream["gaps"] = ev.get("gap", 0)
@@ -151,7 +167,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
     from lab.venues.registry import UnknownVenue, feed_module
 
     interruptions: dict[tuple[str, str | None], list[int]] = {}
-    for (venue, _), files in streams_in(root, "events").items():
+    for (venue, _), files in streams_in(root, "events", skipped=[]).items():
         for f in files:
             if f in bad:
                 continue
@@ -172,7 +188,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
                 return True
         return False
 
-    for (venue, symbol), files in sorted(streams_in(root, "trades").items()):
+    for (venue, symbol), files in sorted(streams_in(root, "trades", skipped=[]).items()):
         try:
             sequential = getattr(feed_module(venue), "trade_ids_sequential", None)
         except UnknownVenue:
@@ -205,6 +221,16 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
                                       f" ({missing} trade ids missing in {holes} holes)")
         elif strict and holes:
             report["problems"].append(f"{venue} {symbol}: {holes} trade-id holes ({missing} trade ids missing, --strict)")
+def _bad_file(report: dict, root: str, path: str, why: str) -> None:
+    """List an unreadable file with what to do about it."""
+    if path in report["bad_files"]:
+        return
+    report["bad_files"].append(path)
+    table = os.path.relpath(path, root).split(os.sep)[0]
+    hint = ("raw is the source of truth: restore this file from a copy if there is one; then run `lab normalize`"
+            if table == "raw" else "run `lab normalize` to re-derive it from raw" if table in ("book", "trades", "events", "instruments")
+            else "run `lab normalize` (book, trades, events) or `lab rebuild` (quotes, book snapshots) to re-derive it")
+    report["problems"].append(f"{path}: unreadable ({why}): {hint}")
 
 
 def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> dict:

@@ -5,9 +5,14 @@ order; each book message is applied in the Rust book (`OrderBook.apply_rows`, ro
 and the callback receives the same reused `OrderBook` view a live connector gives. A CLEAR row
 resets the book; a gap, checksum mismatch or disconnect in `events` marks the book unsynced until
 the next CLEAR: replay never bridges a gap.
+
+Each recorder session of a (venue, symbol) is its own book (its rows and events only); when
+several sessions recorded the same symbol, `reader.SessionSelector` picks which one the callbacks
+see per time range. Unreadable files are skipped and listed in `skipped` / the summary.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from decimal import Decimal
@@ -21,7 +26,8 @@ from lab.recorder.sync import Trade
 from lab.rust_book import OrderBook
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
-from .reader import CaptureError, load_book, read_file, streams_in, mantissas
+from .reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, session_of,
+                     streams_in)
 
 UNSYNC_EVENTS = {"gap", "checksum_mismatch", "disconnect", "resync", "overflow"}
 _BOOK, _TRADE, _EVENT = 0, 1, 2
@@ -34,7 +40,8 @@ class ReplayConnector:
     def __init__(self, path: str, venue: str | None = None, symbols: list[str] | None = None,
                  start_ns: int | None = None, end_ns: int | None = None, speed: float | None = None,
                  progress: Callable[[int, int], None] | None = None):
-        self.path = path
+        self.path = normalize_path(path) if os.path.exists(path) else path
+        self.skipped: list[tuple[str, str]] = []  # (file, why) of unreadable files left out
         self.progress = progress  # progress(events done, total), about every 0.1 s
         self.venue = venue
         # venue (`XBT/USD`) or canonical (`XBT-USD`) spelling, any case: partitions are canonical
@@ -44,12 +51,13 @@ class ReplayConnector:
         self.end_ns = end_ns
         self.speed = speed
         self._callbacks: dict[str, tuple[Callable, Callable | None]] = {}
-        self._books: dict[tuple[str, str], OrderBook] = {}
+        self._books: dict[tuple[str, str, str], OrderBook] = {}  # (venue, symbol, session)
+        self._selectors: dict[tuple[str, str], SessionSelector] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.summary: dict | None = None
-        self._book_streams = streams_in(path, "book", venue, symbols)
-        if not self._book_streams and not streams_in(path, "trades", venue, symbols):
+        self._book_streams = streams_in(self.path, "book", venue, symbols, self.skipped)
+        if not self._book_streams and not streams_in(self.path, "trades", venue, symbols, self.skipped):
             raise CaptureError(f"no book or trades files under {path}" + (f" for {venue}" if venue else "") + (f" {symbols}" if symbols else ""))
 
     def __repr__(self) -> str:
@@ -74,9 +82,9 @@ class ReplayConnector:
         self._callbacks[symbol] = (on_book, on_trade)
 
     def latest_snapshot(self, symbol: str | None = None) -> OrderBook | None:
-        for (v, s), book in self._books.items():
+        for (v, s), sel in self._selectors.items():
             if symbol is None or s == key(symbol):
-                return book.copy()
+                return self._books[(v, s, sel.active or next(iter(sel.books)))].copy()
         return None
 
     def stop_stream(self) -> None:
@@ -98,32 +106,49 @@ class ReplayConnector:
     def run(self) -> dict:
         wanted = set(self._callbacks) if self._callbacks and "*" not in self._callbacks else None
         streams = {k: v for k, v in self._book_streams.items() if wanted is None or k[1] in wanted}
-        books = {k: load_book(files, *k) for k, files in streams.items()}
-        trade_files = streams_in(self.path, "trades", self.venue, sorted(wanted) if wanted else self.symbols)
-        trades = {k: read_file_many(files) for k, files in trade_files.items()}
-        events = self._load_events(set(streams) | set(trade_files))
+        books = {}  # (venue, symbol, session) -> BookStream
+        for (v, s), files in streams.items():
+            for session, session_files in by_session(files).items():
+                try:
+                    books[(v, s, session)] = load_book(session_files, v, s, self.skipped)
+                except CaptureError:
+                    if not all(any(f == bad for bad, _ in self.skipped) for f in session_files):
+                        raise
+        trade_files = streams_in(self.path, "trades", self.venue, sorted(wanted) if wanted else self.symbols, self.skipped)
+        trades = {}
+        for (v, s), files in trade_files.items():
+            for session, session_files in by_session(files).items():
+                t = read_file_many(session_files, self.skipped)
+                if t is not None:
+                    trades[(v, s, session)] = t
+        events = self._load_events({(v, s) for v, s, _ in set(books) | set(trades)})
 
         keys = sorted(set(books) | set(trades))
-        venue_rank = {v: i for i, v in enumerate(sorted({v for v, _ in keys}))}
-        parts = []  # (local_ts, venue_rank, rec_id, kind, stream index, row index)
+        venue_rank = {v: i for i, v in enumerate(sorted({k[0] for k in keys}))}
+        session_rank = {x: i for i, x in enumerate(sorted({k[2] for k in keys}))}
+        parts = []  # (local_ts, venue_rank, rec_id, kind, stream index, row index, session rank)
         for si, key in enumerate(keys):
-            rank = venue_rank[key[0]]
+            rank, srank = venue_rank[key[0]], session_rank[key[2]]
             if key in books:
                 b = books[key]
                 ends = b.message_ends
-                parts.append(_index(b.local_timestamp[ends], rank, b.rec_id[ends], _BOOK, si, ends))
+                # where a session's clock stepped back, its later messages still come after its
+                # earlier ones (each message applied is the next in row order anyway)
+                parts.append(_index(np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
+                                    rank, b.rec_id[ends], _BOOK, si, ends, srank))
             if key in trades:
                 t = trades[key]
                 n = t["num_rows"]
-                parts.append(_index(t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(n)))
-        for i, (local_ts, rec_id, venue, symbol, _) in enumerate(events):
-            parts.append(_index(np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i])))
+                parts.append(_index(t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(n), srank))
+        for i, (local_ts, rec_id, venue, symbol, _, session) in enumerate(events):
+            parts.append(_index(np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
+                                session_rank.get(session, 0)))
         if not parts:
-            self.summary = {"messages": 0, "trades": 0, "gaps": 0, "streams": {}}
+            self.summary = {"messages": 0, "trades": 0, "gaps": 0, "streams": {}, "skipped_files": [f for f, _ in self.skipped]}
             return self.summary
         order = np.concatenate(parts, axis=1)
         # Events sort before the rows of the same frame: a gap is known before the message after it.
-        perm = np.lexsort((order[3] != _EVENT, order[2], order[1], order[0]))
+        perm = np.lexsort((order[3] != _EVENT, order[6], order[2], order[1], order[0]))
         order = order[:, perm]
         if self.start_ns is not None or self.end_ns is not None:
             lo = self.start_ns if self.start_ns is not None else np.iinfo(np.int64).min
@@ -136,10 +161,16 @@ class ReplayConnector:
             book = OrderBook(key[0], key[1], b.price_precision, b.amount_precision, b.depth)
             book.synced = False
             self._books[key] = book
+        for v, s in sorted({(k[0], k[1]) for k in books}):
+            sessions = {k[2]: self._books[k] for k in books if k[:2] == (v, s)}
+            self._selectors[(v, s)] = SessionSelector(sessions, {k[2]: len(books[k].message_ends) for k in books if k[:2] == (v, s)},
+                                                      comparable_seq=_seq_is_venue_wide(v))
+        single = {k for k in self._selectors if len(self._selectors[k].books) == 1}
         cursor = {key: 0 for key in books}
         # Whether each book was in sync at its last message: the disconnect that ends every
         # recording unsyncs the book afterwards, which says nothing about the data.
-        synced_at_last: dict[tuple[str, str], bool] = {}
+        synced_at_last: dict[tuple[str, str, str], bool] = {}
+        seen_trades: dict[tuple[str, str], set] = {}  # trade ids delivered, where sessions overlap
         messages = trade_count = gaps = 0
         t0_wall = time.monotonic()
         t0_data = None
@@ -151,15 +182,15 @@ class ReplayConnector:
             if progress is not None and ((j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
                 progress(j, total)
                 next_report = time.monotonic() + 0.1
-            local_ts, _, _, kind, si, row = (int(x) for x in order[:, j])
+            local_ts, _, _, kind, si, row, _ = (int(x) for x in order[:, j])
             if self.end_ns is not None and local_ts >= self.end_ns:
                 break
             if kind == _EVENT:
-                _, _, venue, symbol, ev_kind = events[row]
+                _, _, venue, symbol, ev_kind, session = events[row]
                 if ev_kind == "gap":
                     gaps += 1
                 for key, book in self._books.items():
-                    if key[0] == venue and (symbol is None or key[1] == symbol):
+                    if key[0] == venue and (symbol is None or key[1] == symbol) and (session is None or key[2] == session):
                         book.synced = False
                 continue
             key = keys[si]
@@ -179,16 +210,34 @@ class ReplayConnector:
                 sides, prices, amounts, flags = bufs[key]
                 end = book.apply_rows(sides, prices, amounts, flags, start)
                 cursor[key] = end
-                book.timestamp = int(b.timestamp[row])
-                book.local_timestamp = local_ts
-                book.seq = int(b.last_seq[row])
-                messages += 1
+                # The message applied is the next one in row order, which is not always the one
+                # this slot of the merge was sorted for: buffered diffs applied after a snapshot
+                # carry the snapshot's time but their own (earlier) rec_ids.
+                last = end - 1
+                book.timestamp = int(b.timestamp[last])
+                book.local_timestamp = int(b.local_timestamp[last])
+                book.seq = int(b.last_seq[last])
                 synced_at_last[key] = book.synced
+                deliver = self._selectors[key[:2]].deliver(key[2])
+                if key[:2] not in single and not deliver:
+                    continue
+                messages += 1
                 if in_window:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
                     if cb is not None:
                         cb[0](book)
             else:
+                if key[:2] not in single and len({k[2] for k in trades if k[:2] == key[:2]}) > 1:
+                    tid = trades[key]["id"](row)
+                    seen = seen_trades.setdefault(key[:2], set())
+                    if tid is None:
+                        sel = self._selectors.get(key[:2])
+                        if sel is not None and sel.active not in (None, key[2]):
+                            continue
+                    elif tid in seen:
+                        continue
+                    else:
+                        seen.add(tid)
                 trade_count += 1
                 if in_window:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
@@ -196,33 +245,44 @@ class ReplayConnector:
                         cb[1](trades[key]["trade"](row))
         if progress is not None:
             progress(total, total)
+        streams = {}
+        for (v, s), sel in self._selectors.items():
+            session = sel.active or min(sel.books)
+            book = self._books[(v, s, session)]
+            streams[f"{v}/{s}"] = {
+                "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s, session), False),
+                "best_bid": _price(book.best_bid()),
+                "best_ask": _price(book.best_ask()),
+                "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
+                "session": session, "sessions": len(sel.books), "session_switches": sel.switches,
+            }
         self.summary = {
             "messages": messages,
             "trades": trade_count,
             "gaps": gaps,
-            "streams": {
-                f"{v}/{s}": {
-                    "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s), False),
-                    "best_bid": _price(book.best_bid()),
-                    "best_ask": _price(book.best_ask()),
-                    "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
-                }
-                for (v, s), book in self._books.items()
-            },
+            "streams": streams,
+            "skipped_files": [f for f, _ in self.skipped],
         }
         return self.summary
 
-    def _load_events(self, keys: set[tuple[str, str]]) -> list[tuple[int, int, str, str | None, str]]:
+    def _load_events(self, keys: set[tuple[str, str]]) -> list[tuple[int, int, str, str | None, str, str]]:
+        """(local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book."""
         venues = {v for v, _ in keys}
         out = []
-        for (venue, _), files in streams_in(self.path if not _is_file(self.path) else _root_of(self.path), "events", None, None).items():
+        root = self.path if not _is_file(self.path) else _root_of(self.path)
+        for (venue, _), files in streams_in(root, "events", None, None, self.skipped).items():
             if venue not in venues:
                 continue
             for f in files:
-                t = read_file(f)
+                try:
+                    t = read_file(f)
+                except CaptureError as exc:
+                    self.skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+                    continue
+                session = session_of(f)
                 for ts, rec, kind, sym in zip(t.column("local_timestamp").cast(pa.int64()).to_pylist(), t.column("rec_id").to_pylist(), t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
                     if kind in UNSYNC_EVENTS and (sym is None or (venue, sym) in keys):
-                        out.append((ts, rec, venue, sym, kind))
+                        out.append((ts, rec, venue, sym, kind, session))
         return out
 
 
@@ -243,9 +303,21 @@ def _root_of(path: str) -> str:
     return os.path.dirname(path)
 
 
-def _index(local_ts, rank, rec_id, kind, stream, rows) -> np.ndarray:
+def _seq_is_venue_wide(venue: str) -> bool:
+    """Whether `last_seq` is the venue's own sequence (comparable across sessions) rather than a
+    per-connection counter (a feed module says so with SEQ_IS_VENUE_SEQUENCE = False)."""
+    from lab.venues.registry import UnknownVenue, feed_module
+
+    try:
+        return bool(getattr(feed_module(venue), "SEQ_IS_VENUE_SEQUENCE", True))
+    except UnknownVenue:
+        return True
+
+
+def _index(local_ts, rank, rec_id, kind, stream, rows, session_rank=0) -> np.ndarray:
     n = len(rows)
-    out = np.empty((6, n), dtype=np.int64)
+    out = np.empty((7, n), dtype=np.int64)
+    out[6] = session_rank
     out[0] = local_ts
     out[1] = rank
     out[2] = rec_id
@@ -259,8 +331,18 @@ def _price(level) -> Decimal | None:
     return None if level is None else level[0]
 
 
-def read_file_many(files: list[str]) -> dict:
-    tables = [read_file(f) for f in files]
+def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = None) -> dict | None:
+    """One stream's trades files (in order) for replay; None when none is readable (with `skipped`)."""
+    tables = []
+    for f in files:
+        try:
+            tables.append(read_file(f))
+        except CaptureError as exc:
+            if skipped is None:
+                raise
+            skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+    if not tables:
+        return None
     meta = {k.decode(): v.decode() for k, v in (tables[0].schema.metadata or {}).items()}
     table = pa.concat_tables([t.drop_columns([c for c in ("venue", "symbol", "date") if c in t.column_names]) for t in tables])
     pp, ap = int(meta.get("lab.price_precision", 0)), int(meta.get("lab.amount_precision", 0))
@@ -273,4 +355,5 @@ def read_file_many(files: list[str]) -> dict:
     def trade(i: int) -> Trade:
         return Trade(venue, symbol, ts[i], lts[i], ids[i], sides[i], Decimal(int(prices[i])).scaleb(-pp), Decimal(int(amounts[i])).scaleb(-ap))
 
-    return {"num_rows": table.num_rows, "local_ns": np.asarray(lts, dtype=np.int64), "rec_id": table.column("rec_id").to_numpy(), "trade": trade}
+    return {"num_rows": table.num_rows, "local_ns": np.asarray(lts, dtype=np.int64), "rec_id": table.column("rec_id").to_numpy(), "trade": trade,
+            "id": ids.__getitem__}

@@ -12,28 +12,41 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lab.datasets import schema as S
+from lab.datasets.files import CaptureError, normalize_path, skip_warning, split_readable, unreadable  # noqa: F401 (re-exported)
 from lab.datasets.store import mantissas
 
 _PART = re.compile(r"(venue|symbol|date)=([^/]+)")
 
 
-class CaptureError(RuntimeError):
-    """A capture file is missing, truncated or not a lab file."""
 
 
 def _partition(path: str) -> dict[str, str]:
     return dict(_PART.findall(path.replace(os.sep, "/")))
 
 
+_SESSION_FILE = re.compile(r"^(?P<session>.+)-(?P<seq>\d{6})\.parquet$")
+def session_of(path: str) -> str:
+    """The recorder session a capture file belongs to: its name is `<session>-<seq>.parquet`."""
+    m = _SESSION_FILE.match(os.path.basename(path))
+    if m:
+        return m.group("session")
+    try:
+        session = (pq.read_schema(path).metadata or {}).get(S.META_SESSION)
+    except Exception:
+        session = None
+    return session.decode() if session else os.path.basename(path)
+
+
 def find_files(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> list[str]:
     """Files of one table under `path` (a file of that table, a partition folder, or a root)."""
+    given, path = path, normalize_path(path)
     if os.path.isfile(path):
         files = [path] if _table_of(path) == table else []
     elif os.path.isdir(path):
         here = glob.glob(os.path.join(os.path.abspath(path), "**", "*.parquet"), recursive=True)
         files = [f for f in here if _table_of(f) == table]
     else:
-        raise CaptureError(f"no such file or folder: {path}")
+        raise CaptureError(f"no such file or folder: {given}")
     out = []
     for f in files:
         if os.path.basename(f).startswith("."):
@@ -97,8 +110,19 @@ class BookStream:
         return np.flatnonzero(self.flags & S.FLAG_LAST)
 
 
-def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
-    tables = [read_file(f) for f in files]
+def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
+    """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
+    footer parses but whose data does not is left out and listed there."""
+    tables = []
+    for f in files:
+        try:
+            tables.append(read_file(f))
+        except CaptureError as exc:
+            if skipped is None:
+                raise
+            skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+    if not tables:
+        raise CaptureError(f"{venue} {symbol}: no readable book file")
     metas = [meta_of(t) for t in tables]
     for f, m in zip(files, metas):
         try:
@@ -141,9 +165,11 @@ def load_book(files: list[str], venue: str, symbol: str) -> BookStream:
     )
 
 
-def streams_in(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None) -> dict[tuple[str, str], list[str]]:
+def streams_in(path: str, table: str, venue: str | None = None, symbols: list[str] | None = None,
+               skipped: list[tuple[str, str]] | None = None) -> dict[tuple[str, str], list[str]]:
+    """{(venue, symbol): files} of one table; unreadable files go to `skipped` (see split_readable)."""
     by_stream: dict[tuple[str, str], list[str]] = {}
-    for f in find_files(path, table, venue, symbols):
+    for f in split_readable(find_files(path, table, venue, symbols), skipped):
         part = _partition(f)
         v, s = part.get("venue"), part.get("symbol")
         if v is None or s is None:
@@ -151,3 +177,51 @@ def streams_in(path: str, table: str, venue: str | None = None, symbols: list[st
             v, s = v or meta.get("lab.venue"), s or meta.get("lab.symbol")
         by_stream.setdefault((v, s), []).append(f)
     return by_stream
+
+
+def by_session(files: list[str]) -> dict[str, list[str]]:
+    """A stream's files per recorder session, each session's files in order."""
+    out: dict[str, list[str]] = {}
+    for f in sorted(files, key=lambda f: (os.path.basename(f), f)):
+        out.setdefault(session_of(f), []).append(f)
+    return out
+
+
+class SessionSelector:
+    """Which recorder session's book the callbacks of one (venue, symbol) see, message by message
+    (docs/DATASET.md, "Overlapping sessions"). Every session keeps its own book; the connector
+    applies each session's rows to that session's book only and asks `deliver` after each message.
+
+    The rule: the first session whose book is synced delivers; it keeps delivering while it is
+    synced and has messages left. When it is unsynced (a gap, a resync, a disconnect) or has
+    ended, the next synced message of another session takes over, at that message's boundary,
+    provided its seq is past the last one delivered (when the venue's seq is a venue-wide
+    sequence; a per-connection counter such as Kraken v1's is not comparable across sessions), so
+    the delivered seq never goes backwards and every delivered book is its own session's book
+    right after that seq."""
+
+    def __init__(self, books: dict, messages: dict[str, int], comparable_seq: bool = True):
+        self.books = books  # session -> book (has .synced, .seq)
+        self.remaining = dict(messages)  # session -> messages not yet applied
+        self.comparable_seq = comparable_seq
+        self.active: str | None = None  # the session delivering now
+        self.last_seq: int | None = None
+        self.switches = 0
+
+    def deliver(self, session: str) -> bool:
+        """Called after a message of `session` was applied to its book: should it be delivered?"""
+        self.remaining[session] -= 1
+        active = self.active
+        if active is not None and active != session and self.books[active].synced and self.remaining[active] > 0:
+            return False
+        book = self.books[session]
+        if not book.synced:
+            return False
+        if active != session:
+            if self.comparable_seq and self.last_seq is not None and book.seq <= self.last_seq:
+                return False
+            if active is not None:
+                self.switches += 1
+            self.active = session
+        self.last_seq = book.seq
+        return True

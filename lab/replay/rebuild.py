@@ -31,7 +31,7 @@ from lab.datasets import schema as S
 from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, decimal_array, mantissas
 
 from .footer import lean_metadata
-from .reader import CaptureError, streams_in
+from .reader import CaptureError, by_session, normalize_path, session_of, split_readable, streams_in
 
 UNSYNC_EVENTS = ("gap", "checksum_mismatch", "disconnect", "resync", "overflow")
 _BOOK_COLUMNS = ["side", "price", "amount", "flags", "timestamp", "local_timestamp"]
@@ -391,13 +391,21 @@ def snapshot_table(result: dict, n_levels: int, pp: int, ap: int) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def gap_times(root: str, venue: str, symbol: str) -> np.ndarray:
-    """local timestamps of events that leave the symbol's book unsynced until the next CLEAR."""
+def gap_times(root: str, venue: str, symbol: str, session: str | None = None, skipped: list | None = None) -> np.ndarray:
+    """local timestamps of events that leave the symbol's book unsynced until the next CLEAR
+    (of one recorder session's events when `session` is given)."""
     out = []
-    for f in glob.glob(os.path.join(root, "events", f"venue={venue}", "**", "*.parquet"), recursive=True):
-        if os.path.basename(f).startswith("."):
+    files = glob.glob(os.path.join(root, "events", f"venue={venue}", "**", "*.parquet"), recursive=True)
+    for f in split_readable(sorted(f for f in files if not os.path.basename(f).startswith(".")), skipped):
+        if session is not None and session_of(f) != session:
             continue
-        t = pq.read_table(f, columns=["local_timestamp", "kind", "symbol"], partitioning=None)
+        try:
+            t = pq.read_table(f, columns=["local_timestamp", "kind", "symbol"], partitioning=None)
+        except (OSError, pa.ArrowException) as exc:
+            if skipped is None:
+                raise CaptureError(f"{f}: not a readable events file ({str(exc).splitlines()[0]})") from None
+            skipped.append((f, str(exc).splitlines()[0]))
+            continue
         lts = t.column("local_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
         kinds = t.column("kind").to_pylist()
         syms = t.column("symbol").to_pylist()
@@ -416,69 +424,94 @@ def _groups(local_ns: np.ndarray, names: np.ndarray) -> list[tuple[str, str, int
 
 
 def rebuild_root(root: str, depth: int = 25, interval_ns: int = 1_000_000_000, venue: str | None = None,
-                 symbols: list[str] | None = None, progress=None) -> list[dict]:
-    """Rebuild `quotes` and `book_snapshot_<depth>` for every book stream under `root`;
-    `progress(book files done, total)` after each stream (for a progress bar)."""
+                 symbols: list[str] | None = None, progress=None, skipped: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Rebuild `quotes` and `book_snapshot_<depth>` for every book stream under `root`, one
+    engine call per recorder session of a stream (overlapping sessions are separate books);
+    `progress(book files done, total)` after each stream (for a progress bar).
+    With `skipped`, unreadable files are left out and listed there as (path, reason); the
+    derived files made from them earlier are kept."""
     if not os.path.isdir(root):
         raise CaptureError(f"capture root {root!r} does not exist")
     if depth < 1:
         raise CaptureError(f"--depth must be at least 1, got {depth}")
+    root = normalize_path(root)
     snap_table = f"book_snapshot_{depth}"
     report = []
-    streams = sorted(streams_in(root, "book", venue, symbols).items())
+    streams = sorted(streams_in(root, "book", venue, symbols, skipped).items())
     total_files, files_done = sum(len(f) for _, f in streams), 0
-    for (v, s), files in streams:
-        files = sorted(files, key=lambda f: (os.path.basename(f), f))
-        cols = load_columns(files)
-        meta = {k.decode(): val.decode() for k, val in (pq.read_schema(files[0]).metadata or {}).items()}
-        try:
-            result = rebuild_columns(cols, depth, interval_ns, gap_times(root, v, s))
-        except ValueError as exc:
-            raise CaptureError(f"{v}/{s}: {exc}") from None
-        pp, ap = cols.price_precision, cols.amount_precision
-        quotes = quotes_table(result, pp, ap)
-        snaps = snapshot_table(result, depth, pp, ap)
-        # which source file each message (quote row) came from
-        flags = np.frombuffer(cols.flags, dtype=np.uint8)
-        ends = np.flatnonzero(flags & S.FLAG_LAST)
-        file_of_row = np.repeat(np.arange(len(files)), cols.file_rows)
-        base = np.array([os.path.basename(f) for f in files], dtype=object)
-        q_names = base[file_of_row[ends]]
-        q_lts = np.frombuffer(result["local_timestamp"], dtype=np.int64)
-        s_lts = np.frombuffer(result["snapshot_local_timestamp"], dtype=np.int64)
-        trigger = np.minimum(np.searchsorted(q_lts, s_lts, side="left"), max(len(q_lts) - 1, 0))
-        s_names = q_names[trigger] if len(q_names) else np.array([], dtype=object)
-        common = {
-            S.META_SESSION: meta.get("lab.session", "").encode(),
-            S.META_VENUE: v.encode(),
-            S.META_SYMBOL: s.encode(),
-            S.META_VENUE_SYMBOL: meta.get("lab.venue_symbol", s).encode(),
-            S.META_PRICE_PRECISION: str(pp).encode(),
-            S.META_AMOUNT_PRECISION: str(ap).encode(),
-            S.META_DEPTH: str(cols.depth).encode(),
-            b"lab.source_book": ",".join(os.path.relpath(f, root) for f in files).encode(),
-        }
-        written = []
-        for table_name, table, lts, names, extra in (
-            ("quotes", quotes, q_lts, q_names, {}),
-            (snap_table, snaps, s_lts, s_names, {b"lab.snapshot_depth": str(depth).encode(), b"lab.interval_ns": str(interval_ns).encode()}),
-        ):
-            keep = set()
-            for date, name, a, b in _groups(lts, names):
-                path = os.path.join(root, table_name, f"venue={v}", f"symbol={s}", f"date={date}", name)
-                atomic_write(table.slice(a, b - a), path, {S.META_TABLE: table_name.encode(), **common, **extra})
-                keep.add(os.path.abspath(path))
-                written.append(path)
+    for (v, s), all_files in streams:
+        keep = {"quotes": set(), snap_table: set()}
+        for bad, _ in skipped or []:  # the derived files of an unreadable book file stay as they are
+            if bad.startswith(os.path.join(root, "book", f"venue={v}", f"symbol={s}") + os.sep):
+                for table_name in keep:
+                    keep[table_name].update(os.path.abspath(p) for p in glob.glob(
+                        os.path.join(root, table_name, f"venue={v}", f"symbol={s}", "date=*", os.path.basename(bad))))
+        for session, files in by_session(all_files).items():
+            try:
+                cols = load_columns(files)
+            except CaptureError as exc:
+                if skipped is None:
+                    raise
+                skipped.append((files[0] if len(files) == 1 else f"{v}/{s} session {session}", str(exc)))
+                for f in files:  # its derived files stay as they are
+                    for table_name in keep:
+                        keep[table_name].update(os.path.abspath(p) for p in glob.glob(
+                            os.path.join(root, table_name, f"venue={v}", f"symbol={s}", "date=*", os.path.basename(f))))
+                continue
+            report.append(_rebuild_session(root, v, s, session, files, cols, depth, interval_ns, snap_table, keep, skipped))
+        for table_name, kept in keep.items():
             for old in glob.glob(os.path.join(root, table_name, f"venue={v}", f"symbol={s}", "**", "*.parquet"), recursive=True):
-                if os.path.abspath(old) not in keep:
+                if os.path.abspath(old) not in kept:
                     os.remove(old)
-        report.append(
-            {
-                "venue": v, "symbol": s, "rows": result["rows"], "quotes": result["quotes"], "snapshots": result["snapshots"],
-                "files": len(written), "synced": result["synced"],
-            }
-        )
-        files_done += len(files)
+        files_done += len(all_files)
         if progress is not None:
             progress(files_done, total_files)
     return report
+
+
+def _rebuild_session(root: str, v: str, s: str, session: str, files: list[str], cols: Columns, depth: int, interval_ns: int,
+                     snap_table: str, keep: dict[str, set], skipped: list | None) -> dict:
+    """Rebuild one session's book files of one stream and write its derived files (their paths
+    go into `keep`)."""
+    meta = {k.decode(): val.decode() for k, val in (pq.read_schema(files[0]).metadata or {}).items()}
+    try:
+        result = rebuild_columns(cols, depth, interval_ns, gap_times(root, v, s, session, skipped))
+    except ValueError as exc:
+        raise CaptureError(f"{v}/{s}: {exc}") from None
+    pp, ap = cols.price_precision, cols.amount_precision
+    quotes = quotes_table(result, pp, ap)
+    snaps = snapshot_table(result, depth, pp, ap)
+    # which source file each message (quote row) came from
+    flags = np.frombuffer(cols.flags, dtype=np.uint8)
+    ends = np.flatnonzero(flags & S.FLAG_LAST)
+    file_of_row = np.repeat(np.arange(len(files)), cols.file_rows)
+    base = np.array([os.path.basename(f) for f in files], dtype=object)
+    q_names = base[file_of_row[ends]]
+    q_lts = np.frombuffer(result["local_timestamp"], dtype=np.int64)
+    s_lts = np.frombuffer(result["snapshot_local_timestamp"], dtype=np.int64)
+    trigger = np.minimum(np.searchsorted(q_lts, s_lts, side="left"), max(len(q_lts) - 1, 0))
+    s_names = q_names[trigger] if len(q_names) else np.array([], dtype=object)
+    common = {
+        S.META_SESSION: meta.get("lab.session", "").encode(),
+        S.META_VENUE: v.encode(),
+        S.META_SYMBOL: s.encode(),
+        S.META_VENUE_SYMBOL: meta.get("lab.venue_symbol", s).encode(),
+        S.META_PRICE_PRECISION: str(pp).encode(),
+        S.META_AMOUNT_PRECISION: str(ap).encode(),
+        S.META_DEPTH: str(cols.depth).encode(),
+        b"lab.source_book": ",".join(os.path.relpath(f, root) for f in files).encode(),
+    }
+    written = []
+    for table_name, table, lts, names, extra in (
+        ("quotes", quotes, q_lts, q_names, {}),
+        (snap_table, snaps, s_lts, s_names, {b"lab.snapshot_depth": str(depth).encode(), b"lab.interval_ns": str(interval_ns).encode()}),
+    ):
+        for date, name, a, b in _groups(lts, names):
+            path = os.path.join(root, table_name, f"venue={v}", f"symbol={s}", f"date={date}", name)
+            atomic_write(table.slice(a, b - a), path, {S.META_TABLE: table_name.encode(), **common, **extra})
+            keep[table_name].add(os.path.abspath(path))
+            written.append(path)
+    return {
+        "venue": v, "symbol": s, "session": session, "rows": result["rows"], "quotes": result["quotes"], "snapshots": result["snapshots"],
+        "files": len(written), "synced": result["synced"],
+    }

@@ -58,6 +58,9 @@ INSTRUMENTS_PATH = "/0/public/AssetPairs"
 DEPTH_PATH = "/0/public/Depth"
 DEFAULT_DEPTH_COUNT = 100
 API = "v1"
+# `last_seq` in book is a per-pair counter of this connection (v1 has no sequence): not comparable
+# across sessions (lab.replay reads this when several sessions recorded one pair)
+SEQ_IS_VENUE_SEQUENCE = False
 # App-level ping (`{"event":"ping","reqid":N}`) after this many seconds without any frame from the
 # venue (its heartbeats count: they come every second while subscribed); the connection is closed
 # (and re-opened with backoff) when nothing at all arrives for PING_TIMEOUT more seconds.
