@@ -120,7 +120,7 @@ def test_enospc_is_a_clean_stop_and_repair_on_a_full_disk_changes_nothing(small_
     parquet_recv = count(root, "select count(*) from raw where kind = 'recv'")
     assert parquet_recv > 0  # the segments rotated before the disk filled are intact
     held = journals(root)
-    journal_rows = sum(len(read_journal(str(root / ".journal" / name))[0]) for name in held)
+    journal_rows = sum(len(read_journal(str(root / ".journal" / name)).rows) for name in held)
 
     assert held  # the segment that could not rotate stays in its journal
     # repair on the full disk: reports, keeps every journal byte, leaves no .tmp

@@ -77,7 +77,7 @@ def test_two_overlapping_sessions_replay_right_books(tmp_path):
         for name, stream in replay["streams"].items():
             assert stream["sessions"] == 2
             want = get(f"{sim.url}/control/book?symbol={stream['symbol']}&seq={stream['seq']}")
-            assert (stream["best_bid"], stream["best_ask"]) == (float(want["bids"][0][0]), float(want["asks"][0][0]))
+            assert (Decimal(stream["best_bid"]), Decimal(stream["best_ask"])) == (Decimal(want["bids"][0][0]), Decimal(want["asks"][0][0]))
         # the later-ending session takes over when the first one ends: its last seq is the stream's
         sent = get(sim.url + "/control/stats")["connections"]
         for symbol in ("BTC-USD", "ETH-USD"):
