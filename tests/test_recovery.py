@@ -181,6 +181,26 @@ def test_every_single_byte_flip_through_recovery(recording, tmp_path):
 
 # -- the issue's reproductions ----------------------------------------------------------------
 
+def test_a_trade_lost_in_journal_damage_is_explained_by_the_damage(recording, tmp_path):
+    """The lost record is a trade frame: its trade-id hole is the damage already reported
+    (degraded, exit 2), not a second, unexplained problem."""
+    _, rows = recording
+    root = tmp_path / "cap"
+    path = write_journal(root, "S", rows)
+    hlen = len(encode_header({"venue": "mock", "depth": 0, "session": "S"}))
+    by_id = {r.rec_id: r for r in rows}
+    trades = [(a, b, rid) for a, b, rid in spans(rows, hlen) if by_id[rid].kind == "recv" and b'"type":"trade"' in by_id[rid].payload]
+    a, b, rid = trades[len(trades) // 2]
+    flip(path, range(a + 12, a + 20))  # inside the record's body
+    p = lab("verify", root, "--repair", "--json", check=False)
+    report = json.loads(p.stdout)
+    assert p.returncode == 2 and report["health"] == "degraded", report["problems"]
+    assert rid not in raw_ids(root, "S")
+    holes = [t for t in report["trades"].values() if t["trade_id_holes"]]
+    assert holes and all(t["unexplained_trade_id_holes"] == 0 for t in holes), report["trades"]
+
+
+
 def test_sixteen_flipped_bytes_mid_journal(recording, tmp_path):
     """Issue 8: 16 flipped bytes in the middle used to lose every row after them (13,797 of
     27,625) and report healthy."""

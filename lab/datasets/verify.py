@@ -167,14 +167,25 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
     from lab.venues.registry import UnknownVenue, feed_module
 
     interruptions: dict[tuple[str, str | None], list[int]] = {}
+    damaged: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (venue, session) -> (after, before) rec_ids
     for (venue, _), files in streams_in(root, "events", skipped=[]).items():
         for f in files:
             if f in bad:
                 continue
             t = read_file(f)
             ts = t.column("local_timestamp").cast(pa.int64()).to_pylist()
-            for kind, sym, when in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), ts):
-                if kind in _TRADE_GAP_EVENTS:
+            for kind, sym, when, detail in zip(t.column("kind").to_pylist(), t.column("symbol").to_pylist(), ts,
+                                               t.column("detail").to_pylist()):
+                if kind == DAMAGE_KIND:  # records lost in a journal: their rec_ids lie inside each range
+                    session = os.path.basename(f).rsplit("-", 2)[0]
+                    try:
+                        ranges = json.loads(detail)["ranges"]
+                    except (ValueError, KeyError, TypeError):
+                        ranges = [{"after_rec_id": None, "before_rec_id": None}]
+                    damaged.setdefault((venue, session), []).extend(
+                        (-1 if r.get("after_rec_id") is None else r["after_rec_id"],
+                         2**63 if r.get("before_rec_id") is None else r["before_rec_id"]) for r in ranges)
+                elif kind in _TRADE_GAP_EVENTS:
                     interruptions.setdefault((venue, sym), []).append(when)
     for v in interruptions.values():
         v.sort()
@@ -201,18 +212,22 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
             t = read_file(f)
             session = os.path.basename(f).rsplit("-", 1)[0]
             by_session.setdefault(session, []).extend(
-                zip(t.column("id").to_pylist(), t.column("local_timestamp").cast(pa.int64()).to_pylist()))
+                zip(t.column("id").to_pylist(), t.column("local_timestamp").cast(pa.int64()).to_pylist(),
+                    t.column("rec_id").to_pylist()))
         holes = missing = unexplained = 0
-        for pairs in by_session.values():
-            ids = [str(i) for i, _ in pairs if i is not None]
+        for session, triples in by_session.items():
+            ids = [str(i) for i, _, _ in triples if i is not None]
             if not ids or not sequential(symbol, ids) or not all(i.isdigit() for i in ids):
                 continue
-            seen = sorted({(int(i), ts) for i, ts in pairs if i is not None})
-            for (a, ta), (b, tb) in zip(seen, seen[1:]):
+            seen = sorted({(int(i), ts, r) for i, ts, r in triples if i is not None})
+            lost = damaged.get((venue, session), [])
+            for (a, ta, ra), (b, tb, rb) in zip(seen, seen[1:]):
                 if b > a + 1:
                     holes += 1
                     missing += b - a - 1
-                    if not explained(venue, symbol, min(ta, tb), max(ta, tb)):
+                    # a journal record lost between the two trades' frames can have held the missing ones
+                    in_damage = any(max(after, min(ra, rb)) < min(before, max(ra, rb)) - 1 for after, before in lost)
+                    if not in_damage and not explained(venue, symbol, min(ta, tb), max(ta, tb)):
                         unexplained += 1
         report["trades"][f"{venue}/{symbol}"] = {"trade_id_holes": holes, "missing_trade_ids": missing,
                                                  "unexplained_trade_id_holes": unexplained}
