@@ -26,7 +26,7 @@ from lab.recorder.sync import Trade
 from lab.rust_book import OrderBook
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
-from .reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, session_of,
+from .reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
                      streams_in)
 
 UNSYNC_EVENTS = {"gap", "checksum_mismatch", "disconnect", "resync", "overflow"}
@@ -333,14 +333,7 @@ def _price(level) -> Decimal | None:
 
 def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = None) -> dict | None:
     """One stream's trades files (in order) for replay; None when none is readable (with `skipped`)."""
-    tables = []
-    for f in files:
-        try:
-            tables.append(read_file(f))
-        except CaptureError as exc:
-            if skipped is None:
-                raise
-            skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+    tables = read_readable(files, skipped)
     if not tables:
         return None
     meta = {k.decode(): v.decode() for k, v in (tables[0].schema.metadata or {}).items()}

@@ -110,9 +110,9 @@ class BookStream:
         return np.flatnonzero(self.flags & S.FLAG_LAST)
 
 
-def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
-    """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
-    footer parses but whose data does not is left out and listed there."""
+def read_readable(files: list[str], skipped: list[tuple[str, str]] | None = None) -> list[pa.Table]:
+    """`read_file` of each file in order; with `skipped`, a file whose footer parses but whose
+    data does not is left out and listed there as (path, why); without it, CaptureError."""
     tables = []
     for f in files:
         try:
@@ -121,6 +121,13 @@ def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str
             if skipped is None:
                 raise
             skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
+    return tables
+
+
+def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
+    """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
+    footer parses but whose data does not is left out and listed there."""
+    tables = read_readable(files, skipped)
     if not tables:
         raise CaptureError(f"{venue} {symbol}: no readable book file")
     metas = [meta_of(t) for t in tables]
