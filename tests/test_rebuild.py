@@ -44,6 +44,41 @@ class Ref:
         return lv[0] if lv else (None, None)
 
 
+def ref_quote_rows(sides, prices, amounts, flags, lts, depth, gaps=()) -> list[int]:
+    """The quotes rule, plainly (int ticks in dicts): the LAST row index of every message after
+    which a quote row is written: the top (best bid price and amount, best ask price and amount,
+    each side present or not) differs from the last quote written, or the message is the first,
+    has a CLEAR row, or is the first after a gap (at or before its first row's local time; gaps
+    consumed in the order given)."""
+    sides, prices, amounts, flags, lts, gaps = (list(map(int, x)) for x in (sides, prices, amounts, flags, lts, gaps))
+    book: list[dict[int, int]] = [{}, {}]
+    out, last, fresh, gi, i = [], None, True, 0, 0
+    while i < len(flags):
+        while gi < len(gaps) and gaps[gi] <= lts[i]:
+            fresh, gi = True, gi + 1
+        cleared = False
+        while True:
+            if flags[i] & CLEAR:
+                book, cleared = [{}, {}], True
+            if amounts[i] == 0:
+                book[sides[i]].pop(prices[i], None)
+            else:
+                book[sides[i]][prices[i]] = amounts[i]
+            if flags[i] & LAST:
+                break
+            i += 1
+        for s in (0, 1):
+            if depth and len(book[s]) > depth:
+                book[s] = {p: book[s][p] for p in sorted(book[s], reverse=(s == 0))[:depth]}
+        bid, ask = max(book[0], default=None), min(book[1], default=None)
+        top = (None if bid is None else (bid, book[0][bid]), None if ask is None else (ask, book[1][ask]))
+        if fresh or cleared or top != last:
+            out.append(i)
+            last, fresh = top, False
+        i += 1
+    return out
+
+
 def build(messages, width=8):
     """messages: list of (lts, [(side, price, amount, clear)]) -> column buffers."""
     sides, prices, amounts, flags, ts, lts = [], [], [], [], [], []
@@ -115,6 +150,7 @@ def test_property_quotes_and_snapshots_match_reference(msgs, depth, width, snap,
     ref = Ref(pp, ap, depth)
     want_q, want_s = [], []
     synced, prev_lts, prev_ts, gi = False, None, None, 0
+    last_top, fresh, row, want_rows = None, True, -1, []
 
     def snapshot(ts, lts):
         row = {"timestamp": ts, "local_timestamp": lts}
@@ -129,25 +165,33 @@ def test_property_quotes_and_snapshots_match_reference(msgs, depth, width, snap,
         if interval and prev_lts is not None and t // interval > prev_lts // interval:
             boundary = (prev_lts // interval + 1) * interval
             while gi < len(gaps) and gaps[gi] <= boundary:
-                synced, gi = False, gi + 1
+                synced, fresh, gi = False, True, gi + 1
             if synced:
                 snapshot(prev_ts, boundary)
         while gi < len(gaps) and gaps[gi] <= t:
-            synced, gi = False, gi + 1
+            synced, fresh, gi = False, True, gi + 1
         for side, p, a, clear in rows:
             if clear:
-                ref.sides, synced = [{}, {}], True
+                ref.sides, synced, fresh = [{}, {}], True, True
             ref.apply(side, p, a)
+        row += len(rows)
         ref.truncate()
         (bp, ba), (ap_, aa) = ref.top(0), ref.top(1)
-        want_q.append({"timestamp": t - 7, "local_timestamp": t, "bid_price": bp, "bid_amount": ba, "ask_price": ap_, "ask_amount": aa})
+        # a quote only when the top changed (or first / after CLEAR / after a gap)
+        if fresh or (bp, ba, ap_, aa) != last_top:
+            want_q.append({"timestamp": t - 7, "local_timestamp": t, "bid_price": bp, "bid_amount": ba, "ask_price": ap_, "ask_amount": aa})
+            want_rows.append(row)
+            last_top, fresh = (bp, ba, ap_, aa), False
         if interval == 0 and synced:
             snapshot(t - 7, t)
         prev_lts, prev_ts = t, t - 7
 
     assert quotes == want_q
     assert snaps == want_s
-    assert out["rows"] == len(cols[0]) and out["quotes"] == len(msgs)
+    assert out["rows"] == len(cols[0]) and out["quotes"] == len(want_q)
+    assert np.frombuffer(out["quote_rows"], np.int64).tolist() == want_rows
+    if width == 8:
+        assert want_rows == ref_quote_rows(*cols[:4], cols[5], depth, gaps)
     assert out["synced"] == synced
     top = [ref.levels(s)[0] if ref.levels(s) else None for s in (0, 1)]
     for got, want in zip((out["best_bid"], out["best_ask"]), top):
@@ -166,7 +210,7 @@ def test_decimal38_input_gives_the_same_books_as_ticks(msgs, pp, ap, snap):
     got = rb.rebuild_book(s, dp, da, f, t, lt, price_width=16, amount_width=16, price_scale=18 - pp, amount_scale=18 - ap, **kw)
     for key in ("quotes", "best_bid", "best_ask", "synced", "snapshots"):
         assert got[key] == want[key], key
-    for key in ("bid_price", "bid_amount", "ask_price", "ask_amount", "snapshot_levels"):
+    for key in ("quote_rows", "bid_price", "bid_amount", "ask_price", "ask_amount", "snapshot_levels"):
         assert bytes(got[key]) == bytes(want[key]), key
     assert R.quotes_table(got, pp, ap).equals(R.quotes_table(want, pp, ap))
 
@@ -199,6 +243,55 @@ def test_quotes_table_types_and_zero_copy():
     mv = memoryview(out["ask_price"])
     assert mv.readonly and len(mv) == 32
     assert not np.frombuffer(out["ask_price"], dtype=np.uint8).flags.writeable
+
+
+def test_quote_only_when_the_top_changes():
+    """Each way the top can change gives a row, a message that leaves it as it was gives none,
+    and CLEAR or a gap gives one even when the top comes back the same."""
+    msgs = [
+        (10, [(0, 100, 5, True), (0, 99, 1, False), (1, 101, 6, False)]),  # 0 first: row
+        (20, [(0, 98, 3, False)]),   # 1 deeper bid: none
+        (30, [(1, 102, 4, False)]),  # 2 deeper ask: none
+        (40, [(0, 100, 5, False)]),  # 3 same amount again: none
+        (50, [(0, 100, 7, False)]),  # 4 bid amount: row
+        (60, [(1, 101, 8, False)]),  # 5 ask amount: row
+        (70, [(0, 100, 0, False)]),  # 6 bid price (to 99): row
+        (80, [(1, 100, 2, False)]),  # 7 ask price: row
+        (90, [(0, 97, 0, False)]),   # 8 delete of an absent level: none
+        (100, [(0, 100, 5, True), (0, 99, 1, False), (1, 101, 6, False)]),  # 9 CLEAR, new top: row
+        (110, [(0, 100, 5, True), (0, 99, 1, False), (1, 101, 6, False)]),  # 10 CLEAR, same top: row
+        (120, [(0, 99, 1, False)]),  # 11 none
+        (130, [(0, 99, 2, False)]),  # 12 after the gap at 125, deeper change only: row
+        (140, [(0, 99, 3, False)]),  # 13 none
+        (150, [(0, 100, 0, False), (0, 99, 0, False), (0, 98, 0, False)]),  # 14 bid side empty: row
+        (160, [(0, 98, 0, False)]),  # 15 still empty: none
+        (170, [(1, 101, 0, False), (1, 100, 0, False), (1, 102, 0, False)]),  # 16 both empty: row
+        (180, [(0, 50, 0, False)]),  # 17 none
+        (190, [(1, 105, 1, False)]),  # 18 ask back: row
+    ]
+    cols = build(msgs)
+    out = rb.rebuild_book(*cols, gaps=np.array([125], np.int64), out_price_scale=16, out_amount_scale=10)
+    ends = np.flatnonzero(cols[3] & LAST)
+    want = [0, 4, 5, 6, 7, 9, 10, 12, 14, 16, 18]
+    assert np.frombuffer(out["quote_rows"], np.int64).tolist() == ends[want].tolist()
+    assert np.frombuffer(out["quote_rows"], np.int64).tolist() == ref_quote_rows(*cols[:4], cols[5], 0, [125])
+    q = ints(R.quotes_table(out, 2, 8))
+    assert q.column("local_timestamp").to_pylist() == [msgs[k][0] for k in want]
+    D = Decimal
+    assert list(zip(*(q.column(c).to_pylist() for c in ("bid_price", "bid_amount", "ask_price", "ask_amount")))) == [
+        (D("1.00"), D("5E-8"), D("1.01"), D("6E-8")),
+        (D("1.00"), D("7E-8"), D("1.01"), D("6E-8")),
+        (D("1.00"), D("7E-8"), D("1.01"), D("8E-8")),
+        (D("0.99"), D("1E-8"), D("1.01"), D("8E-8")),
+        (D("0.99"), D("1E-8"), D("1.00"), D("2E-8")),
+        (D("1.00"), D("5E-8"), D("1.01"), D("6E-8")),
+        (D("1.00"), D("5E-8"), D("1.01"), D("6E-8")),
+        (D("1.00"), D("5E-8"), D("1.01"), D("6E-8")),
+        (None, None, D("1.01"), D("6E-8")),
+        (None, None, None, None),
+        (None, None, D("1.05"), D("1E-8")),
+    ]
+    assert out["quotes"] == len(want) and len(out["bid_valid"]) == 2
 
 
 def test_empty_stream():
@@ -271,7 +364,12 @@ def test_fuzz_rebuild_never_panics(data, pw, aw, depth, snap, interval):
                               interval_ns=interval, gaps=data[6])
     except ValueError:
         return
-    assert out["quotes"] == sum(b & LAST != 0 for b in data[3])
+    low = lambda b, w: np.frombuffer(b, "<i8")[:: w // 8]  # noqa: E731 (int64, or decimal128's low words)
+    flags = np.frombuffer(data[3], np.uint8)
+    want = ref_quote_rows(np.frombuffer(data[0], np.int8), low(data[1], pw), low(data[2], aw), flags,
+                          np.frombuffer(data[5], "<i8"), depth, np.frombuffer(data[6], "<i8"))
+    assert np.frombuffer(out["quote_rows"], np.int64).tolist() == want and out["quotes"] == len(want)
+    assert len(want) <= sum(b & LAST != 0 for b in data[3])
 
 
 @given(rows=st.lists(st.tuples(st.integers(0, 1), st.integers(-2**63, 2**63 - 1), st.integers(0, 2**63 - 1),
@@ -308,7 +406,10 @@ def test_bench_workload_is_seeded_and_realistic():
     assert amounts.max() <= 10**9
     out = rb.rebuild_book(w1["sides"], w1["prices"], w1["amounts"], w1["flags"], w1["timestamps"], w1["local_timestamps"], depth=1000)
     assert out["best_bid"] == w1["best_bid"] and out["best_ask"] == w1["best_ask"]
-    assert out["quotes"] == w1["messages"]
+    want = ref_quote_rows(*(np.frombuffer(w1[k], dt) for k, dt in (("sides", np.int8), ("prices", np.int64), ("amounts", np.int64),
+                                                                    ("flags", np.uint8), ("local_timestamps", np.int64))), 1000)
+    assert np.frombuffer(out["quote_rows"], np.int64).tolist() == want
+    assert out["quotes"] == len(want) < w1["messages"]
     q = R.quotes_table(out, 2, 8)
     bid = np.array(q.column("bid_price").cast(pa.float64()))
     ask = np.array(q.column("ask_price").cast(pa.float64()))
@@ -424,7 +525,12 @@ def test_lab_rebuild_on_a_recorded_capture(tmp_path):
     out = lab("rebuild", root, "--depth", "25", "--interval", "1s", "--json").stdout
     report = [json.loads(line) for line in out.splitlines()]
     assert {f"{r['venue']}/{r['symbol']}" for r in report} == set(replay["streams"])
-    assert sum(r["quotes"] for r in report) == replay["messages"]
+    # a quote per message that changed the top (or first / after CLEAR / after a gap), exactly
+    want = _reference_quote_times(str(root))
+    assert sum(r["quotes"] for r in report) == sum(map(len, want.values())) < replay["messages"]
+    for (v, s), times in want.items():
+        got = query(root, f"select epoch_ns(local_timestamp) from quotes where venue = '{v}' and symbol = '{s}' order by 1")
+        assert [int(t) for [t] in got] == times
     for name, stream in replay["streams"].items():
         symbol = stream["symbol"]
         [[bid, ask, n]] = query(root, f"select bid_price, ask_price, count(*) over () from quotes where symbol = '{symbol}' "
@@ -451,4 +557,26 @@ def test_lab_rebuild_on_a_recorded_capture(tmp_path):
     # a second rebuild replaces, never duplicates
     lab("rebuild", root, "--depth", "25", "--interval", "1s")
     [[n2]] = query(root, "select count(*) from quotes")
-    assert int(n2) == replay["messages"]
+    assert int(n2) == sum(map(len, want.values()))
+
+
+def _reference_quote_times(root: str) -> dict[tuple[str, str], list[int]]:
+    """{(venue, symbol): sorted local timestamps of the quotes `ref_quote_rows` gives}, per
+    recorder session of each book stream, with the session's gap events."""
+    from lab.replay.reader import by_session, streams_in
+
+    out = {}
+    for (v, s), files in streams_in(root, "book", None, None, None).items():
+        times = []
+        for session, fs in by_session(files).items():
+            cols = R.load_columns(fs)
+            ticks = []
+            for buf, width, k, be in ((cols.prices, cols.price_width, cols.price_scale, cols.price_big_endian),
+                                      (cols.amounts, cols.amount_width, cols.amount_scale, cols.amount_big_endian)):
+                ticks.append(np.frombuffer(buf if width == 8 else rb.decimal128_to_ticks(buf, k, big_endian=be), np.int64))
+            lts = np.frombuffer(cols.local_timestamps, np.int64)
+            rows = ref_quote_rows(cols.sides, *ticks, np.frombuffer(cols.flags, np.uint8), lts, cols.depth,
+                                  R.gap_times(root, v, s, session))
+            times += lts[rows].tolist()
+        out[(v, s)] = sorted(times)
+    return out

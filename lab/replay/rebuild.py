@@ -1,11 +1,15 @@
 """Derived tables rebuilt from `book` by the Rust engine in one call per stream (no per-delta
-Python call): `quotes` (top of book after every message) and `book_snapshot_N` (top N levels per
+Python call): `quotes` (top of book after each message that changed it) and `book_snapshot_N` (top N levels per
 side on a `local_timestamp` grid), in tardis's column names, written into the capture.
 
 Decisions (see docs/DATASET.md, "Derived tables"):
-- `quotes`: one row per book message: `timestamp`, `local_timestamp` of the message's LAST row,
-  `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (exact DECIMAL(38, 18), the dataset's one
-  decimal type; null when the side is empty).
+- `quotes`: a row after a book message only when the top of book changed (tardis emits a quote
+  only on change): best bid price or amount, best ask price or amount, or a side's presence
+  differs from the previous quote row; the first message, the first after a reset (a message
+  with a CLEAR row) and the first after a gap / resync event always get one. `timestamp`,
+  `local_timestamp` of the message's LAST row, `bid_price`, `bid_amount`, `ask_price`,
+  `ask_amount` (exact DECIMAL(38, 18), the dataset's one decimal type; null when the side is
+  empty).
 - `book_snapshot_N`: `timestamp` (exchange time of the last message applied), `local_timestamp`
   (the grid boundary, a multiple of the interval since the epoch), then per level k
   `asks[k].price`, `asks[k].amount`, `bids[k].price`, `bids[k].amount` (null past the book's
@@ -481,16 +485,18 @@ def _rebuild_session(root: str, v: str, s: str, session: str, files: list[str], 
     pp, ap = cols.price_precision, cols.amount_precision
     quotes = quotes_table(result, pp, ap)
     snaps = snapshot_table(result, depth, pp, ap)
-    # which source file each message (quote row) came from
-    flags = np.frombuffer(cols.flags, dtype=np.uint8)
-    ends = np.flatnonzero(flags & S.FLAG_LAST)
+    # which source file each quote came from (the engine names its message's LAST row), and each
+    # snapshot (the file of the first message at or past its grid time, which emitted it)
     file_of_row = np.repeat(np.arange(len(files)), cols.file_rows)
     base = np.array([os.path.basename(f) for f in files], dtype=object)
-    q_names = base[file_of_row[ends]]
+    q_names = base[file_of_row[np.frombuffer(result["quote_rows"], dtype=np.int64)]]
     q_lts = np.frombuffer(result["local_timestamp"], dtype=np.int64)
+    ends = np.flatnonzero(np.frombuffer(cols.flags, dtype=np.uint8) & S.FLAG_LAST)
+    m_names = base[file_of_row[ends]]
+    m_lts = np.frombuffer(cols.local_timestamps, dtype=np.int64)[ends]
     s_lts = np.frombuffer(result["snapshot_local_timestamp"], dtype=np.int64)
-    trigger = np.minimum(np.searchsorted(q_lts, s_lts, side="left"), max(len(q_lts) - 1, 0))
-    s_names = q_names[trigger] if len(q_names) else np.array([], dtype=object)
+    trigger = np.minimum(np.searchsorted(m_lts, s_lts, side="left"), max(len(m_lts) - 1, 0))
+    s_names = m_names[trigger] if len(m_names) else np.array([], dtype=object)
     common = {
         S.META_SESSION: meta.get("lab.session", "").encode(),
         S.META_VENUE: v.encode(),

@@ -11,7 +11,11 @@
 //!
 //! Semantics (the dataset's, docs/DATASET.md): rows up to a LAST row form one message and are
 //! applied together; a CLEAR row resets the book before it is applied; after the message the
-//! book is truncated to `depth`; one quote row per message (top of book after it). Snapshots:
+//! book is truncated to `depth`. Quotes: a row (top of book after the message) only when the top
+//! changed, as tardis emits one: bid price or amount, ask price or amount, or a side's presence
+//! differs from the last quote row, or the message is the first, the first after a reset (it has
+//! a CLEAR row) or the first after a gap (an entry of `gaps` at or before its first row's local
+//! timestamp); each quote names the row of its message's LAST row (`q_rows`). Snapshots:
 //! with `interval_ns > 0`, on a grid of `local_timestamp` aligned to multiples of the interval,
 //! the first message past a grid boundary emits, before it is applied, the book as of that
 //! boundary (`local_timestamp` = the boundary, `timestamp` = exchange time of the last message
@@ -166,6 +170,8 @@ pub struct Output {
     pub q_ask_amt: Vec<u8>,
     pub q_bid_valid: Vec<u8>,
     pub q_ask_valid: Vec<u8>,
+    /// Per quote row, the int64 row index of the LAST row of the message it follows.
+    pub q_rows: Vec<u8>,
     pub snapshots: usize,
     pub s_ts: Vec<u8>,
     pub s_lts: Vec<u8>,
@@ -472,6 +478,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         q_ask_amt: Vec::with_capacity(messages * 16),
         q_bid_valid: vec![0u8; messages.div_ceil(8)],
         q_ask_valid: vec![0u8; messages.div_ceil(8)],
+        q_rows: Vec::with_capacity(messages * 8),
         rows: n,
         ..Default::default()
     };
@@ -494,6 +501,10 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
     let mut prev_bucket = 0i64;
     let mut prev_ts = 0i64;
     let mut q = 0usize;
+    // the top of the last quote row written; `fresh`: the next message writes one regardless
+    // (first message, after a gap, a CLEAR in the message)
+    let mut last_top: (Option<(i64, i64)>, Option<(i64, i64)>) = (None, None);
+    let mut fresh = true;
     let mut i = 0usize;
     while i < n {
         let lts0 = rd8(inp.local_timestamps, i);
@@ -504,6 +515,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
                     let boundary = (prev_bucket + 1).saturating_mul(s.interval);
                     while gi < ngaps && rd8(inp.gaps, gi) <= boundary {
                         synced = false;
+                        fresh = true;
                         gi += 1;
                     }
                     if synced {
@@ -515,6 +527,7 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         }
         while gi < ngaps && rd8(inp.gaps, gi) <= lts0 {
             synced = false;
+            fresh = true;
             gi += 1;
         }
         // one message: rows i..=end
@@ -527,31 +540,37 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         book.truncate();
         let ts = rd8(inp.timestamps, i);
         let lts = rd8(inp.local_timestamps, i);
-        out.q_ts.extend_from_slice(&ts.to_le_bytes());
-        out.q_lts.extend_from_slice(&lts.to_le_bytes());
-        match book.bids().best() {
-            Some((p, a)) => {
-                push_dec128(&mut out.q_bid_px, p);
-                push_dec128(&mut out.q_bid_amt, a);
-                set_bit(&mut out.q_bid_valid, q);
+        let top = (book.bids().best(), book.asks().best());
+        if fresh || cleared || top != last_top {
+            fresh = false;
+            last_top = top;
+            out.q_ts.extend_from_slice(&ts.to_le_bytes());
+            out.q_lts.extend_from_slice(&lts.to_le_bytes());
+            out.q_rows.extend_from_slice(&(i as i64).to_le_bytes());
+            match top.0 {
+                Some((p, a)) => {
+                    push_dec128(&mut out.q_bid_px, p);
+                    push_dec128(&mut out.q_bid_amt, a);
+                    set_bit(&mut out.q_bid_valid, q);
+                }
+                None => {
+                    push_dec128(&mut out.q_bid_px, 0);
+                    push_dec128(&mut out.q_bid_amt, 0);
+                }
             }
-            None => {
-                push_dec128(&mut out.q_bid_px, 0);
-                push_dec128(&mut out.q_bid_amt, 0);
+            match top.1 {
+                Some((p, a)) => {
+                    push_dec128(&mut out.q_ask_px, p);
+                    push_dec128(&mut out.q_ask_amt, a);
+                    set_bit(&mut out.q_ask_valid, q);
+                }
+                None => {
+                    push_dec128(&mut out.q_ask_px, 0);
+                    push_dec128(&mut out.q_ask_amt, 0);
+                }
             }
+            q += 1;
         }
-        match book.asks().best() {
-            Some((p, a)) => {
-                push_dec128(&mut out.q_ask_px, p);
-                push_dec128(&mut out.q_ask_amt, a);
-                set_bit(&mut out.q_ask_valid, q);
-            }
-            None => {
-                push_dec128(&mut out.q_ask_px, 0);
-                push_dec128(&mut out.q_ask_amt, 0);
-            }
-        }
-        q += 1;
         if let Some(s) = snap.as_mut() {
             if s.interval == 0 && synced {
                 s.emit(&mut out, &book, ts, lts);
@@ -562,6 +581,8 @@ fn run<const PW: usize, const AW: usize>(inp: &Input<'_>, opts: &Options) -> Res
         i += 1;
     }
     out.quotes = q;
+    out.q_bid_valid.truncate(q.div_ceil(8));
+    out.q_ask_valid.truncate(q.div_ceil(8));
     out.best_bid = book.bids().best();
     out.best_ask = book.asks().best();
     out.synced = synced;
@@ -638,7 +659,9 @@ fn buf(py: Python<'_>, data: Vec<u8>) -> PyResult<Py<RustBuffer>> {
 
 /// Rebuild one book stream from its columns (see the module doc) with the GIL released.
 ///
-/// Returns a dict: `rows`, `quotes` (row count), `timestamp`, `local_timestamp` (int64 buffers),
+/// Returns a dict: `rows`, `quotes` (row count; a row only where the top changed, see the module
+/// doc), `quote_rows` (int64: per quote, the row index of its message's LAST row),
+/// `timestamp`, `local_timestamp` (int64 buffers),
 /// `bid_price`, `bid_amount`, `ask_price`, `ask_amount` (decimal128 mantissa buffers),
 /// `bid_valid`, `ask_valid` (Arrow validity bitmaps), `snapshots` (row count),
 /// `snapshot_timestamp`, `snapshot_local_timestamp`, `snapshot_levels` (int64, 4 x
@@ -758,6 +781,7 @@ pub fn rebuild_book<'py>(
     let d = PyDict::new(py);
     d.set_item("rows", out.rows)?;
     d.set_item("quotes", out.quotes)?;
+    d.set_item("quote_rows", buf(py, out.q_rows)?)?;
     d.set_item("timestamp", buf(py, out.q_ts)?)?;
     d.set_item("local_timestamp", buf(py, out.q_lts)?)?;
     d.set_item("bid_price", buf(py, out.q_bid_px)?)?;
@@ -823,9 +847,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(out.quotes, 3);
-        assert_eq!(out.q_bid_valid, vec![0b001]);
-        assert_eq!(out.q_ask_valid, vec![0b111]);
+        // msg2 adds ask 102 behind the top 101: the top did not change, no quote
+        assert_eq!(out.quotes, 2);
+        assert_eq!(out.q_rows, col8(&[1, 2]));
+        assert_eq!(out.q_bid_valid, vec![0b01]);
+        assert_eq!(out.q_ask_valid, vec![0b11]);
         assert_eq!(out.snapshots, 2);
         assert_eq!(out.s_lts, col8(&[1000, 2000]));
         assert_eq!(out.s_ts, col8(&[1, 2]));
