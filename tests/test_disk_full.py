@@ -138,3 +138,6 @@ def test_enospc_is_a_clean_stop_and_repair_on_a_full_disk_changes_nothing(small_
     # nothing durable lost: every row in Parquet before, plus every intact journaled row
     assert total >= parquet_recv + journal_rows  # the journals' rows are all raw rows now
     assert count(root, "select count(*) from raw where kind = 'recv'") >= parquet_recv
+    # the space kept back (the session's .reserve) let the stop's note reach the journal
+    assert count(root, "select count(*) from events where kind = 'disk_full'") == 1
+    assert not [n for n in os.listdir(root / ".journal") if n.endswith(".reserve")]

@@ -180,9 +180,21 @@ class CaptureWriter:
         json.dump({"venue": venue, "depth": depth}, self._marker_file)
         self._marker_file.flush()
         os.fsync(self._marker_file.fileno())
+        # Room kept back for the last words on a full disk (the database trick): released on
+        # ENOSPC so the `disk_full` note and the journal's buffered tail still reach the disk.
+        self.reserve_path = _reserve_path(root, session)
+        with open(self.reserve_path, "wb") as f:
+            f.write(bytes(RESERVE_BYTES))
+            os.fsync(f.fileno())
         self.journal = JournalWriter(self._journal_path(self.seq), self._journal_meta())
         self.last_sync = self.segment_started = time.monotonic()
         self.compactor = BackgroundCompactor() if compact else None
+
+    def release_reserve(self) -> None:
+        try:
+            os.remove(self.reserve_path)
+        except FileNotFoundError:
+            pass
 
     def _journal_meta(self) -> dict:
         # In every journal's header, so recovery needs no marker to know what a journal holds.
@@ -264,6 +276,7 @@ class CaptureWriter:
         self.journal.close()
         if os.path.exists(self.journal.path):
             os.remove(self.journal.path)
+        self.release_reserve()
         os.remove(self.marker)
         self._marker_file.close()
 
@@ -529,7 +542,9 @@ def recover(root: str) -> list[dict]:
                             "rows": 0, "journal": None, "skipped_bytes": 0, "kept": None})
     if os.path.isdir(jdir):
         for name in os.listdir(jdir):
-            if name.endswith(".session.json"):
+            if name.endswith(RESERVE_SUFFIX) and not _session_is_live(root, name[: -len(RESERVE_SUFFIX)]):
+                os.remove(os.path.join(jdir, name))  # a killed session's reserve
+            elif name.endswith(".session.json"):
                 session = name[: -len(".session.json")]
                 # A dead session's marker with no journal left (recovered, or a stub) goes.
                 if session not in kept_sessions and not _session_is_live(root, session) and not any(
@@ -539,6 +554,15 @@ def recover(root: str) -> list[dict]:
     if removed:
         reports.append({"journal": None, "rows": 0, "skipped_bytes": 0, "kept": None, "removed_tmp": removed})
     return reports
+
+
+RESERVE_SUFFIX = ".reserve"
+# the journal's write buffer (1 MiB) plus room for the stop's note rows
+RESERVE_BYTES = (1 << 20) + (256 << 10)
+
+
+def _reserve_path(root: str, session: str) -> str:
+    return os.path.join(root, JOURNAL_DIR, f"{session}{RESERVE_SUFFIX}")
 
 
 def _session_marker(root: str, session: str) -> str:

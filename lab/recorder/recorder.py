@@ -132,8 +132,9 @@ class Recorder:
             self._writer_done.set()
 
     def _stop_writer(self, writer: CaptureWriter) -> None:
+        writer.release_reserve()  # the room kept back for this: the note and the journal's tail
         try:
-            # an event row in the journal if it still fits (recovery turns it into `events`)
+            # an event row in the journal (recovery turns it into `events`)
             writer.journal.append(self.client.note_row("disk_full" if isinstance(self.error, DiskFull) else "writer_error", str(self.error)))
         except Exception:
             pass
