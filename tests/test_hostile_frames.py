@@ -715,3 +715,21 @@ def test_callback_exceptions_still_reach_the_caller():
     n.feed(RawRow(1, 1, 0, 0, "rest", M.INSTRUMENTS_PATH, None, INSTRUMENTS))
     with pytest.raises(RuntimeError, match="user bug"):
         n.feed(RawRow(2, 2, 0, 0, "rest", M.depth_path("BTC-USD"), "BTC-USD", mock_depth("BTC-USD", 0)))
+
+
+def test_one_bogus_seq_while_buffering_restarts_the_buffer_and_the_book_syncs():
+    """A structurally valid delta with a far-future seq in the buffer would make every snapshot
+    look stale (its first buffered delta never follows): the buffer's own continuity rule drops
+    it when the next real delta arrives, so the next snapshot syncs."""
+    run = mock_run()
+    frames = [orjson.loads(f) for f in MOCK_BOOK_FRAMES]
+    symbol = frames[0]["symbol"]
+    mine = [f for f in frames if f["symbol"] == symbol][:6]
+    bogus = dict(mine[0], seq=mine[0]["seq"] + 10**9)
+    for msg in [mine[0], bogus, *mine[1:]]:
+        run.feed("recv", orjson.dumps(msg))
+    assert any(e[2] == "gap" and "while buffering" in e[4] for e in run.n.out.events)
+    run.feed("rest", mock_depth(symbol, mine[1]["seq"] - 1), M.depth_path(symbol), symbol)
+    book = run.n.books[symbol]
+    assert book.synced and book.seq == mine[-1]["seq"]
+    assert (book.bids_ticks(), book.asks_ticks()) == mock_reference(symbol, book)

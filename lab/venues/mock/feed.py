@@ -258,7 +258,16 @@ class MockNormalizer(Normalizer):
         # sequence is broken there) rather than a failure when the snapshot arrives.
         check_book_message(inst, msg)
         if not book.synced:
-            self.buffers.setdefault(symbol, []).append((row, msg))
+            buffer = self.buffers.setdefault(symbol, [])
+            if buffer and msg["seq"] != buffer[-1][1]["seq"] + 1:
+                # The buffer itself has a hole (or one bogus seq in it): no snapshot could ever
+                # be bridged to its first delta, so it restarts here and a fresh snapshot is asked.
+                self.stats["gaps"] += 1
+                self.event(row, "gap", symbol, f"while buffering: expected seq {buffer[-1][1]['seq'] + 1}, got {msg['seq']}; "
+                                               f"{len(buffer)} buffered deltas dropped")
+                buffer.clear()
+                self.request(REQUEST_SNAPSHOT, symbol)
+            buffer.append((row, msg))
             return
         self._apply_delta(row, inst, msg, row.local_ts)
 
