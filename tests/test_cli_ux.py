@@ -16,6 +16,7 @@ import time
 from importlib.metadata import version
 
 import pytest
+from labcli import lab as run_lab
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,11 +32,7 @@ def env(**extra) -> dict:
 
 
 def lab(*args, check=True, timeout=120, **extra_env) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=env(**extra_env))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lab {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_lab(*args, check=check, timeout=timeout, env=env(**extra_env), module="lab")  # `python -m lab`, as users may
 
 
 @pytest.fixture(scope="module")

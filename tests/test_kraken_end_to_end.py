@@ -12,15 +12,7 @@ from decimal import Decimal
 
 from lab.venues.kraken.sim import SIM_API_KEY, SIM_API_SECRET
 from lab.venues.simulator import SimulatorThread
-
-LAB = [sys.executable, "-m", "lab.cli"]
-
-
-def lab(*args, check=True, timeout=120, env=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*LAB, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lab {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from labcli import LAB, lab  # noqa: F401
 
 
 def get(url: str):

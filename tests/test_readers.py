@@ -26,21 +26,14 @@ import pytest
 
 from lab.datasets import schema as S
 from lab.venues.simulator import SimulatorThread
+from labcli import LAB, lab  # noqa: F401
 
-LAB = [sys.executable, "-m", "lab.cli"]
 COLUMNS = {
     "book": ("rec_id", "side", "price", "amount"),
     "trades": ("rec_id", "id", "side", "price", "amount"),
     "quotes": ("local_timestamp", "bid_price", "bid_amount", "ask_price", "ask_amount"),
 }
 DECIMALS = {"book": ("price", "amount"), "trades": ("price", "amount"), "quotes": ("bid_price", "bid_amount", "ask_price", "ask_amount")}
-
-
-def lab(*args, check=True, timeout=120) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*LAB, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lab {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

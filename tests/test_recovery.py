@@ -27,15 +27,7 @@ from lab.datasets.verify import verify
 from lab.datasets.writer import DAMAGE_KIND, TORN_KIND, CaptureWriter, recover
 from lab.venues.mock.feed import Normalizer
 from lab.venues.simulator import SimulatorThread
-
-LAB = [sys.executable, "-m", "lab.cli"]
-
-
-def lab(*args, check=True, timeout=120) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*LAB, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lab {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from labcli import LAB, lab  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +190,6 @@ def test_a_trade_lost_in_journal_damage_is_explained_by_the_damage(recording, tm
     assert rid not in raw_ids(root, "S")
     holes = [t for t in report["trades"].values() if t["trade_id_holes"]]
     assert holes and all(t["unexplained_trade_id_holes"] == 0 for t in holes), report["trades"]
-
 
 
 def test_sixteen_flipped_bytes_mid_journal(recording, tmp_path):

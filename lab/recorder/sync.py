@@ -13,6 +13,7 @@ from typing import Callable
 import orjson
 
 from lab.datasets.journal import RawRow
+from lab.datasets.schema import canonical_symbol
 from lab.datasets.store import BookColumns, TradeColumns
 from lab.rust_book import OrderBook
 
@@ -33,6 +34,19 @@ class Instrument:
     @property
     def lot(self) -> str:
         return str(Decimal(1).scaleb(-self.amount_precision))
+
+
+def wire_instrument(venue_symbol: str, base, quote, price_precision: int, amount_precision: int) -> Instrument:
+    """An Instrument from a venue's instrument metadata, once the venue has checked the symbol
+    and precisions: the canonical symbol derived, base/quote kept only when they are strings."""
+    return Instrument(
+        venue_symbol=venue_symbol,
+        symbol=canonical_symbol(venue_symbol),
+        base=base if isinstance(base, str) else "",
+        quote=quote if isinstance(quote, str) else "",
+        price_precision=price_precision,
+        amount_precision=amount_precision,
+    )
 
 
 @dataclass(frozen=True, slots=True)

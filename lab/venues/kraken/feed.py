@@ -37,8 +37,7 @@ import sys
 import orjson
 
 from lab.datasets.journal import RawRow
-from lab.datasets.schema import canonical_symbol
-from lab.recorder.sync import REQUEST_RESUBSCRIBE, Instrument, Normalizer
+from lab.recorder.sync import wire_instrument, REQUEST_RESUBSCRIBE, Instrument, Normalizer
 from lab.rust_book import (
     KRAKEN_MISMATCH,
     KRAKEN_PRECISION,
@@ -182,15 +181,7 @@ def _instrument(p: dict) -> Instrument:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or not 0 <= int(v) <= 18:
             raise ValueError(f"{key} {str(v)[:40]!r} is not an integer in 0..18")
         precisions.append(int(v))
-    base, quote = p.get("base", ""), p.get("quote", "")
-    return Instrument(
-        venue_symbol=p["wsname"],
-        symbol=canonical_symbol(p["wsname"]),
-        base=base if isinstance(base, str) else "",
-        quote=quote if isinstance(quote, str) else "",
-        price_precision=precisions[0],
-        amount_precision=precisions[1],
-    )
+    return wire_instrument(p["wsname"], p.get("base", ""), p.get("quote", ""), *precisions)
 
 
 def ts_ns(text) -> int:

@@ -11,10 +11,9 @@ from urllib.parse import quote
 import orjson
 
 from lab.datasets.journal import RawRow
-from lab.recorder.sync import REQUEST_SNAPSHOT, Instrument, Normalizer
+from lab.recorder.sync import wire_instrument, REQUEST_SNAPSHOT, Instrument, Normalizer
 from lab.rust_book import parse_fixed
 
-from lab.datasets.schema import canonical_symbol
 
 VENUE = "mock"
 DEFAULT_REST_URL = "http://127.0.0.1:8765"
@@ -56,15 +55,7 @@ def _instrument(i) -> Instrument:
         if not _is_int(v) or not 0 <= v <= 18:
             raise ValueError(f"instrument {i['symbol']!r}: {key} {v!r} is not an integer in 0..18")
         precisions.append(v)
-    base, quote = i.get("base", ""), i.get("quote", "")
-    return Instrument(
-        venue_symbol=i["symbol"],
-        symbol=canonical_symbol(i["symbol"]),
-        base=base if isinstance(base, str) else "",
-        quote=quote if isinstance(quote, str) else "",
-        price_precision=precisions[0],
-        amount_precision=precisions[1],
-    )
+    return wire_instrument(i["symbol"], i.get("base", ""), i.get("quote", ""), *precisions)
 
 
 def _is_int(v) -> bool:
