@@ -42,6 +42,23 @@ def _check_url(url: str | None, option: str, schemes: tuple[str, ...]) -> None:
         fail(f"{option} {url!r} is not a {' or '.join(s + '://' for s in schemes)} URL")
 
 
+def _registry():
+    from lab.venues import registry
+
+    return registry
+
+
+def _key_values(items, option: str) -> dict[str, str]:
+    """`KEY=VALUE` option values -> a dict (one error line on anything else)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            fail(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _disk_full_line(exc: OSError) -> str:
     return f"disk full ({exc.strerror}{': ' + str(exc.filename) if exc.filename else ''}); nothing was changed or deleted: free some space and run the command again"
 
@@ -107,18 +124,19 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per venue: default endpoints, API versions, symbols.")
 def venues(as_json) -> None:
     """List the venues lab can record, with their default endpoints and symbols."""
-    from lab.venues.registry import feed_module
+    from lab.venues.registry import adapter_class
     from lab.venues.registry import venues as names
 
     for name in names():
         if not as_json:
             click.echo(name)
             continue
-        module = feed_module(name)
-        info = {"venue": name, "rest_url": module.DEFAULT_REST_URL, "ws_url": module.DEFAULT_WS_URL,
-                "instruments": module.DEFAULT_REST_URL.rstrip("/") + module.INSTRUMENTS_PATH}
-        describe = getattr(module, "describe", None)  # symbols and notes, without a network call
-        info.update(describe() if describe else {"symbols": "fetched from the venue's instruments endpoint at record time"})
+        venue = adapter_class(name)()
+        info = {"venue": name, "rest_url": venue.default_rest_url, "ws_url": venue.default_ws_url,
+                "instruments": venue.default_rest_url.rstrip("/") + venue.instruments_path}
+        info.update(venue.describe())  # symbols and notes, without a network call
+        if venue.options:
+            info["options"] = {o.key: {"help": o.help, "choices": list(o.choices), "default": o.default} for o in venue.options}
         click.echo(json.dumps(info))
 
 
@@ -133,7 +151,9 @@ def venues(as_json) -> None:
 @click.option("--depth", default=0, type=int, help="Book depth to subscribe (venue-specific; 0 = venue default).")
 @click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy, sandbox).")
 @click.option("--ws-url", default=None, help="Override the venue's WebSocket URL.")
-@click.option("--api", default="v1", show_default=True, type=click.Choice(["v1", "v2"]), help="Venue API version (Kraken: WebSocket v1 or v2).")
+@click.option("--api", default=None, help="Venue API version, where a venue has several (`lab venues --json` lists them).")
+@click.option("--opt", "venue_options", multiple=True, metavar="KEY=VALUE",
+              help="Venue-specific option (`lab venues --json` lists each venue's); repeat for several.")
 @click.option("--ping-idle", default=None, help="Send an app-level ping after this long without traffic (venue default; Kraken 5s).")
 @click.option("--flush-interval", default="1s", show_default=True, help="Journal fsync interval.")
 @click.option("--rotate", "rotate_interval", default="60s", show_default=True, help="Rotate the journal into Parquet this often.")
@@ -142,13 +162,14 @@ def venues(as_json) -> None:
 @click.option("--compact/--no-compact", default=True, show_default=True,
               help="Recompress finished segments' raw files at zstd 19 in the background, at the lowest CPU priority (as `lab compact`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_idle, flush_interval, rotate_interval, min_free_mb, compact, as_json) -> None:
+def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, venue_options, ping_idle, flush_interval, rotate_interval, min_free_mb, compact, as_json) -> None:
     """Record a venue's books and trades into hive-partitioned Parquet."""
     import errno
 
-    from lab.recorder.feed import VenueError
+    from lab.core.errors import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
-    from lab.venues.registry import UnknownVenue, feed_module
+    from lab.core.errors import UnknownVenue
+    from lab.venues.registry import adapter_class
 
     if min_free_mb < 0:
         fail(f"--min-free {min_free_mb}: must be >= 0 (MiB)")
@@ -160,7 +181,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
     _check_url(ws_url, "--ws-url", ("ws", "wss"))
     embedded = None
     try:
-        if not rest_url and not ws_url and getattr(feed_module(venue), "EMBEDDED", False):
+        if not rest_url and not ws_url and adapter_class(venue).embedded:
             from lab.venues.simulator import SimulatorThread
 
             embedded = SimulatorThread(venue, seed=1, rate=1000.0)
@@ -176,7 +197,8 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, ping_id
         rec = Recorder(
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
-                api=api, min_free_bytes=min_free_mb << 20, compact=compact, **options,
+                api=api, options=_key_values(venue_options, "--opt"), min_free_bytes=min_free_mb << 20, compact=compact,
+                **options,
             )
         )
         summary = rec.run()
@@ -227,7 +249,7 @@ def _discard_session(root: str, session: str, root_existed: bool) -> None:
 @main.command(short_help='Run a venue simulator on loopback (REST + WebSocket).',
               epilog=_examples('lab simulate --venue mock --port 8765 --rate 2000',
                                'lab simulate --venue kraken --port 8766 --drop-every 500      # a seq gap every 500 messages'))
-@click.option("--venue", default="mock", show_default=True)
+@click.option("--venue", default=lambda: _registry().embedded_venue(), show_default="the embedded venue")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--seed", default=1, show_default=True, type=int)
@@ -689,7 +711,7 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
     """Replay a capture (one file, a folder, or a root) through the Rust book."""
     from lab.progress import callback, progress_bar
     from lab.replay.connector import ReplayConnector
-    from lab.replay.reader import CaptureError
+    from lab.datasets.reader import CaptureError
 
     try:
         pace = None if speed == "max" else float(speed)
@@ -733,7 +755,7 @@ def verify(root, strict, repair, as_json) -> None:
 
     from lab.datasets.verify import verify as run_verify
     from lab.progress import callback, progress_bar
-    from lab.replay.reader import CaptureError
+    from lab.datasets.reader import CaptureError
 
     before = _tmp_files(root)
     try:
@@ -778,7 +800,7 @@ def verify(root, strict, repair, as_json) -> None:
 
 @main.command(short_help='Paper-trade against a live book (validate=true orders).',
               epilog=_examples("lab paper --venue kraken --symbol XBT/USD --keys api_keys.properties --order 'buy market 0.01'"))
-@click.option("--venue", default="kraken", show_default=True)
+@click.option("--venue", default=lambda: _registry().paper_venue(), show_default="the venue with order validation")
 @click.option("--symbol", required=True, help="Venue symbol (XBT/USD).")
 @click.option("--keys", default=None, type=click.Path(dir_okay=False), help="api_keys.properties (else LAB_API_KEYS, ./api_keys.properties, the environment).")
 @click.option("--rest-url", default=None, help="Override the venue's REST base URL (simulator, proxy).")
@@ -848,7 +870,7 @@ def rebuild(root, depth, interval, venue, symbols, as_json) -> None:
     """Derive `quotes` and `book_snapshot_<depth>` from `book` with the Rust engine (one call per stream)."""
     from lab.progress import callback, progress_bar
     from lab.replay.rebuild import rebuild_root
-    from lab.replay.reader import CaptureError
+    from lab.datasets.reader import CaptureError
 
     seconds = 0.0 if interval.strip() == "0" else parse_duration(interval)
     skipped: list = []

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from lab import OrderBook, ReplayConnector, get_connector, list_connectors
-from lab.recorder.feed import VenueError
+from lab.core.errors import VenueError
 from lab.recorder.recorder import Recorder, RecordOptions
 from lab.venues.simulator import SimulatorThread
 

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lab.datasets.journal import RawRow
-from lab.recorder.sync import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
+from lab.core.model import RawRow
+from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
 from lab.venues.kraken import feed as K
 from lab.venues.kraken import protocol as KP
 from lab.venues.mock import feed as M

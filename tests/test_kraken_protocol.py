@@ -9,10 +9,11 @@ import zlib
 import orjson
 import pytest
 
-from lab.datasets.journal import RawRow
-from lab.recorder.sync import REQUEST_RESUBSCRIBE
+from lab.core.model import RawRow
+from lab.core.events import REQUEST_RESUBSCRIBE
 from lab.rust_book import kraken_checksum
 from lab.venues.kraken import feed as K
+from lab.venues.kraken.adapter import KrakenV1
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread
 
@@ -199,8 +200,8 @@ def test_rest_depth_and_errors():
     assert n.out.events[-1][2] == "venue_error" and "EQuery:Unknown asset pair" in n.out.events[-1][4]
     with pytest.raises(Exception, match="Rate limit"):
         K.parse_instruments(b'{"error":["EAPI:Rate limit exceeded"]}')
-    assert K.retry_after(200, b'{"error":["EAPI:Rate limit exceeded"]}') is not None
-    assert K.retry_after(200, body) is None
+    assert KrakenV1().retry_after(200, b'{"error":["EAPI:Rate limit exceeded"]}') is not None
+    assert KrakenV1().retry_after(200, body) is None
 
 
 def test_asset_pairs_mapping():
@@ -208,11 +209,11 @@ def test_asset_pairs_mapping():
     assert insts["XBT/USD"].symbol == "XBT-USD" and insts["XBT/USD"].price_precision == 1 and insts["XBT/USD"].amount_precision == 8
     assert insts["ETH/USD"].price_precision == 2
     assert K.depth_path("XBT/USD").startswith("/0/public/Depth?pair=XBTUSD")
-    frames = [orjson.loads(f) for f in K.subscribe_frames(["XBT/USD", "ETH/USD"], 25)]
+    frames = [orjson.loads(f) for f in KrakenV1().subscribe_frames(["XBT/USD", "ETH/USD"], 25)]
     assert frames[0] == {"event": "subscribe", "pair": ["XBT/USD", "ETH/USD"], "subscription": {"name": "book", "depth": 25}}
     assert frames[1]["subscription"] == {"name": "trade"}
     with pytest.raises(Exception, match="not supported"):
-        K.subscribe_frames(["XBT/USD"], 42)
+        KrakenV1().subscribe_frames(["XBT/USD"], 42)
 
 
 # -- the simulator speaks the same protocol ------------------------------------------------------

@@ -11,10 +11,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from lab.recorder.sync import REQUEST_RESUBSCRIBE
+from lab.core.events import REQUEST_RESUBSCRIBE
 from lab.rust_book import BookRows, OrderBook, kraken_wire_checksum, parse_kraken_book, rfc3339_to_ns
 from lab.venues.kraken import feed as K
-from lab.venues.kraken import feed_v2 as K2
+from lab.venues.kraken.adapter import KrakenV1, KrakenV2
 from lab.venues.kraken import protocol as P
 from lab.venues.simulator import SimulatorThread
 
@@ -116,15 +116,16 @@ def test_symbol_mapping_and_frames():
     assert P.v2_symbol("XBT/USD") == "BTC/USD" and P.v2_symbol("XDG/EUR") == "DOGE/EUR" and P.v2_symbol("ETH/USD") == "ETH/USD"
     assert P.v1_symbol("BTC/USDT") == "XBT/USDT"
     insts = K.parse_instruments(orjson.dumps({"error": [], "result": {s.internal: s.asset_pair() for s in P.PAIRS}}))
-    assert K.resolve_symbols(["BTC/USD", "XBT/USD", "ETH/USD"], insts) == ["XBT/USD", "ETH/USD"]
+    K1, K2 = KrakenV1(), KrakenV2()
+    assert K1.resolve_symbols(["BTC/USD", "XBT/USD", "ETH/USD"], insts) == ["XBT/USD", "ETH/USD"]
     book, trade = (orjson.loads(f) for f in K2.subscribe_frames(["XBT/USD", "ETH/USD"], 25))
     assert book == {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"], "depth": 25, "snapshot": True}, "req_id": 1}
     assert trade["params"]["channel"] == "trade"
     unsub, sub = (orjson.loads(f) for f in K2.resubscribe_frames("XBT/USD", 10))
     assert unsub["method"] == "unsubscribe" and sub["params"]["symbol"] == ["BTC/USD"]
     assert orjson.loads(K2.ping_frame(7)) == {"method": "ping", "req_id": 7}
-    assert orjson.loads(K.ping_frame(7)) == {"event": "ping", "reqid": 7}
-    assert K.for_api("v2") is K2 and K.for_api("v1") is K
+    assert orjson.loads(K1.ping_frame(7)) == {"event": "ping", "reqid": 7}
+    assert type(KrakenV1.with_options({"api": "v2"})) is KrakenV2 and type(KrakenV1.with_options({"api": "v1"})) is KrakenV1
 
 
 # -- malformed input: clean exceptions, never a panic --------------------------------------------

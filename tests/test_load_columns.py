@@ -14,7 +14,7 @@ from lab.benchmarks import book as B
 from lab.datasets import schema as S
 from lab.datasets.store import atomic_write
 from lab.replay.footer import lean_metadata
-from lab.replay.reader import CaptureError
+from lab.datasets.reader import CaptureError
 from lab.replay.rebuild import _BOOK_COLUMNS, load_columns, rebuild_columns
 
 ROWS = 30_000
@@ -265,7 +265,7 @@ def test_bad_sides_and_disagreeing_precisions(table, tmp_path):
 
 
 def test_a_newer_schema_version_is_refused_in_one_line(table, tmp_path):
-    from lab.replay.reader import load_book
+    from lab.datasets.reader import load_book
 
     path = str(tmp_path / "book" / "venue=bench" / "symbol=BTC-USD" / "date=2023-11-14" / "s-000001.parquet")
     atomic_write(table, path, B._book_meta())

@@ -100,7 +100,7 @@ def test_overlapping_sessions_with_gaps_switch_to_the_synced_one(tmp_path):
 def test_selector_rule(kinds):
     """The selection rule on its own: stay with the active session while it is synced and has
     messages; switch only to a synced session whose seq is past the last delivered one."""
-    from lab.replay.reader import SessionSelector
+    from lab.datasets.reader import SessionSelector
 
     class B:
         def __init__(self):

@@ -563,7 +563,7 @@ def test_lab_rebuild_on_a_recorded_capture(tmp_path):
 def _reference_quote_times(root: str) -> dict[tuple[str, str], list[int]]:
     """{(venue, symbol): sorted local timestamps of the quotes `ref_quote_rows` gives}, per
     recorder session of each book stream, with the session's gap events."""
-    from lab.replay.reader import by_session, streams_in
+    from lab.datasets.reader import by_session, streams_in
 
     out = {}
     for (v, s), files in streams_in(root, "book", None, None, None).items():

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from lab import ReplayConnector, get_connector
-from lab.recorder.feed import VenueError
+from lab.core.errors import VenueError
 from lab.recorder.recorder import Recorder, RecordOptions
-from lab.replay.reader import CaptureError
+from lab.datasets.reader import CaptureError
 from lab.symbols import UnknownSymbol, key, resolve
 from lab.venues.simulator import SimulatorThread
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.recorder.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, FrameParser, ProtocolError, encode_frame
+from lab.net.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, FrameParser, ProtocolError, encode_frame
 
 messages = st.lists(st.tuples(st.sampled_from([OP_TEXT, OP_BINARY]), st.binary(max_size=70000), st.integers(1, 3)), max_size=8)
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from lab.recorder import websocket as W
+from lab.net import websocket as W
 from lab.venues.simulator import SimulatorThread
 
 LAB = [sys.executable, "-m", "lab.cli"]
@@ -103,9 +103,9 @@ def test_endless_fragments_close_the_connection_at_the_cap():
 def test_recorder_records_message_too_large_and_reconnects(tmp_path, monkeypatch):
     """In-process recorder against the mock simulator with a venue cap smaller than its snapshots."""
     from lab.recorder.recorder import Recorder, RecordOptions
-    from lab.venues.mock import feed as mock_feed
+    from lab.venues.mock.adapter import MockVenue
 
-    monkeypatch.setattr(mock_feed, "MAX_MESSAGE", 200, raising=False)
+    monkeypatch.setattr(MockVenue, "max_message", 200)
     root = tmp_path / "c"
     with SimulatorThread("mock", seed=4, rate=200) as sim:
         rec = Recorder(RecordOptions(venue="mock", symbols=[], root=str(root), rest_url=sim.url, ws_url=sim.ws_url,

@@ -25,7 +25,7 @@ import pyarrow as pa
 from lab import rust_book as rb
 from lab.datasets import schema as S
 from lab.datasets.store import atomic_write, decimal_array, raw_table
-from lab.datasets.journal import RawRow
+from lab.core.model import RawRow
 
 PEERS_SCRIPT = os.path.join(os.path.dirname(__file__), "book_peers.py")
 FIELDS = ("sides", "prices", "amounts", "flags", "timestamps", "local_timestamps")
@@ -253,7 +253,7 @@ def raw_vs_gzip(w, tmp: str, messages: int = 20_000) -> dict:
 
 def capture_lines(capture: str) -> list[dict]:
     """Our bulk rebuild and the `book` bytes per row on a capture given by path."""
-    from lab.replay.reader import streams_in
+    from lab.datasets.reader import streams_in
     from lab.replay.rebuild import load_columns, rebuild_columns
 
     out = []

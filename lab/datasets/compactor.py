@@ -3,7 +3,7 @@
 The recorder writes `raw` at zstd 3, cheap at any message rate; on digit-heavy JSON frames no
 zstd level below 15 beats gzip, and level 15 manages about 5k frames/s on one core, too slow to
 write live. So each finished segment's raw files are handed to a child process that rewrites
-them as `lab compact` does (zstd 19, `writer.compact_file`: atomically, content unchanged) at
+them as `lab compact` does (zstd 19, `compact_file`: atomically, content unchanged) at
 the lowest CPU priority (SCHED_IDLE, nice 19): the files end below gzip's size whenever the machine has idle
 time, and the recorder's own threads never wait for it.
 
@@ -23,6 +23,25 @@ import signal
 import subprocess
 import sys
 import threading
+
+import pyarrow.parquet as pq
+
+from .store import COMPACT_LEVEL, COMPACT_PAGE_SIZE, META_COMPACTED, atomic_write
+
+
+def compact_file(path: str) -> tuple[int, int] | None:
+    """Rewrite one raw file at zstd COMPACT_LEVEL, atomically and in place, content unchanged
+    (same rows, schema and metadata, plus `lab.compacted`); (bytes before, bytes after), or None
+    when it was compacted already."""
+    size = os.path.getsize(path)
+    pf = pq.ParquetFile(path)
+    meta = dict(pf.schema_arrow.metadata or {})
+    if META_COMPACTED in meta:
+        return None
+    table = pf.read()
+    meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
+    atomic_write(table, path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
+    return size, os.path.getsize(path)
 
 
 def _tmp_of(path: str) -> str:
@@ -114,8 +133,6 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> None:
-    from lab.datasets.writer import compact_file
-
     _die_with_parent(int(os.environ.get("LAB_COMPACTOR_PARENT", os.getppid())))
     try:  # run only when the CPU would otherwise be idle
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from lab.core.model import RAW_KINDS, RawRow  # noqa: F401  (RawRow: the journal's record)
 from lab.rust_book import journal_encode as _journal_encode
 
 MAGIC = b"LABJ\x00\x01\x00\x00"
@@ -36,20 +37,10 @@ _NULL = 0xFFFF
 _MIN_BODY = _FIXED.size + 2
 _KIND_OFFSET = 28  # the u8 kind inside the body
 
-KINDS = ("open", "close", "recv", "send", "rest", "rest_error", "note")
+KINDS = RAW_KINDS
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 
 
-@dataclass(slots=True)
-class RawRow:
-    rec_id: int
-    local_ts: int
-    conn_id: int
-    conn_seq: int
-    kind: str
-    channel: str
-    symbol: str | None
-    payload: bytes
 
 
 def encode(row: RawRow) -> bytes:

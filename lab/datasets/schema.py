@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from lab.core.model import FLAG_CLEAR, FLAG_LAST, canonical_symbol  # noqa: F401  (part of the schema's vocabulary)
+
 SCHEMA_VERSION = "2"
 # versions the readers still open (1: DECIMAL(18, precision) INT64 prices and amounts)
 READABLE_VERSIONS = ("1", "2")
@@ -26,8 +28,6 @@ DECIMAL_PRECISION = 38
 SCALE = 18
 DECIMAL = pa.decimal128(DECIMAL_PRECISION, SCALE)
 
-FLAG_LAST = 1
-FLAG_CLEAR = 2
 
 TS = pa.timestamp("ns", tz="UTC")
 
@@ -141,9 +141,3 @@ META_SOURCE_RAW = b"lab.source_raw"
 META_REC_ID_RANGE = b"lab.rec_id_range"
 
 
-def canonical_symbol(venue_symbol: str) -> str:
-    """URL-safe canonical form used as the partition value: `XBT/USD` -> `XBT-USD`."""
-    out = venue_symbol.upper().replace("/", "-").replace("_", "-").replace(" ", "")
-    if not out or any(not (c.isalnum() or c in "-.") for c in out):
-        raise ValueError(f"symbol {venue_symbol!r} has no URL-safe canonical form")
-    return out

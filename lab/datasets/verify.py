@@ -24,12 +24,13 @@ import pyarrow.parquet as pq
 from lab.datasets import schema as S
 from lab.datasets.journal import iter_journals
 from lab.datasets.store import JOURNAL_DIR
-from lab.datasets.writer import DAMAGE_KIND, TORN_KIND
+from lab.core.events import DAMAGE_KIND, INTERRUPTION_EVENTS, TORN_KIND
 from lab.datasets.files import normalize_path, unreadable
-from lab.replay.reader import CaptureError, load_book, read_file, streams_in
-from lab.rust_book import OrderBook, kraken_wire_checksum
+from lab.datasets.reader import CaptureError, load_book, read_file, streams_in
+from lab.core.errors import UnknownVenue
+from lab.datasets.venue_rules import rules
+from lab.rust_book import OrderBook
 
-CHECKSUMS = {"mock": "mock_checksum", "kraken": "kraken_checksum"}
 
 
 def verify(root: str, strict: bool = False, repair: bool = False, progress=None) -> dict:
@@ -154,18 +155,13 @@ def _check_sources(root: str, report: dict, bad: set) -> None:
                 report["problems"].append(f"{path}: its source raw file(s) {', '.join(gone)} are missing")
 
 
-# Events that explain lost trades between them: the connection or the stream was interrupted.
-_TRADE_GAP_EVENTS = {"connect", "disconnect", "gap", "resync", "overflow", "stall", "reconnect", "malformed",
-                     "ping_timeout", "connect_failed", DAMAGE_KIND, TORN_KIND}
 
 
 def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) -> None:
-    """Holes in trade ids, where the venue's ids are sequential (the feed module says so with
+    """Holes in trade ids, where the venue's ids are sequential (the venue adapter says so with
     `trade_ids_sequential(symbol, ids) -> bool`; ids are compared as integers within one
     session). A hole spanning an interruption (a disconnect, gap, resync... event of that
     venue, for that symbol or for all) is explained; any other hole is a problem."""
-    from lab.venues.registry import UnknownVenue, feed_module
-
     interruptions: dict[tuple[str, str | None], list[int]] = {}
     damaged: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (venue, session) -> (after, before) rec_ids
     for (venue, _), files in streams_in(root, "events", skipped=[]).items():
@@ -185,7 +181,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
                     damaged.setdefault((venue, session), []).extend(
                         (-1 if r.get("after_rec_id") is None else r["after_rec_id"],
                          2**63 if r.get("before_rec_id") is None else r["before_rec_id"]) for r in ranges)
-                elif kind in _TRADE_GAP_EVENTS:
+                elif kind in INTERRUPTION_EVENTS:
                     interruptions.setdefault((venue, sym), []).append(when)
     for v in interruptions.values():
         v.sort()
@@ -201,7 +197,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
 
     for (venue, symbol), files in sorted(streams_in(root, "trades", skipped=[]).items()):
         try:
-            sequential = getattr(feed_module(venue), "trade_ids_sequential", None)
+            sequential = rules(venue).trade_ids_sequential
         except UnknownVenue:
             continue
         files = [f for f in files if f not in bad]
@@ -288,37 +284,11 @@ def _verify_stream(venue: str, symbol: str, files: list[str], progress=None) -> 
 
 
 def _checksum_function(venue: str, book: OrderBook, files: list[str]):
-    """checksum(row) of the book as applied up to that row, as the venue computes it, or None.
-
-    Kraken computes its CRC over the wire strings: when the venue pads them beyond the pair's
-    precisions (real XBT/USD prices carry 5 decimals, pair_decimals 1), the stored checksum is
-    the venue's and the book file's `lab.wire_price_decimals` / `lab.wire_amount_decimals`
-    say which decimals to recompute it with (per file: rows map to their file)."""
-    method = getattr(book, CHECKSUMS.get(venue, ""), None)
-    if method is None:
+    """checksum(row) of the book as applied up to that row, as the venue computes it, or None."""
+    try:
+        return rules(venue).checksum_function(book, files)
+    except UnknownVenue:
         return None
-    if venue != "kraken":
-        return lambda row: method()
-    ends, wire = [], []
-    total = 0
-    for f in files:
-        md = pq.ParquetFile(f).metadata
-        meta = md.metadata or {}
-        total += md.num_rows
-        ends.append(total)
-        pd_, ad_ = meta.get(b"lab.wire_price_decimals"), meta.get(b"lab.wire_amount_decimals")
-        wire.append((int(pd_), int(ad_)) if pd_ is not None and ad_ is not None else None)
-    if not any(wire):
-        return lambda row: method()
-    import bisect
-
-    def checksum(row: int) -> int:
-        w = wire[min(bisect.bisect_right(ends, row), len(wire) - 1)]
-        if w is None or w == (book.price_precision, book.amount_precision):
-            return method()
-        return kraken_wire_checksum(book, w[0], w[1])
-
-    return checksum
 
 
 def _first_seqs(files: list[str]) -> list:

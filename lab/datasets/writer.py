@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema as S
-from lab.recorder.sync import Derived
+from lab.core.events import DAMAGE_KIND, TORN_KIND
+from lab.datasets.derived import Derived
+from lab.datasets.venue_rules import rules
 
-from .compactor import BackgroundCompactor
+from .compactor import BackgroundCompactor, compact_file
 from .journal import JournalWriter, RawRow, fsync_dir, iter_journals, read_journal
 from .store import (
     COMPACT_LEVEL,
@@ -41,8 +43,8 @@ from .store import (
 _JOURNAL_NAME = re.compile(r"^(?P<session>.+)-(?P<seq>\d{6})\.journal$")
 _FILE_NAME = re.compile(r"^(?P<session>.+)-(?P<seq>\d{6})\.parquet$")
 _TMP_NAME = re.compile(r"^\.(?P<session>.+)-(?P<seq>\d{6})(?:-journal_damage)?\.parquet\.tmp$")
-DAMAGE_KIND = "journal_damage"  # bytes lost inside a journal (an intact record after them, or the header)
-TORN_KIND = "journal_torn_tail"  # only a partial last record: what a kill before the next fsync leaves
+# DAMAGE_KIND: bytes lost inside a journal (an intact record after them, or the header);
+# TORN_KIND: only a partial last record, what a kill before the next fsync leaves
 
 
 @dataclass
@@ -318,9 +320,7 @@ def renormalize_session(root: str, venue: str, session: str, progress=None) -> W
     from the first segment that cannot be re-derived (raw file missing, raw unreadable, or the
     normalizer failing on it) on, nothing is replaced or removed: the old derived files of that
     segment and every later one stay, and `stats.problems` says which and why."""
-    from lab.venues.registry import feed_module
-
-    module = feed_module(venue)
+    venue_rules = rules(venue)
     stats = WriterStats()
     files = session_raw_files(root, venue, session)
     old_by_seq = _derived_seqs(root, venue, session)
@@ -352,7 +352,7 @@ def renormalize_session(root: str, venue: str, session: str, progress=None) -> W
     if missing:
         stop_at = min(missing)
         why = f"raw segment {stop_at} is missing"
-    normalizer = module.Normalizer(depth=depth)
+    normalizer = venue_rules.normalizer(depth=depth)
     for seq in sorted(by_seq):
         if stop_at is not None and seq >= stop_at:
             break
@@ -659,21 +659,6 @@ def normalize_root(root: str, venue: str | None = None, session: str | None = No
         lines.append(f"{v} {s}: {stats.segments} segments, {stats.files} files re-derived")
         lines.extend(f"PROBLEM: {p}" for p in stats.problems)
     return lines
-
-
-def compact_file(path: str) -> tuple[int, int] | None:
-    """Rewrite one raw file at zstd COMPACT_LEVEL, atomically and in place, content unchanged
-    (same rows, schema and metadata, plus `lab.compacted`); (bytes before, bytes after), or None
-    when it was compacted already."""
-    size = os.path.getsize(path)
-    pf = pq.ParquetFile(path)
-    meta = dict(pf.schema_arrow.metadata or {})
-    if META_COMPACTED in meta:
-        return None
-    table = pf.read()
-    meta[META_COMPACTED] = f"zstd-{COMPACT_LEVEL}".encode()
-    atomic_write(table, path, meta, compression_level=COMPACT_LEVEL, data_page_size=COMPACT_PAGE_SIZE)
-    return size, os.path.getsize(path)
 
 
 def compact_root(root: str, venue: str | None = None, session: str | None = None, progress=None) -> list[dict]:

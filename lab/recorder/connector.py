@@ -15,11 +15,13 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from lab.datasets.journal import RawRow
+from lab.core.model import RawRow
 from lab.recorder.feed import FeedClient, VenueError
-from lab.recorder.sync import Trade
+from lab.core.model import Trade
 from lab.rust_book import OrderBook
-from lab.venues.registry import feed_module
+from lab.core.errors import UnknownVenue
+from lab.venues import registry
+from lab.venues.registry import adapter
 
 
 log = logging.getLogger("lab.live")
@@ -199,12 +201,13 @@ class Dispatcher:
 
 
 class LiveConnector:
-    def __init__(self, venue: str, rest_url: str | None = None, ws_url: str | None = None, depth: int = 0):
-        self.module = feed_module(venue)
+    def __init__(self, venue: str, rest_url: str | None = None, ws_url: str | None = None, depth: int = 0,
+                 options: dict[str, str] | None = None):
+        self.adapter = adapter(venue, **(options or {}))
         self.venue = venue
-        self.rest_url = (rest_url or self.module.DEFAULT_REST_URL).rstrip("/")
-        self.ws_url = ws_url or self.module.DEFAULT_WS_URL
-        self.depth = depth or getattr(self.module, "DEFAULT_DEPTH", 0)
+        self.rest_url = (rest_url or self.adapter.default_rest_url).rstrip("/")
+        self.ws_url = ws_url or self.adapter.default_ws_url
+        self.depth = depth or self.adapter.default_depth
         self._streams: list[tuple[threading.Thread, asyncio.AbstractEventLoop, asyncio.Event, FeedClient]] = []
         self._latest_book: Dispatcher | None = None
         self._dispatchers: dict[str, Dispatcher] = {}  # by thread name; kept after stop_stream for stats()
@@ -226,18 +229,18 @@ class LiveConnector:
         return RawRow(0, time.time_ns(), 0, 0, kind, channel, symbol, payload)
 
     def list_symbols(self) -> list[str]:
-        return sorted(i.venue_symbol for i in self.module.parse_instruments(self._get(self.module.INSTRUMENTS_PATH)))
+        return sorted(i.venue_symbol for i in self.adapter.parse_instruments(self._get(self.adapter.instruments_path)))
 
     def fetch_orderbook_sync(self, symbol: str) -> OrderBook:
-        normalizer = self.module.Normalizer(depth=self.depth)
-        normalizer.feed(self._row("rest", self.module.INSTRUMENTS_PATH, None, self._get(self.module.INSTRUMENTS_PATH)))
+        normalizer = self.adapter.normalizer(depth=self.depth)
+        normalizer.feed(self._row("rest", self.adapter.instruments_path, None, self._get(self.adapter.instruments_path)))
         from lab.symbols import UnknownSymbol, resolve
 
         try:
             symbol = resolve(symbol, normalizer.books, f"venue {self.venue}")
         except UnknownSymbol as exc:
             raise VenueError(str(exc)) from None
-        path = self.module.depth_path(symbol)
+        path = self.adapter.depth_path(symbol)
         normalizer.feed(self._row("rest", path, symbol, self._get(path)))
         book = normalizer.books[symbol]
         if not book.synced:
@@ -270,7 +273,7 @@ class LiveConnector:
             client_box: list[FeedClient] = []
             items: list = []  # this frame's delivered-message markers and trades, in order
             source: list = [None]  # the normalizer's book the callback's book mirrors
-            normalizer = self.module.Normalizer(request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
+            normalizer = self.adapter.normalizer(request=lambda a, s: client_box[0].request(a, s), depth=self.depth)
 
             def book_cb(book: OrderBook) -> None:
                 cols = normalizer.out.book.get(book.symbol)
@@ -300,7 +303,7 @@ class LiveConnector:
                             self._latest_book = dispatcher
                     items.clear()
 
-            client = FeedClient(self.module, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=sink, depth=self.depth)
+            client = FeedClient(self.adapter, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=sink, depth=self.depth)
             client_box.append(client)
             holder.update(loop=loop, stop=stop, client=client)
             ready.set()
@@ -348,18 +351,26 @@ class LiveConnector:
         self._streams.clear()
 
 
-def get_connector(name: str, **kwargs):
-    if name == "kraken_auth":
-        from lab.venues.kraken.auth import KrakenAuthConnector
+_EXTENDED: dict[str, type] = {}  # connector name -> the mixin over LiveConnector
 
-        return KrakenAuthConnector(**kwargs)
-    return LiveConnector(name, **kwargs)
+
+def get_connector(name: str, **kwargs):
+    """The live connector `name` (a venue, or an extra connector a venue declares, such as
+    `kraken_auth`); UnknownVenue for a name no venue provides."""
+    try:
+        venue, mixin_ref = registry.connectors()[name]
+    except KeyError:
+        raise UnknownVenue(f"unknown connector {name!r} (known: {', '.join(list_connectors())})") from None
+    if mixin_ref is None:
+        return LiveConnector(venue, **kwargs)
+    cls = _EXTENDED.get(name)
+    if cls is None:
+        mixin = registry.connector_mixin(mixin_ref)
+        # the venue's mixin (its private API) over the public live connector
+        cls = _EXTENDED[name] = type(mixin.__name__ + "Connector", (mixin, LiveConnector), {"__module__": mixin.__module__})
+    return cls(**kwargs)
 
 
 def list_connectors() -> list[str]:
-    from lab.venues.registry import venues
-
-    names = venues()
-    if "kraken" in names:
-        names.append("kraken_auth")
-    return names
+    names = registry.venues()
+    return names + [n for n in registry.connectors() if n not in names]

@@ -10,27 +10,24 @@ import itertools
 import random
 import threading
 import time
-from types import ModuleType
 from typing import Callable
 
 import aiohttp
 
-from lab.datasets.journal import RawRow
-from lab.recorder import websocket
-from lab.recorder.sync import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT, Instrument
+from lab.core.errors import VenueError  # noqa: F401  (raised here, caught by callers)
+from lab.core.model import RawRow
+from lab.net import websocket
+from lab.venues.contract import Venue
+from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
+from lab.core.model import Instrument
 
 REST_CONN_ID = 0
-DEFAULT_STALL_TIMEOUT = 10.0  # venues with 1 s heartbeats (mock, Kraken v1) set 5 s
-
-
-class VenueError(RuntimeError):
-    """The venue answered with an error the user has to act on (unknown symbol, bad URL, ...)."""
 
 
 class FeedClient:
     def __init__(
         self,
-        module: ModuleType,
+        venue: Venue,
         symbols: list[str],
         *,
         rest_url: str,
@@ -45,7 +42,7 @@ class FeedClient:
         stall_timeout: float | None = None,
         max_message: int | None = None,
     ):
-        self.module = module
+        self.venue = venue
         self.symbols = list(symbols)
         self.rest_url = rest_url.rstrip("/")
         self.ws_url = ws_url
@@ -55,16 +52,16 @@ class FeedClient:
         self.backoff_max = backoff_max
         # app-level pings (venues with `ping_frame`): after `ping_idle` s without a frame, one
         # ping per `ping_idle`; nothing for `ping_timeout` s more closes the connection
-        self.ping_idle = ping_idle if ping_idle is not None else getattr(module, "PING_IDLE", None)
-        self.ping_timeout = ping_timeout if ping_timeout is not None else getattr(module, "PING_TIMEOUT", None)
+        self.ping_idle = ping_idle if ping_idle is not None else venue.ping_idle
+        self.ping_timeout = ping_timeout if ping_timeout is not None else venue.ping_timeout
         # A venue that never sent a single frame in the first `first_attempts` connections is a
         # misconfiguration (wrong URL, wrong path, nothing listening): the recorder exits with
         # the reason. Once frames have flowed, a lost venue is retried with backoff forever.
         self.first_attempts = first_attempts
         # no frame at all for this long while subscribed = a stall: an event and a reconnect
-        self.stall_timeout = stall_timeout if stall_timeout is not None else getattr(module, "STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT)
+        self.stall_timeout = stall_timeout if stall_timeout is not None else venue.stall_timeout
         # one message's total size (all fragments); larger = an event and a reconnect
-        self.max_message = max_message or getattr(module, "MAX_MESSAGE", websocket.MAX_MESSAGE)
+        self.max_message = max_message or venue.max_message or websocket.MAX_MESSAGE
         self.stalls = 0
         self.too_large = 0
         self.last_failure = ""
@@ -115,16 +112,15 @@ class FeedClient:
         return status, body
 
     async def fetch_instruments(self) -> list[Instrument]:
-        retry_after = getattr(self.module, "retry_after", None)
         for attempt in range(6):
-            status, body = await self.rest_get(self.module.INSTRUMENTS_PATH)
-            wait = retry_after(status, body) if retry_after is not None else None
+            status, body = await self.rest_get(self.venue.instruments_path)
+            wait = self.venue.retry_after(status, body)
             if wait is None or attempt == 5:
                 break
             await asyncio.sleep(wait * (1 + random.random()))  # rate limited: back off, retry
         if status != 200:
-            raise VenueError(f"{self.module.VENUE}: instruments request to {self.rest_url} failed (HTTP {status or 'unreachable'})")
-        return self.module.parse_instruments(body)
+            raise VenueError(f"{self.venue.name}: instruments request to {self.rest_url} failed (HTTP {status or 'unreachable'})")
+        return self.venue.parse_instruments(body)
 
     def request(self, action: str, symbol: str) -> None:
         """Called by the normalizer, from any thread."""
@@ -139,7 +135,7 @@ class FeedClient:
             if task is None or task.done():
                 self._snapshot_tasks[symbol] = asyncio.ensure_future(self._fetch_snapshot(symbol))
         elif action == REQUEST_RESUBSCRIBE and self._ws is not None:
-            frames = getattr(self.module, "resubscribe_frames", None)
+            frames = self.venue.resubscribe_frames
             if frames is None or symbol is None:
                 self._ws.close()  # resync everything: the reconnect resubscribes
             else:
@@ -150,7 +146,7 @@ class FeedClient:
     async def _fetch_snapshot(self, symbol: str) -> None:
         delay = 0.05
         for _ in range(20):
-            status, _ = await self.rest_get(self.module.depth_path(symbol), symbol)
+            status, _ = await self.rest_get(self.venue.depth_path(symbol), symbol)
             if status == 200:
                 return
             if status == 404:
@@ -223,11 +219,11 @@ class FeedClient:
             self.bytes += len(payload)
 
         ws.start(on_message)
-        for frame in self.module.subscribe_frames(self.symbols, self.depth):
+        for frame in self.venue.subscribe_frames(self.symbols, self.depth):
             ws.send_text(frame)  # every venue's subscribe is a JSON text frame
             stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
         pinger = watchdog = None
-        if self.ping_idle and getattr(self.module, "ping_frame", None) is not None:
+        if self.ping_idle and self.venue.ping_frame is not None:
             pinger = asyncio.ensure_future(self._pinger(ws, (conn_id, conn_seq)))
         if self.stall_timeout:
             watchdog = asyncio.ensure_future(self._watchdog(ws, float(self.stall_timeout)))
@@ -285,7 +281,7 @@ class FeedClient:
             if now - quiet_since >= idle and now - last_ping >= idle:
                 last_ping = now
                 self.pings += 1
-                self._send_frames(ws, conn, [self.module.ping_frame(next(self._ping_ids))])
+                self._send_frames(ws, conn, [self.venue.ping_frame(next(self._ping_ids))])
 
     async def close_ws(self, timeout: float = 3.0) -> None:
         """Stop gracefully: send CLOSE and keep reading until the venue's CLOSE, so frames already

@@ -14,13 +14,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lab.datasets.journal import RawRow
+from lab.core.model import RawRow
 from lab.datasets.store import new_session_id
 from lab.datasets.writer import CaptureWriter, recover
 from lab.recorder.feed import FeedClient, VenueError
-from lab.venues.registry import feed_module
+from lab.venues.registry import adapter
 
 
 class DiskFull(RuntimeError):
@@ -35,7 +35,8 @@ class RecordOptions:
     rest_url: str | None = None
     ws_url: str | None = None
     depth: int = 0
-    api: str = "v1"  # the venue's WebSocket API version (Kraken: v1 or v2)
+    api: str | None = None  # the venue's API version (an adapter option: `lab venues --json`)
+    options: dict = field(default_factory=dict)  # venue options (`--opt KEY=VALUE`)
     ping_idle: float | None = None  # app-level ping after this many idle seconds (None: venue default)
     duration: float | None = None
     flush_interval: float = 1.0
@@ -51,14 +52,9 @@ class RecordOptions:
 class Recorder:
     def __init__(self, opts: RecordOptions):
         self.opts = opts
-        self.module = feed_module(opts.venue)
-        if opts.api and opts.api != getattr(self.module, "API", "v1"):
-            for_api = getattr(self.module, "for_api", None)
-            if for_api is None:
-                raise VenueError(f"{opts.venue}: only one API version (--api {opts.api} is not available)")
-            self.module = for_api(opts.api)
+        self.venue = adapter(opts.venue, **{**opts.options, **({"api": opts.api} if opts.api else {})})
         if not opts.depth:  # the venue's default depth is what the capture's metadata must say
-            opts.depth = getattr(self.module, "DEFAULT_DEPTH", 0)
+            opts.depth = self.venue.default_depth
         self.session = new_session_id()
         self.queue: collections.deque[RawRow] = collections.deque()
         self.dropped = 0
@@ -66,16 +62,16 @@ class Recorder:
         self.error: BaseException | None = None
         self.recovered: list[dict] = []
         self.client = FeedClient(
-            self.module,
+            self.venue,
             opts.symbols,
-            rest_url=opts.rest_url or self.module.DEFAULT_REST_URL,
-            ws_url=opts.ws_url or self.module.DEFAULT_WS_URL,
+            rest_url=opts.rest_url or self.venue.default_rest_url,
+            ws_url=opts.ws_url or self.venue.default_ws_url,
             sink=self._sink,
             depth=opts.depth,
             ping_idle=opts.ping_idle,
             first_attempts=4,  # no frame in the first 4 connections: a wrong URL, exit with the reason
         )
-        self.normalizer = self.module.Normalizer(request=self.client.request, depth=opts.depth)
+        self.normalizer = self.venue.normalizer(request=self.client.request, depth=opts.depth)
         self._writer_done = threading.Event()
         self._drain = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -255,9 +251,8 @@ class Recorder:
         async with aiohttp.ClientSession(headers={"User-Agent": "lab-recorder/0.1"}) as http:
             self.client._http = http
             instruments = await self.client.fetch_instruments()
-        resolve = getattr(self.module, "resolve_symbols", None)
-        if resolve is not None and self.opts.symbols:
-            self.client.symbols = self.opts.symbols = resolve(self.opts.symbols, instruments)
+        if self.opts.symbols:
+            self.client.symbols = self.opts.symbols = self.venue.resolve_symbols(self.opts.symbols, instruments)
         known = {i.venue_symbol for i in instruments}
         if not self.opts.symbols:
             self.client.symbols = self.opts.symbols = sorted(known)

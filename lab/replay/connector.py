@@ -21,15 +21,17 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from lab.core.errors import UnknownVenue
+from lab.core.events import UNSYNC_EVENTS
+from lab.datasets.venue_rules import rules
 from lab.datasets import schema as S
-from lab.recorder.sync import Trade
+from lab.core.model import Trade
 from lab.rust_book import OrderBook
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
-from .reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
+from lab.datasets.reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
                      streams_in)
 
-UNSYNC_EVENTS = {"gap", "checksum_mismatch", "disconnect", "resync", "overflow"}
 _BOOK, _TRADE, _EVENT = 0, 1, 2
 
 
@@ -253,7 +255,7 @@ class ReplayConnector:
                 "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s, session), False),
                 "best_bid": _price(book.best_bid()),
                 "best_ask": _price(book.best_ask()),
-                "checksum": book.mock_checksum() if v == "mock" else book.kraken_checksum() if v == "kraken" else None,
+                "checksum": _checksum(v, book),
                 "session": session, "sessions": len(sel.books), "session_switches": sel.switches,
             }
         self.summary = {
@@ -303,13 +305,20 @@ def _root_of(path: str) -> str:
     return os.path.dirname(path)
 
 
+def _checksum(venue: str, book: OrderBook) -> int | None:
+    """The venue's checksum of `book` as it stands (None when the venue sends none)."""
+    try:
+        checksum = rules(venue).checksum_function(book, [])
+    except UnknownVenue:
+        return None
+    return None if checksum is None else checksum(0)
+
+
 def _seq_is_venue_wide(venue: str) -> bool:
     """Whether `last_seq` is the venue's own sequence (comparable across sessions) rather than a
-    per-connection counter (a feed module says so with SEQ_IS_VENUE_SEQUENCE = False)."""
-    from lab.venues.registry import UnknownVenue, feed_module
-
+    per-connection counter (the venue adapter's `sequence_scope` is "counter")."""
     try:
-        return bool(getattr(feed_module(venue), "SEQ_IS_VENUE_SEQUENCE", True))
+        return rules(venue).seq_is_venue_sequence
     except UnknownVenue:
         return True
 

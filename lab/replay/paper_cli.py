@@ -5,6 +5,7 @@ import time
 from decimal import Decimal
 
 from lab.replay.paper import PaperBroker
+from lab.venues import registry
 
 
 def parse_order(text: str) -> tuple[str, str, str, str | None]:
@@ -21,16 +22,12 @@ def run_paper(venue: str, symbol: str, *, keys=None, rest_url=None, ws_url=None,
     from lab import get_connector
 
     specs = [parse_order(o) for o in orders]
-    if venue != "kraken":
-        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (kraken only)")
-    from lab.venues.kraken.feed import altname
-
-    conn = get_connector("kraken_auth", keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth)
-
-    def validate(pair, side, ordertype, volume, price):
-        return conn.place_order(altname(pair), side, ordertype, volume, price=price, validate=True)
-
-    broker = PaperBroker(venue, validator=validate, root=root)
+    connector = registry.adapter_class(venue).paper_connector
+    if connector is None:
+        able = [v for v in registry.venues() if registry.adapter_class(v).paper_connector]
+        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (venues with it: {', '.join(able)})")
+    conn = get_connector(connector, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth)
+    broker = PaperBroker(venue, validator=conn.validate_order, root=root)
     conn.start_stream(symbol, broker.on_book)
     try:
         deadline = time.monotonic() + ready_timeout

@@ -31,13 +31,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lab import rust_book
+from lab.core.events import UNSYNC_EVENTS
 from lab.datasets import schema as S
 from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, decimal_array, mantissas
 
 from .footer import lean_metadata
-from .reader import CaptureError, by_session, normalize_path, session_of, split_readable, streams_in
+from lab.datasets.reader import CaptureError, by_session, normalize_path, session_of, split_readable, streams_in
 
-UNSYNC_EVENTS = ("gap", "checksum_mismatch", "disconnect", "resync", "overflow")
 _BOOK_COLUMNS = ["side", "price", "amount", "flags", "timestamp", "local_timestamp"]
 
 

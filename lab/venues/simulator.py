@@ -51,6 +51,9 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from lab.core.errors import UnknownVenue
+from lab.venues import registry
+
 __all__ = [
     "SIMULATORS",
     "FAULT_NAMES",
@@ -73,11 +76,9 @@ __all__ = [
 
 log = logging.getLogger("lab.simulator")
 
-# venue name -> plugin class, or "module:attr" resolved on first use (no import cycles)
-SIMULATORS: dict[str, Any] = {
-    "mock": "lab.venues.mock.sim:MockVenue",
-    "kraken": "lab.venues.kraken.sim:KrakenVenue",
-}
+# Plugins registered at run time (tests, embedders), by name, on top of the venues' own
+# simulators, which the venue registry names (`Venue.simulator`).
+SIMULATORS: dict[str, Any] = {}
 
 
 def register_simulator(name: str, plugin: Any) -> None:
@@ -85,7 +86,7 @@ def register_simulator(name: str, plugin: Any) -> None:
     SIMULATORS[name] = plugin
 
 
-class UnknownVenueError(KeyError, ValueError):
+class UnknownVenueError(KeyError, UnknownVenue):
     """No simulator is registered for this venue (a KeyError and a ValueError)."""
 
     def __str__(self) -> str:
@@ -93,10 +94,13 @@ class UnknownVenueError(KeyError, ValueError):
 
 
 def get_plugin_class(venue: str) -> type["VenuePlugin"]:
-    try:
-        entry = SIMULATORS[venue]
-    except KeyError:
-        raise UnknownVenueError(f"no simulator for venue {venue!r} (known: {sorted(SIMULATORS)})") from None
+    entry = SIMULATORS.get(venue)
+    if entry is None:
+        try:
+            return registry.simulator_class(venue)
+        except UnknownVenue:
+            known = sorted(set(registry.simulated()) | set(SIMULATORS))
+            raise UnknownVenueError(f"no simulator for venue {venue!r} (known: {known})") from None
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")
         entry = getattr(importlib.import_module(module), attr)

@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from lab.recorder.connector import LiveConnector
+from lab.venues.kraken.feed import VENUE, altname
 from lab.venues.kraken.protocol import sign
 
 log = logging.getLogger(__name__)
@@ -222,14 +222,15 @@ def _decimal_text(value, what: str, decimals: int | None) -> str:
     return format(d.normalize(), "f") if exp < 0 else format(d, "f")
 
 
-class KrakenAuthConnector(LiveConnector):
+class KrakenAuth:
     """`get_connector("kraken_auth", keys=PATH, rest_url=URL)`: the public Kraken connector plus
-    `get_account_balance()` and `place_order(...)`."""
+    `get_account_balance()` and `place_order(...)`. A mixin: the registry puts it over the live
+    connector (`lab.recorder.connector.get_connector`), so this folder imports nothing above it."""
 
     def __init__(self, keys: str | None = None, rest_url: str | None = None, ws_url: str | None = None,
                  depth: int = 0, *, allow_live: bool = False, nonce_dir: str | None = None,
                  timeout: float = 10.0, credentials: Credentials | None = None):
-        super().__init__("kraken", rest_url=rest_url, ws_url=ws_url, depth=depth)
+        super().__init__(VENUE, rest_url=rest_url, ws_url=ws_url, depth=depth)
         self._credentials = credentials or load_credentials(keys)
         check_secret(self._credentials)
         self._nonces = NonceCounter(self._credentials.key, nonce_dir)
@@ -296,6 +297,10 @@ class KrakenAuthConnector(LiveConnector):
     def get_account_balance(self) -> dict:
         return self.private("Balance")
 
+    def validate_order(self, pair: str, side: str, ordertype: str, volume, price=None) -> dict:
+        """The paper-trading hook (`lab paper`): the venue validates the order (validate=true)."""
+        return self.place_order(altname(pair), side, ordertype, volume, price=price, validate=True)
+
     def place_order(self, pair: str, type: str, ordertype: str, volume, price=None, validate: bool = True, **extra) -> dict:
         """AddOrder. `validate=True` (the default) asks Kraken to check the order and execute
         nothing: the result then has `descr` and no `txid`. Returns Kraken's `result` dict."""
@@ -323,7 +328,3 @@ class KrakenAuthConnector(LiveConnector):
         if validate:
             params["validate"] = "true"
         return self.private("AddOrder", params)
-
-
-def get_auth_connector(**kwargs) -> KrakenAuthConnector:
-    return KrakenAuthConnector(**kwargs)

@@ -7,12 +7,12 @@ wire order (asks dict before bids dict in a 5-element message, repeated prices i
 `r` republished levels as plain upserts), truncates to the depth, then compares the book's
 checksum with the venue's. A mismatch, a value finer than the pair's precision or a malformed
 book message is an `events` row, then a resync of that pair alone (unsubscribe + subscribe on the
-same connection: REQUEST_RESUBSCRIBE with this module's `resubscribe_frames`), a CLEAR and a fresh
+same connection: REQUEST_RESUBSCRIBE with the adapter's `resubscribe_frames`), a CLEAR and a fresh
 snapshot. Kraken v1 has no sequence numbers: `first_seq`/`last_seq` in `book` are a per-pair
 counter of applied messages, so they are gap-free by construction and a lost update shows up as a
 checksum mismatch.
 
-WebSocket v2 (`--api v2`, `feed_v2.py` for the subscribe frames) goes through the same
+WebSocket v2 (`--api v2`, `adapter.KrakenV2` for the subscribe frames) goes through the same
 normalizer: it tells the two apart by the frame's shape (v1 data messages are arrays, v2 ones
 are objects with a `channel`). v2 snapshots carry a checksum too, prices and quantities are JSON
 numbers (read as their exact token text, never as floats), symbols are `BTC/USD` (mapped to the
@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 
 import orjson
 
-from lab.datasets.journal import RawRow
-from lab.recorder.sync import wire_instrument, REQUEST_RESUBSCRIBE, Instrument, Normalizer
+from lab.core.model import RawRow
+from lab.core.events import REQUEST_RESUBSCRIBE
+from lab.core.model import Instrument, wire_instrument
+from lab.sync.normalizer import Normalizer
 from lab.rust_book import (
     KRAKEN_MISMATCH,
     KRAKEN_PRECISION,
@@ -48,7 +49,7 @@ from lab.rust_book import (
     parse_kraken_trades,
     rfc3339_to_ns,
 )
-from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, VALID_DEPTHS, v1_symbol, v2_symbol
+from lab.venues.kraken.protocol import DEFAULT_DEPTH, v2_symbol
 
 VENUE = "kraken"
 DEFAULT_REST_URL = "https://api.kraken.com"
@@ -56,42 +57,6 @@ DEFAULT_WS_URL = "wss://ws.kraken.com"
 INSTRUMENTS_PATH = "/0/public/AssetPairs"
 DEPTH_PATH = "/0/public/Depth"
 DEFAULT_DEPTH_COUNT = 100
-API = "v1"
-# `last_seq` in book is a per-pair counter of this connection (v1 has no sequence): not comparable
-# across sessions (lab.replay reads this when several sessions recorded one pair)
-SEQ_IS_VENUE_SEQUENCE = False
-# App-level ping (`{"event":"ping","reqid":N}`) after this many seconds without any frame from the
-# venue (its heartbeats count: they come every second while subscribed); the connection is closed
-# (and re-opened with backoff) when nothing at all arrives for PING_TIMEOUT more seconds.
-PING_IDLE = 5.0
-PING_TIMEOUT = 10.0
-# heartbeats every second while subscribed; 10 s of silence (a ping at 5 s unanswered too) is a
-# stall: an event and a reconnect
-STALL_TIMEOUT = 10.0
-
-
-def for_api(api: str):
-    """The feed module for a WebSocket API version: this one for v1, `feed_v2` for v2."""
-    if api in ("v1", "", None):
-        return sys.modules[__name__]
-    if api == "v2":
-        from lab.venues.kraken import feed_v2
-
-        return feed_v2
-    from lab.recorder.feed import VenueError
-
-    raise VenueError(f"kraken: unknown WebSocket API {api!r} (v1 or v2)")
-
-
-def ping_frame(reqid: int) -> bytes:
-    return orjson.dumps({"event": "ping", "reqid": reqid})
-
-
-def resolve_symbols(symbols: list[str], instruments: list[Instrument]) -> list[str]:
-    """User symbols -> AssetPairs wsnames: `BTC/USD` (v2 style) is accepted for `XBT/USD`."""
-    known = {i.venue_symbol for i in instruments}
-    out = [s if s in known or v1_symbol(s) not in known else v1_symbol(s) for s in symbols]
-    return list(dict.fromkeys(out))  # XBT/USD and BTC/USD are one pair
 
 
 class KrakenError(ValueError):
@@ -109,42 +74,6 @@ def altname(symbol: str) -> str:
 
 def depth_path(symbol: str, count: int = DEFAULT_DEPTH_COUNT) -> str:
     return f"{DEPTH_PATH}?pair={altname(symbol)}&count={count}"
-
-
-def _check_depth(depth: int) -> int:
-    depth = depth or DEFAULT_DEPTH
-    if depth not in VALID_DEPTHS:
-        from lab.recorder.feed import VenueError
-
-        raise VenueError(f"kraken: book depth {depth} not supported (valid: {', '.join(map(str, VALID_DEPTHS))})")
-    return depth
-
-
-def subscribe_frames(symbols: list[str], depth: int = 0) -> list[bytes]:
-    """One `book` subscription for every pair (Kraken expects several pairs on one connection),
-    then one `trade` subscription."""
-    depth = _check_depth(depth)
-    return [
-        orjson.dumps({"event": "subscribe", "pair": list(symbols), "subscription": {"name": "book", "depth": depth}}),
-        orjson.dumps({"event": "subscribe", "pair": list(symbols), "subscription": {"name": "trade"}}),
-    ]
-
-
-def resubscribe_frames(symbol: str, depth: int = 0) -> list[bytes]:
-    """Resync one pair's book on the open connection: unsubscribe, subscribe (fresh snapshot)."""
-    depth = _check_depth(depth)
-    sub = {"name": "book", "depth": depth}
-    return [
-        orjson.dumps({"event": "unsubscribe", "pair": [symbol], "subscription": sub}),
-        orjson.dumps({"event": "subscribe", "pair": [symbol], "subscription": sub}),
-    ]
-
-
-def retry_after(status: int, body: bytes) -> float | None:
-    """Seconds to wait before retrying a REST call that was rate limited, else None."""
-    if status == 429 or (status == 200 and E_RATE_LIMIT.encode() in body[:200]):
-        return 1.0
-    return None
 
 
 def _result(payload: bytes, what: str) -> dict:
@@ -165,7 +94,7 @@ def parse_instruments(payload: bytes) -> list[Instrument]:
     try:
         pairs = parse_asset_pairs(payload)
     except KrakenError as exc:
-        from lab.recorder.feed import VenueError
+        from lab.core.errors import VenueError
 
         raise VenueError(str(exc)) from None
     return [_instrument(p) for p in pairs.values()]
@@ -193,12 +122,6 @@ def ts_ns(text) -> int:
     if not -(1 << 63) <= ns < (1 << 63):
         raise ValueError(f"time {s!r} is out of range")
     return ns
-
-
-def trade_ids_sequential(symbol: str, ids: list[str]) -> bool:
-    """`lab verify` checks trade-id holes where ids are sequential: v2 `trade_id` is (per pair);
-    v1 ids are lab's 16-hex-digit hashes (`trade_id`), never sequential."""
-    return all(len(i) < 16 and i.isdigit() for i in ids)
 
 
 def trade_id(pair: str, trade: list, ordinal: int) -> str:
@@ -834,11 +757,3 @@ def _decimals(s) -> int:
 
 
 Normalizer = KrakenNormalizer
-
-
-def describe() -> dict:
-    """`lab venues --json`: what is recorded by default, without a network call."""
-    from lab.venues.kraken.protocol import PAIRS
-
-    return {"apis": ["v1", "v2"], "symbols": "fetched from AssetPairs at record time (default: every pair)",
-            "simulator_symbols": [p.wsname for p in PAIRS]}

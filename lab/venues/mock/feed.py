@@ -10,8 +10,10 @@ from urllib.parse import quote
 
 import orjson
 
-from lab.datasets.journal import RawRow
-from lab.recorder.sync import wire_instrument, REQUEST_SNAPSHOT, Instrument, Normalizer
+from lab.core.model import RawRow
+from lab.core.events import REQUEST_SNAPSHOT
+from lab.core.model import Instrument, wire_instrument
+from lab.sync.normalizer import Normalizer
 from lab.rust_book import parse_fixed
 
 
@@ -22,11 +24,6 @@ DEFAULT_WS_URL = "ws://127.0.0.1:8765/ws"
 EMBEDDED = True
 STALL_TIMEOUT = 5.0  # heartbeats every second: 5 s of silence is a stall (event + reconnect)
 INSTRUMENTS_PATH = "/api/instruments"
-
-
-def trade_ids_sequential(symbol: str, ids: list[str]) -> bool:
-    """`lab verify` checks trade-id holes: the mock's ids count up by one per symbol."""
-    return True
 
 
 def depth_path(symbol: str) -> str:
@@ -99,6 +96,7 @@ def check_book_message(inst: Instrument, msg: dict, what: str = "delta") -> None
 
 class MockNormalizer(Normalizer):
     venue = VENUE
+    checksum_kind = "mock"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

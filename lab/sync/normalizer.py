@@ -6,84 +6,24 @@ A venue's normalizer subclasses `Normalizer`. The live recorder, the live connec
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
 import orjson
 
-from lab.datasets.journal import RawRow
-from lab.datasets.schema import canonical_symbol
+from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT  # noqa: F401  (what a normalizer requests)
+from lab.core.model import Instrument, RawRow, Trade
+from lab.datasets.derived import Derived
 from lab.datasets.store import BookColumns, TradeColumns
 from lab.rust_book import OrderBook
 
 
-@dataclass(frozen=True)
-class Instrument:
-    venue_symbol: str
-    symbol: str  # canonical, URL-safe
-    base: str
-    quote: str
-    price_precision: int
-    amount_precision: int
-
-    @property
-    def tick(self) -> str:
-        return str(Decimal(1).scaleb(-self.price_precision))
-
-    @property
-    def lot(self) -> str:
-        return str(Decimal(1).scaleb(-self.amount_precision))
-
-
-def wire_instrument(venue_symbol: str, base, quote, price_precision: int, amount_precision: int) -> Instrument:
-    """An Instrument from a venue's instrument metadata, once the venue has checked the symbol
-    and precisions: the canonical symbol derived, base/quote kept only when they are strings."""
-    return Instrument(
-        venue_symbol=venue_symbol,
-        symbol=canonical_symbol(venue_symbol),
-        base=base if isinstance(base, str) else "",
-        quote=quote if isinstance(quote, str) else "",
-        price_precision=price_precision,
-        amount_precision=amount_precision,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Trade:
-    venue: str
-    symbol: str
-    timestamp: int
-    local_timestamp: int
-    id: str
-    side: str  # taker side: buy or sell
-    price: Decimal
-    amount: Decimal
-
-
-@dataclass
-class Derived:
-    """Rows derived from one run of raw rows, keyed by canonical symbol."""
-
-    book: dict[str, BookColumns] = field(default_factory=dict)
-    trades: dict[str, TradeColumns] = field(default_factory=dict)
-    events: list[tuple] = field(default_factory=list)  # (local_ts, rec_id, kind, symbol, detail)
-    instruments: list[tuple[Instrument, int, int]] = field(default_factory=list)  # (instrument, valid_from, rec_id)
-    # extra Parquet key-value metadata of the book files, by canonical symbol (e.g. Kraken's
-    # wire_price_decimals / wire_amount_decimals); written as `lab.<key>`
-    book_meta: dict[str, dict] = field(default_factory=dict)
-
-    def is_empty(self) -> bool:
-        return not (self.book or self.trades or self.events or self.instruments)
-
-
-# Requests a normalizer makes of the live side (ignored when re-deriving from raw).
-REQUEST_SNAPSHOT = "snapshot"
-REQUEST_RESUBSCRIBE = "resubscribe"
 
 
 class Normalizer:
     venue = "?"
+    # how `apply_wire` verifies a message's checksum (the Rust book's checksum algorithm)
+    checksum_kind = ""
 
     def __init__(
         self,
@@ -219,7 +159,6 @@ class Normalizer:
         last_seq: int,
         checksum: int | None,
         snapshot: bool,
-        checksum_kind: str = "mock",
     ) -> bool:
         """Parse, apply and emit one wire message in Rust (`OrderBook.apply_wire_message`):
         `bids` / `asks` are `[[price_str, amount_str], ...]`. The same rows, book metadata, stats
@@ -229,7 +168,7 @@ class Normalizer:
         cols = self.book_columns(inst)
         n = len(cols)
         if not book.apply_wire_message(
-            bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, checksum_kind
+            bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, self.checksum_kind
         ):
             return False
         if len(cols) == n:  # an empty delta writes no rows, but the sequence moves on

@@ -1,0 +1,138 @@
+"""The venue contract: what a venue adapter declares and provides, in one place.
+
+A venue is one folder under `lab/venues/<venue>/` holding an adapter class (a subclass of
+`Venue`), its normalizer (a `lab.sync` strategy), its simulator and, where it has one, its
+private API. The adapter is registered by one line in `lab/venues/registry.py`; every other part
+of lab (recorder, live connectors, simulators, `lab verify`, replay, the CLI) asks the registry
+for the adapter and reads only what is declared here. Nothing outside the venue's folder names a
+venue. docs/ARCHITECTURE.md ("Add a venue") walks through writing one.
+
+An adapter is a class with class-level declarations and methods; the registry hands out one
+instance per (venue, options). Options (`lab record --opt KEY=VALUE`, or the API version through
+`--api`) are validated by `with_options`, which returns the adapter that serves them (Kraken's
+`api=v2` is another class).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from lab.core.errors import VenueError
+from lab.core.model import Instrument
+from lab.datasets.venue_rules import DatasetRules
+
+
+@dataclass(frozen=True)
+class Option:
+    """A venue-specific option the CLI offers as `--opt KEY=VALUE` (and `lab venues --json` lists)."""
+
+    key: str
+    help: str
+    choices: tuple[str, ...] = ()
+    default: str | None = None
+
+
+class Venue(DatasetRules):
+    """A venue adapter. Subclasses set the declarations and implement the abstract methods."""
+
+    # -- identity and endpoints ----------------------------------------------------------------
+    name: ClassVar[str]  # the `venue=` partition value and the registry key
+    api: ClassVar[str] = "v1"  # WebSocket API version this class speaks
+    default_rest_url: ClassVar[str]
+    default_ws_url: ClassVar[str]
+    # `lab record --venue NAME` with no URL starts this venue's simulator in-process
+    embedded: ClassVar[bool] = False
+    # "module:Class" of the simulator plugin (lab.venues.simulator.VenuePlugin), or None
+    simulator: ClassVar[str | None] = None
+    # extra connectors: name -> "module:Mixin"; `get_connector(name)` builds the mixin over
+    # the live connector of this venue (Kraken's `kraken_auth`: signed private calls)
+    connectors: ClassVar[dict[str, str]] = {}
+    # the connector `lab paper` routes validate-only orders through, or None
+    paper_connector: ClassVar[str | None] = None
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    # -- REST ----------------------------------------------------------------------------------
+    instruments_path: ClassVar[str]
+    default_depth: ClassVar[int] = 0
+
+    # -- WebSocket behaviour -------------------------------------------------------------------
+    ping_idle: ClassVar[float | None] = None  # app-level ping after this many idle seconds
+    ping_timeout: ClassVar[float | None] = None  # then close when nothing came for this long
+    stall_timeout: ClassVar[float] = 10.0  # no frame at all for this long = a stall, a reconnect
+    max_message: ClassVar[int | None] = None  # one message's total size cap (None: the client's)
+    # a venue closes connections older than this (seconds): the recorder reconnects before
+    max_connection_age: ClassVar[float | None] = None
+    # streams per WebSocket connection (None: every symbol on one connection)
+    max_streams_per_connection: ClassVar[int | None] = None
+
+    # -- sequence model (replay and verify read these) -------------------------------------------
+    # Where the venue counts the `seq` of book messages: "symbol" (one sequence per book),
+    # "connection" (one per WebSocket), or "counter" (no venue sequence: lab counts applied
+    # messages per book and per connection, so seqs are not comparable across sessions).
+    sequence_scope: ClassVar[str] = "symbol"
+
+    def __init__(self, **options: str):
+        self.option_values = dict(options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, api={self.api!r})"
+
+    # -- options -------------------------------------------------------------------------------
+    @classmethod
+    def with_options(cls, options: dict[str, str]) -> "Venue":
+        """The adapter for these options (ValueError-free: VenueError with the valid choices)."""
+        known = {o.key: o for o in cls.options}
+        for key, value in options.items():
+            opt = known.get(key)
+            if opt is None:
+                valid = ", ".join(sorted(known)) or "none"
+                raise VenueError(f"{cls.name}: unknown option {key!r} (options: {valid})")
+            if opt.choices and value not in opt.choices:
+                raise VenueError(f"{cls.name}: option {key}={value!r} not supported (valid: {', '.join(opt.choices)})")
+        return cls(**options)
+
+    # -- what a venue must provide ---------------------------------------------------------------
+    def depth_path(self, symbol: str) -> str:
+        """REST path (with query) of one symbol's book snapshot."""
+        raise NotImplementedError
+
+    def subscribe_frames(self, symbols: list[str], depth: int = 0) -> list[bytes]:
+        """Frames sent after a WebSocket opens (for the symbols of that connection)."""
+        raise NotImplementedError
+
+    def parse_instruments(self, payload: bytes) -> list[Instrument]:
+        """The instruments endpoint's answer; ValueError on anything but a well-formed answer."""
+        raise NotImplementedError
+
+    def normalizer(self, **kwargs: Any):
+        """A fresh normalizer (a `lab.sync.normalizer.Normalizer`) of this venue."""
+        raise NotImplementedError
+
+    # -- what a venue may provide ------------------------------------------------------------------
+    resubscribe_frames: ClassVar[Callable[[str, int], list[bytes]] | None] = None
+    ping_frame: ClassVar[Callable[[int], bytes] | None] = None
+
+    def retry_after(self, status: int, body: bytes) -> float | None:
+        """Seconds to wait before retrying a REST answer the venue rate-limited (None: no retry).
+        HTTP 429/418/503 with a `Retry-After` header are handled by the transport for every venue;
+        this is for venues that say it in the body (Kraken's `EAPI:Rate limit exceeded`)."""
+        return None
+
+    def resolve_symbols(self, symbols: list[str], instruments: list[Instrument]) -> list[str]:
+        """User spellings -> venue symbols (beyond the canonical spelling every venue accepts)."""
+        return symbols
+
+    def connection_plan(self, symbols: list[str]) -> list[list[str]]:
+        """Symbols per WebSocket connection: one connection unless the venue caps streams."""
+        cap = self.max_streams_per_connection
+        if not cap or len(symbols) <= cap:
+            return [list(symbols)]
+        return [symbols[i:i + cap] for i in range(0, len(symbols), cap)]
+
+    def describe(self) -> dict:
+        """`lab venues --json`: what is recorded by default, without a network call."""
+        return {"symbols": "fetched from the venue's instruments endpoint at record time"}
+
+    def check_depth(self, depth: int) -> int:
+        """The depth to subscribe (the venue's default for 0); VenueError on an unsupported one."""
+        return depth or self.default_depth
