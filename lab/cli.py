@@ -169,7 +169,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, venue_o
     from lab.core.errors import VenueError
     from lab.recorder.recorder import DiskFull, Recorder, RecordOptions
     from lab.core.errors import UnknownVenue
-    from lab.venues.registry import adapter_class
+    from lab.venues.registry import adapter, adapter_class
 
     if min_free_mb < 0:
         fail(f"--min-free {min_free_mb}: must be >= 0 (MiB)")
@@ -180,7 +180,10 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, venue_o
     _check_url(rest_url, "--rest-url", ("http", "https"))
     _check_url(ws_url, "--ws-url", ("ws", "wss"))
     embedded = None
+    venue_opts = _key_values(venue_options, "--opt")
     try:
+        # options checked before anything starts (the embedded simulator, the capture root)
+        adapter(venue, **venue_opts, **({"api": api} if api else {}))
         if not rest_url and not ws_url and adapter_class(venue).embedded:
             from lab.venues.simulator import SimulatorThread
 
@@ -189,7 +192,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, venue_o
             rest_url, ws_url = embedded.url, embedded.ws_url
             click.echo(f"no URL given: started the embedded {venue} simulator on 127.0.0.1:{embedded.port} "
                        "(--rest-url/--ws-url to record another)", err=True)
-    except UnknownVenue as exc:
+    except (UnknownVenue, VenueError) as exc:
         fail(str(exc))
     root_existed = os.path.exists(root)
     rec = None
@@ -197,7 +200,7 @@ def record(venue, symbols, duration, root, depth, rest_url, ws_url, api, venue_o
         rec = Recorder(
             RecordOptions(
                 venue=venue, symbols=list(symbols), root=root, rest_url=rest_url, ws_url=ws_url, depth=depth,
-                api=api, options=_key_values(venue_options, "--opt"), min_free_bytes=min_free_mb << 20, compact=compact,
+                api=api, options=venue_opts, min_free_bytes=min_free_mb << 20, compact=compact,
                 **options,
             )
         )
