@@ -743,6 +743,38 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
         sys.exit(1)
 
 
+@main.command(short_help="What a capture holds: venues, symbols, rows, time ranges, events.",
+              epilog=_examples("lab info captures", "lab info captures --json"))
+@click.argument("root", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (times as exact ISO 8601 UTC with ns).")
+def info(root, as_json) -> None:
+    """What a capture holds, from its files' footers: venues, symbols, tables with rows, files,
+    bytes and time ranges, sessions, integrity events, unreadable files. `lab verify` checks it."""
+    from lab.datasets.files import CaptureError
+    from lab.datasets.info import capture_info
+
+    try:
+        report = capture_info(root)
+    except CaptureError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{report['root']}: {report['sessions']} session(s), {report['from'] or '-'} .. {report['to'] or '-'}")
+    for venue, v in sorted(report["venues"].items()):
+        events = ", ".join(f"{n} {k}" for k, n in v["events"].items()) or "no integrity events"
+        own = ", ".join(f"{t} {e['rows']:,} rows" for t, e in v.get("tables", {}).items())
+        click.echo(f"{venue}: {len(v['symbols'])} symbol(s)" + (f", {own}" if own else "") + f"; {events}")
+        for symbol, tables in sorted(v["symbols"].items()):
+            parts = [f"{t} {e['rows']:,} rows" for t, e in tables.items()]
+            span = next((f"{e['from']} .. {e['to']}" for t, e in tables.items() if t == "book"), "")
+            click.echo(f"  {symbol}: {', '.join(parts)}" + (f"  [{span}]" if span else ""))
+    for path in report["unreadable_files"]:
+        click.echo(f"unreadable: {path}")
+    if report["journals"]:
+        click.echo(f"{report['journals']} journal(s) not yet in Parquet (live, or recover with `lab verify --repair`)")
+
+
 @main.command(short_help="Check a capture's health; exit 1 when unhealthy.",
               epilog=_examples('lab verify captures',
                                'lab verify captures --repair        # recover journals after a crash first',
