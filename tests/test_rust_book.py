@@ -713,7 +713,8 @@ def test_book_columns_table_matches_reference() -> None:
 
 
 def test_journal_encode_matches_python() -> None:
-    from lab.datasets.journal import RawRow, decode_body, encode, encode_py
+    from lab.datasets.journal import RawRow, decode_body, encode
+    from oracles.journal import encode_py
 
     for row in [
         RawRow(1, 2, 3, 4, "recv", "ws", "BTC-USD", b'{"a":1}'),
