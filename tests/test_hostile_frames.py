@@ -7,7 +7,7 @@ its seq; after a fresh valid snapshot the book equals the reference again.
 
 Streams are real: the mock venue's seeded `Market` rendered by its protocol module (the bytes the
 simulator sends, with `Market.book_at` as the reference book), and Kraken v1/v2 frames built from
-a Python reference book with the PROTOCOLS.md checksum (`protocol.wire_checksum`), starting from
+a Python reference book with the PROTOCOLS.md checksum (`tests/oracles/kraken.py`), starting from
 the documented golden snapshot (vector D).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from lab.core.model import RawRow
 from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
 from lab.venues.kraken import feed as K
 from lab.venues.kraken import protocol as KP
+from oracles.kraken import wire_checksum
 from lab.venues.mock import feed as M
 from lab.venues.mock import protocol as MP
 from lab.venues.mock.market import BookEvent, Market
@@ -463,7 +464,7 @@ class KrakenRef:
 
     def checksum(self) -> int:
         bids, asks = self.levels()
-        return KP.wire_checksum([(_p(p), _v(a)) for p, a in asks[:10]], [(_p(p), _v(a)) for p, a in bids[:10]])
+        return wire_checksum([(_p(p), _v(a)) for p, a in asks[:10]], [(_p(p), _v(a)) for p, a in bids[:10]])
 
 
 # vector D of PROTOCOLS.md: the golden 10x10 BTC/USD snapshot

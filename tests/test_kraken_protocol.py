@@ -15,6 +15,7 @@ from lab.rust_book import kraken_checksum
 from lab.venues.kraken import feed as K
 from lab.venues.kraken.adapter import KrakenV1
 from lab.venues.kraken import protocol as P
+from oracles.kraken import wire_checksum
 from lab.venues.simulator import SimulatorThread
 
 # -- PROTOCOLS.md vectors ---------------------------------------------------------------------
@@ -35,7 +36,7 @@ def test_vector_a_wire_strings():
     asks = [(p, "0.00000500") for p in VECTOR_A_ASKS]
     bids = [(p, "0.00000500") for p in VECTOR_A_BIDS]
     assert zlib.crc32(VECTOR_A_INPUT.encode()) == 974947235
-    assert P.wire_checksum(asks, bids) == 974947235
+    assert wire_checksum(asks, bids) == 974947235
     assert kraken_checksum(asks, bids) == 974947235
 
 
@@ -77,7 +78,7 @@ def test_vector_d_strings_and_book():
     b_str = "".join(p.replace(".", "").lstrip("0") + a.replace(".", "").lstrip("0") for p, a in VECTOR_D_BIDS)
     assert a_str == "45285210000045286415457195345286615457110945289615456091145290215890660452918154553491452947445474945296135380000452975994554245299518772827"
     assert b_str == "452835100000004528341545820154528211000000045281010000000452803154592586452790799000045277633101034527753000000045277315460273745276615445238"
-    assert P.wire_checksum(VECTOR_D_ASKS, VECTOR_D_BIDS) == 3310070434
+    assert wire_checksum(VECTOR_D_ASKS, VECTOR_D_BIDS) == 3310070434
     n, _ = normalizer()
     _feed_snapshot(n, "XBT/USD", VECTOR_D_ASKS, VECTOR_D_BIDS)
     assert n.books["XBT/USD"].kraken_checksum() == 3310070434
@@ -105,7 +106,7 @@ def test_documented_v1_messages():
     # an update whose checksum is computed from the 5-decimal wire strings verifies
     asks = [("5541.30000", "2.50700000"), ("5541.80000", "0.33000000")]
     bids = [("5541.20000", "1.00000000"), ("5539.90000", "0.30000000")]
-    crc = P.wire_checksum(asks, bids)
+    crc = wire_checksum(asks, bids)
     n.feed(_row("recv", orjson.dumps([0, {"b": [["5541.20000", "1.00000000", "1534614250.000001"]], "c": str(crc)}, "book-100", "XBT/USD"])))
     assert book.synced and book.bids_ticks()[0] == (55412, 100000000)
     assert not requests
@@ -125,7 +126,7 @@ def test_captured_both_sides_update():
     _feed_snapshot(n, "SC/EUR", asks, bids)
     after_asks = [("0.042990", "364630.28272081"), ("0.043000", "100.00000000")]
     after_bids = [("0.042980", "7.00000000")]
-    crc = P.wire_checksum(after_asks, after_bids)
+    crc = wire_checksum(after_asks, after_bids)
     frame = ('[1920,{"a":[["0.042990","364630.28272081","1618678145.920470"]]},{"b":[["0.042990","0.00000000","1618678145.920708"]],"c":"%d"},"book-1000","SC/EUR"]' % crc).encode()
     n.feed(_row("recv", frame))
     book = n.books["SC/EUR"]
@@ -155,7 +156,7 @@ def test_republish_repeated_prices_and_truncation():
     new_asks = [(f"{100 + i}.0", "1.00000000") for i in range(1, 11)]
     new_asks[0] = ("101.0", "3.00000000")
     new_bids = [("95.0", "2.00000000")] + bids[:9]
-    crc = P.wire_checksum(new_asks, new_bids)
+    crc = wire_checksum(new_asks, new_bids)
     msg = [7, {"a": [["100.0", "0.00000000", "1.1"], ["110.0", "1.00000000", "1.1", "r"], ["101.0", "2.00000000", "1.2"], ["101.0", "3.00000000", "1.3"]]},
            {"b": [["95.0", "2.00000000", "1.4"]], "c": str(crc)}, "book-10", "XBT/USD"]
     n.feed(_row("recv", orjson.dumps(msg)))
@@ -294,7 +295,7 @@ def test_simulator_ws_checksums_hold_for_a_plain_client(depth):
                             del side[p]
                     a = sorted(asks.items(), key=lambda kv: float(kv[0]))
                     b = sorted(bids.items(), key=lambda kv: -float(kv[0]))
-                    assert P.wire_checksum(a, b) == int(crc)
+                    assert wire_checksum(a, b) == int(crc)
                     seen["updates"] += 1
         return seen, errors
 

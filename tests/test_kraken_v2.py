@@ -16,6 +16,7 @@ from lab.rust_book import BookRows, OrderBook, kraken_wire_checksum, parse_krake
 from lab.venues.kraken import feed as K
 from lab.venues.kraken.adapter import KrakenV1, KrakenV2
 from lab.venues.kraken import protocol as P
+from oracles.kraken import wire_checksum
 from lab.venues.simulator import SimulatorThread
 
 from mutate import mutations
@@ -82,7 +83,7 @@ def test_documented_v2_messages():
     bids["45283.5"] = "0.20000000"
     top_a = sorted(asks.items(), key=lambda kv: float(kv[0]))[:10]
     top_b = sorted(bids.items(), key=lambda kv: -float(kv[0]))[:10]
-    crc = P.wire_checksum(top_a, top_b)
+    crc = wire_checksum(top_a, top_b)
     frame = v2_book("update", "BTC/USD", [("45285.2", "0.00000000"), ("45284.0", "9.00000000"), ("45284.0", "0.50000000")],
                     [("45283.5", "0.20000000")], crc, "2023-10-06T17:35:55.440295Z")
     n.feed(_row("recv", frame))
@@ -253,7 +254,7 @@ def test_simulator_v2_plain_client():
                                 del side[p]
                         a = [(str(p), str(q)) for p, q in sorted(asks.items())]
                         b = [(str(p), str(q)) for p, q in sorted(bids.items(), reverse=True)]
-                        assert P.wire_checksum(a, b) == d["checksum"]
+                        assert wire_checksum(a, b) == d["checksum"]
                         if msg["type"] == "update":
                             seen["updates"] += 1
         return seen, errors

@@ -605,7 +605,7 @@ def _wire(levels, pp, ap):
 def test_apply_wire_message_rows_and_checksum() -> None:
     pp, ap = 2, 8
     ref = OrderBook("mock", "BTC-USD", pp, ap, depth=3)
-    book = OrderBook("mock", "BTC-USD", pp, ap, depth=3)
+    book = OrderBook("mock", "BTC-USD", pp, ap, depth=3, checksum="mock")
     rows = rb.BookRows()
     expected = []
     messages = [
@@ -639,10 +639,11 @@ def test_apply_wire_message_rows_and_checksum() -> None:
     assert not book.apply_wire_message([["1.01", "1"]], [], rows, 9, 9, 9, 9, 9, book.mock_checksum() ^ 1, False)
     assert len(rows) == n and book.seq == 5 and book.best_bid_ticks() == (101, 100000000)
     assert not book.apply_wire_message([], [], rows, 9, 9, 9, 9, 9, "nope", False)
-    # kraken checksum kind
-    assert book.apply_wire_message([], [], rows, 9, 9, 9, 9, 10, zlib.crc32(b""), True, "kraken") is True
+    # kraken checksum kind (chosen when the book is built)
+    kbook = OrderBook("kraken", "BTC-USD", pp, ap, depth=3, checksum="kraken")
+    assert kbook.apply_wire_message([], [], rows, 9, 9, 9, 9, 10, zlib.crc32(b""), True) is True
     with pytest.raises(ValueError):
-        book.apply_wire_message([], [], rows, 9, 9, 9, 9, 9, None, False, "crc64")
+        OrderBook("v", "s", pp, ap, checksum="crc64")
 
 
 def test_apply_wire_message_bad_values_leave_book_unchanged() -> None:
@@ -712,7 +713,8 @@ def test_book_columns_table_matches_reference() -> None:
 
 
 def test_journal_encode_matches_python() -> None:
-    from lab.datasets.journal import RawRow, decode_body, encode, encode_py
+    from lab.datasets.journal import RawRow, decode_body, encode
+    from oracles.journal import encode_py
 
     for row in [
         RawRow(1, 2, 3, 4, "recv", "ws", "BTC-USD", b'{"a":1}'),

@@ -50,26 +50,6 @@ def encode(row: RawRow) -> bytes:
     )
 
 
-def encode_py(row: RawRow) -> bytes:
-    """Reference implementation of `encode` (tests)."""
-    channel = row.channel.encode()
-    if row.symbol is None:
-        sym, sym_len = b"", _NULL
-    else:
-        sym = row.symbol.encode()
-        sym_len = len(sym)
-    body = b"".join(
-        (
-            _FIXED.pack(row.rec_id, row.local_ts, row.conn_id, row.conn_seq, KIND_CODE[row.kind], len(channel)),
-            channel,
-            _U16.pack(sym_len),
-            sym,
-            row.payload,
-        )
-    )
-    return _FRAME.pack(len(body), zlib.crc32(body)) + body
-
-
 def decode_body(body: bytes) -> RawRow:
     rec_id, local_ts, conn_id, conn_seq, kind, ch_len = _FIXED.unpack_from(body, 0)
     pos = _FIXED.size

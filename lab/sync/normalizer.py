@@ -22,8 +22,11 @@ from lab.rust_book import OrderBook
 
 class Normalizer:
     venue = "?"
-    # how `apply_wire` verifies a message's checksum (the Rust book's checksum algorithm)
-    checksum_kind = ""
+    # the venue's book checksum algorithm, by the name the Rust book takes
+    # (`OrderBook(..., checksum=NAME)`): chosen once per book in `add_instrument`; what
+    # `apply_wire` verifies a message against and `book.checksum()` computes. None: the venue
+    # sends no checksum.
+    checksum_kind: str | None = None
 
     def __init__(
         self,
@@ -79,7 +82,9 @@ class Normalizer:
             self.event(row, "precision_change", inst.venue_symbol, f"{old} -> {inst}")
         self.instruments[inst.venue_symbol] = inst
         self.out.instruments.append((inst, row.local_ts, row.rec_id))
-        book = OrderBook(self.venue, inst.symbol, inst.price_precision, inst.amount_precision, self.depth)
+        book = OrderBook(
+            self.venue, inst.symbol, inst.price_precision, inst.amount_precision, self.depth, checksum=self.checksum_kind
+        )
         book.synced = False
         self.books[inst.venue_symbol] = book
 
@@ -163,12 +168,13 @@ class Normalizer:
         """Parse, apply and emit one wire message in Rust (`OrderBook.apply_wire_message`):
         `bids` / `asks` are `[[price_str, amount_str], ...]`. The same rows, book metadata, stats
         and on_book call as parsing the levels, `book.apply` of each, `truncate` and
-        `emit_levels`. False on a checksum mismatch (nothing emitted, the book stays as
-        applied); ValueError / TypeError on a malformed level (the book is unchanged)."""
+        `emit_levels`; the checksum is verified with the book's own algorithm (`checksum_kind`).
+        False on a checksum mismatch (nothing emitted, the book stays as applied); ValueError /
+        TypeError on a malformed level (the book is unchanged)."""
         cols = self.book_columns(inst)
         n = len(cols)
         if not book.apply_wire_message(
-            bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot, self.checksum_kind
+            bids, asks, cols, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot
         ):
             return False
         if len(cols) == n:  # an empty delta writes no rows, but the sequence moves on

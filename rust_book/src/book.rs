@@ -1,9 +1,9 @@
 //! Pure-Rust L2 book in integer ticks / lots (no Python types here).
 //!
 //! Each side is a `Side` (side.rs): a dense tick window around the touch (O(1) updates, O(1)
-//! best level) with an ordered ladder (ladder.rs) for the levels behind it.
+//! best level) with an ordered ladder (ladder.rs) for the levels behind it. Checksums are the
+//! venues' (checksum.rs, mock.rs, kraken.rs).
 
-use crate::fixed::{push_fixed, push_kraken};
 pub use crate::side::{Side, SideKind, WINDOW};
 
 #[derive(Clone, Debug)]
@@ -72,42 +72,6 @@ impl Book {
             (Some(b), Some(a)) => b.0 >= a.0,
             _ => false,
         }
-    }
-
-    /// Mock venue checksum: CRC-32 of `<price>:<amount>;` for every ask ascending then every
-    /// bid descending, both at fixed precision.
-    pub fn mock_checksum(&self, price_precision: u32, amount_precision: u32) -> u32 {
-        const FLUSH: usize = 8192;
-        let mut hasher = crc32fast::Hasher::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + 128);
-        for (p, a) in self.asks().iter_best_first().chain(self.bids().iter_best_first()) {
-            push_fixed(&mut buf, p, price_precision);
-            buf.push(b':');
-            push_fixed(&mut buf, a, amount_precision);
-            buf.push(b';');
-            if buf.len() >= FLUSH {
-                hasher.update(&buf);
-                buf.clear();
-            }
-        }
-        hasher.update(&buf);
-        hasher.finalize()
-    }
-
-    /// Kraken checksum: top 10 asks ascending then top 10 bids descending, each price and qty
-    /// as fixed-precision text with "." removed and leading zeros stripped (= mantissa digits).
-    pub fn kraken_checksum(&self) -> u32 {
-        let mut buf: Vec<u8> = Vec::with_capacity(20 * 40);
-        for (p, a) in self
-            .asks()
-            .iter_best_first()
-            .take(10)
-            .chain(self.bids().iter_best_first().take(10))
-        {
-            push_kraken(&mut buf, p);
-            push_kraken(&mut buf, a);
-        }
-        crc32fast::hash(&buf)
     }
 }
 

@@ -806,7 +806,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rebuild_book, m)?)?;
     m.add_function(wrap_pyfunction!(decimal128_to_ticks, m)?)?;
     m.add_function(wrap_pyfunction!(ticks_to_decimal128, m)?)?;
-    crate::workload::register(m)?;
     Ok(())
 }
 

@@ -154,21 +154,6 @@ pub fn push_fixed(out: &mut Vec<u8>, value: i64, precision: u32) {
     }
 }
 
-/// Kraken checksum form of a non-negative mantissa: the fixed-precision text with "." removed
-/// and leading zeros stripped, which is just the decimal digits of the mantissa (and the empty
-/// string for zero, as `"0.000".replace(".", "").lstrip("0")` is empty).
-#[inline]
-pub fn push_kraken(out: &mut Vec<u8>, value: i64) {
-    if value == 0 {
-        return;
-    }
-    if value < 0 {
-        // never happens for real books; keep the text unambiguous
-        out.push(b'-');
-    }
-    push_u64(out, value.unsigned_abs());
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParseError {
     Syntax,

@@ -13,259 +13,64 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use blake2::digest::consts::U8;
+use blake2::digest::{Digest, Update, VariableOutput};
+use blake2::{Blake2b, Blake2bVar};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::book::Book;
+use crate::checksum::Algorithm;
 use crate::fixed::{self, push_u64};
+use crate::frame::{parse_to_py, FrameParser, Message};
+use crate::json::{get, has, parse_json, plain, R, V};
+use crate::orderbook::{OrderBook, DECIMAL};
+use crate::rfc3339::rfc3339_ns;
 use crate::rows::BookRows;
 use crate::trades::{TradeMemory, TradeRows};
-use crate::OrderBook;
 
-// ------------------------------------------------------------------------------ JSON scanner
+// ------------------------------------------------------------------------------ checksum
 
-/// A JSON value as byte ranges into the payload (numbers and strings keep their wire text).
-enum V {
-    Null,
-    Bool,
-    /// number text [start, end)
-    Num(usize, usize),
-    /// string content [start, end) between the quotes, and whether it holds escapes
-    Str(usize, usize, bool),
-    Arr(Vec<V>),
-    /// (key content start, key end, key escaped, value)
-    Obj(Vec<(usize, usize, bool, V)>),
+/// What `OrderBook(..., checksum="kraken")` selects: the v1 and v2 book checksum at the pair's
+/// precisions (`checksum`).
+pub static CHECKSUM: Algorithm = Algorithm { name: "kraken", compute: |book, _, _| checksum(book) };
+
+/// Kraken checksum form of a non-negative mantissa: the fixed-precision text with "." removed
+/// and leading zeros stripped, which is just the decimal digits of the mantissa (and the empty
+/// string for zero, as `"0.000".replace(".", "").lstrip("0")` is empty).
+#[inline]
+fn push_digits(out: &mut Vec<u8>, value: i64) {
+    if value == 0 {
+        return;
+    }
+    if value < 0 {
+        // never happens for real books; keep the text unambiguous
+        out.push(b'-');
+    }
+    push_u64(out, value.unsigned_abs());
 }
 
-const MAX_NESTING: u32 = 32;
-
-struct Scanner<'a> {
-    s: &'a [u8],
-    i: usize,
-    nesting: u32,
+/// Kraken book checksum: CRC-32 of the top 10 asks ascending then the top 10 bids descending,
+/// each price and qty as fixed-precision text with "." removed and leading zeros stripped
+/// (= the mantissa digits). Equals the wire-string checksum when the wire strings carry the
+/// pair's fixed decimals (v2 always; v1 see `padded_checksum`).
+pub fn checksum(book: &Book) -> u32 {
+    let mut buf: Vec<u8> = Vec::with_capacity(20 * 40);
+    for (p, a) in book.asks().iter_best_first().take(10).chain(book.bids().iter_best_first().take(10)) {
+        push_digits(&mut buf, p);
+        push_digits(&mut buf, a);
+    }
+    crc32fast::hash(&buf)
 }
 
-type R<T> = Result<T, String>;
-
-impl<'a> Scanner<'a> {
-    fn err<T>(&self, what: &str) -> R<T> {
-        Err(format!("invalid JSON at byte {}: {what}", self.i))
+#[pymethods]
+impl OrderBook {
+    /// Kraken book checksum (v1 and v2 rule) over the top 10 levels per side. Equals the
+    /// wire-string checksum when the wire strings carry the pair's fixed decimals.
+    fn kraken_checksum(&self) -> u32 {
+        checksum(&self.book)
     }
-
-    #[inline]
-    fn ws(&mut self) {
-        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn value(&mut self) -> R<V> {
-        self.ws();
-        let Some(&c) = self.s.get(self.i) else {
-            return self.err("unexpected end");
-        };
-        match c {
-            b'{' => self.object(),
-            b'[' => self.array(),
-            b'"' => {
-                let (a, b, e) = self.string()?;
-                Ok(V::Str(a, b, e))
-            }
-            b't' => self.literal(b"true", V::Bool),
-            b'f' => self.literal(b"false", V::Bool),
-            b'n' => self.literal(b"null", V::Null),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => self.err("unexpected character"),
-        }
-    }
-
-    fn literal(&mut self, word: &[u8], v: V) -> R<V> {
-        if self.s[self.i..].starts_with(word) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            self.err("bad literal")
-        }
-    }
-
-    fn enter(&mut self) -> R<()> {
-        self.nesting += 1;
-        if self.nesting > MAX_NESTING {
-            return self.err("nested too deeply");
-        }
-        self.i += 1;
-        Ok(())
-    }
-
-    fn array(&mut self) -> R<V> {
-        self.enter()?;
-        let mut out = Vec::new();
-        self.ws();
-        if self.s.get(self.i) == Some(&b']') {
-            self.i += 1;
-            self.nesting -= 1;
-            return Ok(V::Arr(out));
-        }
-        loop {
-            out.push(self.value()?);
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    self.nesting -= 1;
-                    return Ok(V::Arr(out));
-                }
-                _ => return self.err("expected ',' or ']'"),
-            }
-        }
-    }
-
-    fn object(&mut self) -> R<V> {
-        self.enter()?;
-        let mut out = Vec::new();
-        self.ws();
-        if self.s.get(self.i) == Some(&b'}') {
-            self.i += 1;
-            self.nesting -= 1;
-            return Ok(V::Obj(out));
-        }
-        loop {
-            self.ws();
-            if self.s.get(self.i) != Some(&b'"') {
-                return self.err("expected a key");
-            }
-            let (a, b, e) = self.string()?;
-            self.ws();
-            if self.s.get(self.i) != Some(&b':') {
-                return self.err("expected ':'");
-            }
-            self.i += 1;
-            let v = self.value()?;
-            out.push((a, b, e, v));
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    self.nesting -= 1;
-                    return Ok(V::Obj(out));
-                }
-                _ => return self.err("expected ',' or '}'"),
-            }
-        }
-    }
-
-    /// At the opening quote; returns the content range and whether it has escapes.
-    fn string(&mut self) -> R<(usize, usize, bool)> {
-        self.i += 1;
-        let start = self.i;
-        let mut escaped = false;
-        while let Some(&c) = self.s.get(self.i) {
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    return Ok((start, self.i - 1, escaped));
-                }
-                b'\\' => {
-                    escaped = true;
-                    match self.s.get(self.i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
-                        Some(b'u') => {
-                            let hex = self.s.get(self.i + 2..self.i + 6);
-                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                return self.err("bad \\u escape");
-                            }
-                            self.i += 6;
-                        }
-                        _ => return self.err("bad escape"),
-                    }
-                }
-                0..=0x1f => return self.err("control character in string"),
-                _ => self.i += 1,
-            }
-        }
-        self.err("unterminated string")
-    }
-
-    fn number(&mut self) -> R<V> {
-        let s = self.s;
-        let start = self.i;
-        let mut i = self.i;
-        if s.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match s.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while s.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
-            _ => {
-                self.i = i;
-                return self.err("bad number");
-            }
-        }
-        if s.get(i) == Some(&b'.') {
-            i += 1;
-            let f = i;
-            while s.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == f {
-                self.i = i;
-                return self.err("bad number");
-            }
-        }
-        if matches!(s.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(s.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let e = i;
-            while s.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == e {
-                self.i = i;
-                return self.err("bad number");
-            }
-        }
-        self.i = i;
-        Ok(V::Num(start, i))
-    }
-}
-
-fn parse_json(s: &[u8]) -> R<V> {
-    if std::str::from_utf8(s).is_err() {
-        return Err("invalid JSON: not UTF-8".into());
-    }
-    let mut sc = Scanner { s, i: 0, nesting: 0 };
-    let v = sc.value()?;
-    sc.ws();
-    if sc.i != s.len() {
-        return sc.err("trailing data");
-    }
-    Ok(v)
-}
-
-/// Plain (escape-free) text of a string or number value.
-fn plain<'a>(s: &'a [u8], v: &V) -> Option<&'a [u8]> {
-    match *v {
-        V::Str(a, b, false) | V::Num(a, b) => Some(&s[a..b]),
-        _ => None,
-    }
-}
-
-fn get<'v>(s: &[u8], obj: &'v [(usize, usize, bool, V)], key: &[u8]) -> Option<&'v V> {
-    // keys with escapes never match the plain ASCII keys Kraken uses; a repeated key: the last
-    // one wins, as in Python's json and orjson (the reference paths)
-    obj.iter().rev().find(|(a, b, e, _)| !e && &s[*a..*b] == key).map(|(_, _, _, v)| v)
-}
-
-fn has(s: &[u8], obj: &[(usize, usize, bool, V)], key: &[u8]) -> bool {
-    get(s, obj, key).is_some()
 }
 
 // ------------------------------------------------------------------------------ time stamps
@@ -292,61 +97,6 @@ fn v1_ts_ns(t: &[u8]) -> Option<i64> {
     }
     // beyond int64 ns (year 2262) is not a time the reference path takes either
     ns.checked_mul(1_000_000_000)?.checked_add(f)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// RFC 3339 UTC time ("2023-10-06T17:35:55.440295Z") -> ns since the epoch, exactly.
-pub fn rfc3339_ns(t: &[u8]) -> Option<i64> {
-    fn num(b: &[u8]) -> Option<i64> {
-        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(b.iter().fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0')))
-    }
-    if t.len() < 20 || t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't' | b' ') || t[13] != b':' || t[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(&t[0..4])?, num(&t[5..7])?, num(&t[8..10])?);
-    let (h, mi, s) = (num(&t[11..13])?, num(&t[14..16])?, num(&t[17..19])?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &t[19..];
-    let mut frac: i64 = 0;
-    if rest.first() == Some(&b'.') {
-        let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        for k in 0..9 {
-            frac = frac * 10 + rest.get(1 + k).filter(|_| k < n).map_or(0, |&c| i64::from(c - b'0'));
-        }
-        rest = &rest[1 + n..];
-    }
-    let offset = match rest {
-        b"Z" | b"z" | b"+00:00" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let o = num(&[*h1, *h2])? * 3600 + num(&[*m1, *m2])? * 60;
-            if *sign == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
 // ------------------------------------------------------------------------------ messages
@@ -549,6 +299,23 @@ fn parse_v2(payload: &[u8], obj: &[(usize, usize, bool, V)]) -> R<Option<Vec<Kra
     Ok(Some(out))
 }
 
+/// WebSocket v1 and v2 `book` frames -> one `KrakenBook` per pair.
+pub struct BookParser;
+
+impl Message for KrakenBook {
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+}
+
+impl FrameParser for BookParser {
+    type Message = KrakenBook;
+
+    fn parse(&self, frame: &[u8]) -> R<Option<Vec<KrakenBook>>> {
+        parse_frame(frame)
+    }
+}
+
 fn parse_frame(payload: &[u8]) -> R<Option<Vec<KrakenBook>>> {
     let v = parse_json(payload)?;
     let mut msgs = match &v {
@@ -577,7 +344,7 @@ fn decimals(t: &[u8]) -> i64 {
 /// prices with pair_decimals + price_pad decimals (zero stays empty, as "0.000" strips to "").
 fn padded_checksum(ob: &OrderBook, price_pad: u32, amount_pad: u32) -> u32 {
     if price_pad == 0 && amount_pad == 0 {
-        return ob.book.kraken_checksum();
+        return checksum(&ob.book);
     }
     let mut buf: Vec<u8> = Vec::with_capacity(20 * 48);
     let mut push = |v: i64, pad: u32| {
@@ -698,7 +465,7 @@ impl KrakenBook {
                 let local = if self.api == 1 {
                     padded_checksum(&ob, pad_p, pad_a)
                 } else {
-                    ob.book.kraken_checksum()
+                    checksum(&ob.book)
                 };
                 if u64::from(local) != want {
                     return Ok((MISMATCH, ts, None, pad_p, pad_a, false,
@@ -735,17 +502,7 @@ impl KrakenBook {
 /// unexpected shape (never a panic).
 #[pyfunction]
 fn parse_kraken_book<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
-    match parse_frame(payload) {
-        Ok(None) => Ok(None),
-        Ok(Some(msgs)) => {
-            let items = msgs
-                .into_iter()
-                .map(|m| Bound::new(py, m))
-                .collect::<PyResult<Vec<_>>>()?;
-            Ok(Some(PyList::new(py, items)?))
-        }
-        Err(e) => Err(PyValueError::new_err(e)),
-    }
+    parse_to_py(py, &BookParser, payload)
 }
 
 /// Kraken checksum of `book` as a venue computes it from wire strings written with
@@ -764,101 +521,90 @@ fn kraken_wire_checksum(book: &Bound<'_, OrderBook>, price_decimals: u32, amount
     Ok(padded_checksum(&ob, price_decimals - ob.price_precision, amount_decimals - ob.amount_precision))
 }
 
-/// RFC 3339 UTC time text -> ns since the epoch (ValueError when it is not one).
+
+// ------------------------------------------------------------------------------ wire-string checksum
+
+/// Text of a decimal-ish Python value: str as is, bytes as ASCII, decimal.Decimal via
+/// format(x, "f") (keeps trailing zeros, never scientific notation).
+fn decimal_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(s.to_str()?.to_owned());
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(String::from_utf8_lossy(b.as_bytes()).into_owned());
+    }
+    let dec = DECIMAL.import(obj.py(), "decimal", "Decimal")?;
+    if obj.is_instance(dec.as_any())? {
+        let s = obj
+            .py()
+            .import("builtins")?
+            .getattr("format")?
+            .call1((obj, "f"))?;
+        return Ok(s.cast::<PyString>()?.to_str()?.to_owned());
+    }
+    Err(PyTypeError::new_err(format!(
+        "expected a decimal string, got {}",
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into())
+    )))
+}
+
+fn kraken_levels(levels: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in levels.try_iter()? {
+        let item = item?;
+        let p = decimal_text(&item.get_item(0)?)?;
+        let q = decimal_text(&item.get_item(1)?)?;
+        for s in [&p, &q] {
+            if fixed::decimal_key(s.as_bytes()).is_none() {
+                return Err(PyValueError::new_err(format!(
+                    "{what}: not a plain decimal string: {s:?}"
+                )));
+            }
+        }
+        out.push((p, q));
+    }
+    Ok(out)
+}
+
+fn push_kraken_text(buf: &mut Vec<u8>, s: &str) {
+    let mut leading = true;
+    for &c in s.as_bytes() {
+        if c == b'.' {
+            continue;
+        }
+        if leading && c == b'0' {
+            continue;
+        }
+        leading = false;
+        buf.push(c);
+    }
+}
+
+/// Kraken book checksum from wire strings: `asks` and `bids` are iterables of (price, qty, ...)
+/// strings in any order; asks are sorted ascending and bids descending by numeric value, the
+/// top 10 of each are used. Returns the unsigned CRC32.
 #[pyfunction]
-fn rfc3339_to_ns(text: &str) -> PyResult<i64> {
-    rfc3339_ns(text.as_bytes()).ok_or_else(|| PyValueError::new_err(format!("not an RFC 3339 time: {text:?}")))
+fn kraken_checksum(asks: &Bound<'_, PyAny>, bids: &Bound<'_, PyAny>) -> PyResult<u32> {
+    let mut a = kraken_levels(asks, "asks")?;
+    let mut b = kraken_levels(bids, "bids")?;
+    fn key(s: &str) -> (&[u8], &[u8]) {
+        // validated in kraken_levels
+        fixed::decimal_key(s.as_bytes()).unwrap_or((&[], &[]))
+    }
+    a.sort_by(|x, y| fixed::cmp_decimal_key(&key(&x.0), &key(&y.0)));
+    b.sort_by(|x, y| fixed::cmp_decimal_key(&key(&y.0), &key(&x.0)));
+    let mut buf = Vec::with_capacity(20 * 40);
+    for (p, q) in a.iter().take(10).chain(b.iter().take(10)) {
+        push_kraken_text(&mut buf, p);
+        push_kraken_text(&mut buf, q);
+    }
+    Ok(crc32fast::hash(&buf))
 }
 
 // ------------------------------------------------------------------------------ trades
-
-/// BLAKE2b (RFC 7693), unkeyed, with an `out_len`-byte digest (1..=64): the hash of the v1
-/// trade id (`docs/KRAKEN.md`). Written out here (the compression function is 30 lines) rather
-/// than taking a dependency for one 8-byte digest; the tests check it against RFC 7693's "abc"
-/// vector and against Python's `hashlib.blake2b` over many lengths.
-pub fn blake2b(out_len: usize, data: &[u8]) -> Vec<u8> {
-    const IV: [u64; 8] = [
-        0x6a09_e667_f3bc_c908, 0xbb67_ae85_84ca_a73b, 0x3c6e_f372_fe94_f82b, 0xa54f_f53a_5f1d_36f1,
-        0x510e_527f_ade6_82d1, 0x9b05_688c_2b3e_6c1f, 0x1f83_d9ab_fb41_bd6b, 0x5be0_cd19_137e_2179,
-    ];
-    const SIGMA: [[usize; 16]; 12] = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
-        [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
-        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
-        [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
-        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
-        [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
-        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
-        [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-    ];
-    #[inline(always)]
-    #[allow(clippy::many_single_char_names)]
-    fn g(v: &mut [u64; 16], a: usize, b: usize, c: usize, d: usize, x: u64, y: u64) {
-        v[a] = v[a].wrapping_add(v[b]).wrapping_add(x);
-        v[d] = (v[d] ^ v[a]).rotate_right(32);
-        v[c] = v[c].wrapping_add(v[d]);
-        v[b] = (v[b] ^ v[c]).rotate_right(24);
-        v[a] = v[a].wrapping_add(v[b]).wrapping_add(y);
-        v[d] = (v[d] ^ v[a]).rotate_right(16);
-        v[c] = v[c].wrapping_add(v[d]);
-        v[b] = (v[b] ^ v[c]).rotate_right(63);
-    }
-    fn compress(h: &mut [u64; 8], block: &[u8; 128], t: u128, last: bool) {
-        let mut m = [0u64; 16];
-        for (i, w) in m.iter_mut().enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&block[8 * i..8 * i + 8]);
-            *w = u64::from_le_bytes(b);
-        }
-        let mut v = [0u64; 16];
-        v[..8].copy_from_slice(h);
-        v[8..].copy_from_slice(&IV);
-        v[12] ^= t as u64;
-        v[13] ^= (t >> 64) as u64;
-        if last {
-            v[14] = !v[14];
-        }
-        for s in &SIGMA {
-            g(&mut v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-            g(&mut v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-            g(&mut v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-            g(&mut v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-            g(&mut v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-            g(&mut v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-            g(&mut v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-            g(&mut v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-        }
-        for i in 0..8 {
-            h[i] ^= v[i] ^ v[i + 8];
-        }
-    }
-    let out_len = out_len.clamp(1, 64);
-    let mut h = IV;
-    h[0] ^= 0x0101_0000 ^ out_len as u64;
-    let mut block = [0u8; 128];
-    let mut t: u128 = 0;
-    let mut rest = data;
-    while rest.len() > 128 {
-        block.copy_from_slice(&rest[..128]);
-        t += 128;
-        compress(&mut h, &block, t, false);
-        rest = &rest[128..];
-    }
-    block = [0u8; 128];
-    block[..rest.len()].copy_from_slice(rest);
-    t += rest.len() as u128;
-    compress(&mut h, &block, t, true);
-    let mut out = Vec::with_capacity(64);
-    for w in h {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out.truncate(out_len);
-    out
-}
 
 fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -881,7 +627,9 @@ fn v1_trade_id(out: &mut Vec<u8>, key: &mut Vec<u8>, fields: [&[u8]; 6], ordinal
     key.push(b'|');
     push_u64(key, ordinal as u64);
     out.clear();
-    push_hex(out, &blake2b(8, key));
+    // BLAKE2b with an 8-byte digest (the digest length is in the parameter block, so this is
+    // not a truncated BLAKE2b-512): hashlib.blake2b(key, digest_size=8)
+    push_hex(out, &Blake2b::<U8>::digest(&key[..]));
 }
 
 /// One trade of a frame: byte ranges of its wire text.
@@ -1031,6 +779,23 @@ fn parse_v2_trades(payload: &[u8], obj: &[(usize, usize, bool, V)]) -> R<Option<
     Ok(Some(out))
 }
 
+/// WebSocket v1 and v2 `trade` frames -> one `KrakenTrades` per pair (v2: per run of entries).
+pub struct TradeParser;
+
+impl Message for KrakenTrades {
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+}
+
+impl FrameParser for TradeParser {
+    type Message = KrakenTrades;
+
+    fn parse(&self, frame: &[u8]) -> R<Option<Vec<KrakenTrades>>> {
+        parse_trade_frame(frame)
+    }
+}
+
 fn parse_trade_frame(payload: &[u8]) -> R<Option<Vec<KrakenTrades>>> {
     let v = parse_json(payload)?;
     let mut msgs = match &v {
@@ -1167,14 +932,7 @@ impl KrakenTrades {
 /// reference path reports it); never a panic.
 #[pyfunction]
 fn parse_kraken_trades<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
-    match parse_trade_frame(payload) {
-        Ok(None) => Ok(None),
-        Ok(Some(msgs)) => {
-            let items = msgs.into_iter().map(|m| Bound::new(py, m)).collect::<PyResult<Vec<_>>>()?;
-            Ok(Some(PyList::new(py, items)?))
-        }
-        Err(e) => Err(PyValueError::new_err(e)),
-    }
+    parse_to_py(py, &TradeParser, payload)
 }
 
 /// lab's id of a v1 trade (see `docs/KRAKEN.md`): blake2b-64 hex of
@@ -1194,8 +952,13 @@ fn blake2b_hex(data: &[u8], digest_size: usize) -> PyResult<String> {
     if !(1..=64).contains(&digest_size) {
         return Err(PyValueError::new_err(format!("digest_size must be between 1 and 64, got {digest_size}")));
     }
+    let mut h = Blake2bVar::new(digest_size).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    h.update(data);
+    let mut digest = [0u8; 64];
+    let digest = &mut digest[..digest_size];
+    h.finalize_variable(digest).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut out = Vec::with_capacity(2 * digest_size);
-    push_hex(&mut out, &blake2b(digest_size, data));
+    push_hex(&mut out, digest);
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -1270,12 +1033,24 @@ fn parse_kraken_depth(py: Python<'_>, payload: &[u8]) -> PyResult<Py<KrakenBook>
     Py::new(py, m)
 }
 
+/// REST `Depth` bodies -> the one snapshot `KrakenBook` (a body is always a Depth response:
+/// never `Ok(None)`).
+pub struct DepthParser;
+
+impl FrameParser for DepthParser {
+    type Message = KrakenBook;
+
+    fn parse(&self, frame: &[u8]) -> R<Option<Vec<KrakenBook>>> {
+        parse_depth(frame).map(|m| Some(vec![m]))
+    }
+}
+
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KrakenBook>()?;
     m.add_function(wrap_pyfunction!(parse_kraken_book, m)?)?;
     m.add_function(wrap_pyfunction!(kraken_wire_checksum, m)?)?;
-    m.add_function(wrap_pyfunction!(rfc3339_to_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(kraken_checksum, m)?)?;
     m.add_class::<KrakenTrades>()?;
     m.add_function(wrap_pyfunction!(parse_kraken_trades, m)?)?;
     m.add_function(wrap_pyfunction!(kraken_trade_id, m)?)?;
@@ -1292,21 +1067,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_and_times() {
-        assert!(parse_json(b"[1,{\"a\":[\"1.0\"]},\"x\"]").is_ok());
-        for bad in [&b"[1,"[..], b"{\"a\" 1}", b"[01]", b"[1.]", b"\"\\x\"", b"[1] x", b"\xff"] {
-            assert!(parse_json(bad).is_err(), "{:?}", bad);
-        }
-        let deep = vec![b'['; 100];
-        assert!(parse_json(&deep).is_err());
+    fn v1_times() {
         assert_eq!(v1_ts_ns(b"1534614248.123678"), Some(1_534_614_248_123_678_000));
         assert_eq!(v1_ts_ns(b"12"), Some(12_000_000_000));
-        assert_eq!(rfc3339_ns(b"1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(rfc3339_ns(b"2023-10-06T17:35:55.440295Z"), Some(1_696_613_755_440_295_000));
-        assert_eq!(rfc3339_ns(b"2023-10-06T17:35:55Z"), Some(1_696_613_755_000_000_000));
-        assert_eq!(rfc3339_ns(b"2023-10-06"), None);
+        assert_eq!(v1_ts_ns(b"1.1234567899"), Some(1_123_456_789));
+        for bad in [&b""[..], b".5", b"1e3", b"-1", b"1.x", b"9999999999999"] {
+            assert_eq!(v1_ts_ns(bad), None, "{:?}", bad);
+        }
     }
 
+    #[test]
+    fn checksum_digits_and_pads() {
+        let mut b = Book::new(10);
+        b.side_mut(true).set(5_541_20, 15_850_568);
+        b.side_mut(false).set(5_541_10, 0);
+        b.side_mut(false).set(5_540_00, 100_000_000);
+        // asks then bids, mantissa digits (amount 0 deleted the level)
+        assert_eq!(checksum(&b), crc32fast::hash(b"55412015850568554000100000000"));
+        assert_eq!((CHECKSUM.compute)(&b, 2, 8), checksum(&b));
+    }
     #[test]
     fn frames() {
         let v1 = br#"[1920,{"a":[["0.042990","364630.28272081","1618678145.920470"]]},{"b":[["0.042990","0.00000000","1618678145.920708"]],"c":"4105471083"},"book-1000","SC/EUR"]"#;
@@ -1325,16 +1104,40 @@ mod tests {
         assert!(parse_frame(br#"{"channel":"book","type":"update","data":[{"symbol":"X","checksum":"1"}]}"#).is_err());
     }
 
+    fn hex(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        push_hex(&mut out, bytes);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn blake2b_vectors() {
-        // RFC 7693 appendix A: BLAKE2b-512("abc")
-        let mut hex = Vec::new();
-        push_hex(&mut hex, &blake2b(64, b"abc"));
+        // RFC 7693 appendix A: BLAKE2b-512("abc"); BLAKE2b-512("") from the BLAKE2 reference
+        let mut h = Blake2bVar::new(64).unwrap();
+        h.update(b"abc");
+        let mut d = [0u8; 64];
+        h.finalize_variable(&mut d).unwrap();
         assert_eq!(
-            std::str::from_utf8(&hex).unwrap(),
+            hex(&d),
             "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1\
              7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"
         );
+        assert_eq!(
+            hex(&Blake2b::<blake2::digest::consts::U64>::digest(b"")),
+            "786a02f742015903c6c6fd852552d272912f4740e15847618a86e217f71f5419\
+             d25e1031afee585313896444934eb04b903a685b1448b755d56f701afe9be2ce"
+        );
+        // BLAKE2b-64 (8-byte digest, its own parameter block): as hashlib.blake2b(digest_size=8)
+        assert_eq!(hex(&Blake2b::<U8>::digest(b"abc")), "d8bb14d833d59559");
+        assert_eq!(hex(&Blake2b::<U8>::digest(b"")), "e4a6a0577479b2b4");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex(&Blake2b::<U8>::digest(&all)), "2b2cedfed655ad3f");
+        // the v1 trade id of docs/KRAKEN.md's example trade
+        let (mut id, mut key) = (Vec::new(), Vec::new());
+        let fields = ["XBT/USD", "1534614057.321597", "5541.20000", "0.15850568", "s", "l"].map(str::as_bytes);
+        v1_trade_id(&mut id, &mut key, fields, 0);
+        assert_eq!(key, b"XBT/USD|1534614057.321597|5541.20000|0.15850568|s|l|0");
+        assert_eq!(id, b"7a181bdfd80bb215");
     }
 
     #[test]

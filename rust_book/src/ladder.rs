@@ -386,7 +386,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::workload::Rng;
+    use crate::rng::Rng;
 
     fn check(l: &Ladder, m: &BTreeMap<i64, i64>, ask: bool, depth: usize) {
         let want: Vec<(i64, i64)> = if ask {

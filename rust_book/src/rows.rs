@@ -7,7 +7,10 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::{FLAG_CLEAR, FLAG_LAST};
+/// Row flag: this row is the last one of its message.
+pub const FLAG_LAST: u8 = 1;
+/// Row flag: clear the book before applying this row (snapshot start).
+pub const FLAG_CLEAR: u8 = 2;
 
 /// Book rows in columns (timestamp, local_timestamp, is_snapshot, side 0 bid / 1 ask,
 /// price ticks, amount lots, first_seq, last_seq, checksum (None except on LAST rows), flags,

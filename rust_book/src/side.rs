@@ -373,7 +373,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::workload::Rng;
+    use crate::rng::Rng;
 
     fn check(s: &Side, m: &BTreeMap<i64, i64>, ask: bool) {
         let want: Vec<(i64, i64)> = if ask {

@@ -143,6 +143,7 @@ class _Resync(Exception):
 
 class KrakenNormalizer(Normalizer):
     venue = VENUE
+    checksum_kind = "kraken"  # the v1 and v2 rule at the pair's precisions (rust_book/src/kraken.rs)
     TRADE_MEMORY = 20_000  # ids remembered per pair for de-duplication
 
     def __init__(self, *args, depth: int = 0, **kwargs):
@@ -183,7 +184,7 @@ class KrakenNormalizer(Normalizer):
         simulator does, as PROTOCOLS.md's vectors do). Where the venue pads further (trailing
         zeros only: anything else is a precision event), the wire value is rebuilt from ticks."""
         book = self.books[symbol]
-        local = book.kraken_checksum()
+        local = book.checksum()
         pad = self.wire_pad.get(symbol)
         if not pad or pad == (0, 0):
             return local, local

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import zlib
 from dataclasses import dataclass
 
 VALID_DEPTHS = (10, 25, 100, 500, 1000)
@@ -91,16 +90,6 @@ def v2_symbol(wsname: str) -> str:
 def v1_symbol(symbol: str) -> str:
     """v2 symbol -> v1 pair name (the inverse of `v2_symbol`)."""
     return "/".join(V2_TO_V1_ASSET.get(a, a) for a in symbol.split("/"))
-
-
-def wire_checksum(asks: list, bids: list) -> int:
-    """CRC32 of the top 10 asks (ascending) then top 10 bids (descending) from exact wire strings:
-    '.' removed, leading zeros stripped (PROTOCOLS.md, v1 and v2 rule). Levels are best first."""
-    parts = []
-    for level in list(asks)[:10] + list(bids)[:10]:
-        parts.append(level[0].replace(".", "").lstrip("0"))
-        parts.append(level[1].replace(".", "").lstrip("0"))
-    return zlib.crc32("".join(parts).encode())
 
 
 def sign(uri_path: str, postdata: str, nonce: str | int, secret_b64: str | bytes) -> str:

@@ -150,7 +150,7 @@ class MockNormalizer(Normalizer):
             inst, book, msg["bids"], msg["asks"], msg["timestamp"], local_ts, row.rec_id, seq, seq, checksum, False
         ):
             self.stats["checksum_mismatches"] += 1
-            self._unsync(row, symbol, "checksum_mismatch", f"seq {seq}: venue {checksum}, local {book.mock_checksum()}")
+            self._unsync(row, symbol, "checksum_mismatch", f"seq {seq}: venue {checksum}, local {book.checksum()}")
             return False
         return True
 
@@ -291,7 +291,7 @@ class MockNormalizer(Normalizer):
         ):
             book.synced = False
             self.stats["checksum_mismatches"] += 1
-            self.event(row, "checksum_mismatch", symbol, f"snapshot seq {seq}: venue {checksum}, local {book.mock_checksum()}")
+            self.event(row, "checksum_mismatch", symbol, f"snapshot seq {seq}: venue {checksum}, local {book.checksum()}")
             book.clear()
             self.request(REQUEST_SNAPSHOT, symbol)
             return
