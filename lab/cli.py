@@ -775,6 +775,40 @@ def info(root, as_json) -> None:
         click.echo(f"{report['journals']} journal(s) not yet in Parquet (live, or recover with `lab verify --repair`)")
 
 
+@main.command(short_help="Export a capture as tardis.dev CSV or hftbacktest npz.",
+              epilog=_examples("lab export captures --format tardis --out tardis_csv",
+                               "lab export captures --format hftbacktest --out npz --symbol XBT/USD"))
+@click.argument("root", type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(["tardis", "hftbacktest"]))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the exported files (created).")
+@click.option("--venue", default=None)
+@click.option("--symbol", "symbols", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+def export(root, fmt, out, venue, symbols, as_json) -> None:
+    """Write tardis.dev's normalized CSV files or hftbacktest's event arrays (docs/EXPORT.md)."""
+    from lab.datasets.export import export as run_export
+    from lab.datasets.files import CaptureError
+    from lab.progress import callback, progress_bar
+    from lab.symbols import canonical_list
+
+    skipped: list = []
+    try:
+        with progress_bar("export", unit="rows") as bar:
+            report = run_export(root, fmt, out, venue=venue, symbols=canonical_list(symbols) or None,
+                                progress=callback(bar), skipped=skipped).as_dict()
+    except CaptureError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(dumps(report))
+    else:
+        click.echo(f"wrote {len(report['files'])} files to {out}: " + ", ".join(f"{n:,} {t}" for t, n in report["rows"].items()))
+        for line in report["left_out"]:
+            click.echo(f"  note: {line}")
+    _warn_skipped(skipped)
+    if skipped:
+        sys.exit(1)
+
+
 @main.command(short_help="Check a capture's health; exit 1 when unhealthy.",
               epilog=_examples('lab verify captures',
                                'lab verify captures --repair        # recover journals after a crash first',
