@@ -255,6 +255,8 @@ class MockNormalizer(Normalizer):
                 self.event(row, "gap", symbol, f"while buffering: expected seq {buffer[-1][1]['seq'] + 1}, got {msg['seq']}; "
                                                f"{len(buffer)} buffered deltas dropped")
                 buffer.clear()
+                self.stats["resyncs"] += 1  # every gap is followed by its resync, here too
+                self.event(row, "resync", symbol, "requesting a REST snapshot")
                 self.request(REQUEST_SNAPSHOT, symbol)
             buffer.append((row, msg))
             return
@@ -293,6 +295,8 @@ class MockNormalizer(Normalizer):
             self.stats["checksum_mismatches"] += 1
             self.event(row, "checksum_mismatch", symbol, f"snapshot seq {seq}: venue {checksum}, local {book.checksum()}")
             book.clear()
+            self.stats["resyncs"] += 1
+            self.event(row, "resync", symbol, "requesting a REST snapshot")
             self.request(REQUEST_SNAPSHOT, symbol)
             return
         book.seq = seq
