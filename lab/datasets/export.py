@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from lab.datasets import schema as S
 from lab.datasets.files import CaptureError, normalize_path
-from lab.datasets.reader import _partition, by_session, session_of, streams_in
+from lab.datasets.reader import _partition, by_session, session_of, stream_precisions, streams_in
 from lab.datasets.store import mantissas
 
 FORMATS = ("tardis", "hftbacktest")
@@ -272,17 +272,8 @@ def _symbol_of(files: list[str], fallback: str) -> str:
 
 def _precisions(files: list[str], what: str) -> tuple[int, int, int]:
     metas = [_meta(f) for f in files]
-    for f, m in zip(files, metas):
-        try:
-            S.check_version(m, f)
-        except ValueError as exc:
-            raise CaptureError(str(exc)) from None
-    pp = {m.get("lab.price_precision") for m in metas}
-    ap = {m.get("lab.amount_precision") for m in metas}
-    if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
-        raise CaptureError(f"{what}: files disagree on or lack instrument precisions")
-    depths = {int(m.get("lab.depth", "0")) for m in metas}
-    return int(pp.pop()), int(ap.pop()), max(depths)
+    pp, ap = stream_precisions(metas, files, f"{what}: files")
+    return pp, ap, max(int(m.get("lab.depth", "0")) for m in metas)
 
 
 def _tardis_book_table(c: BookChunk, venue: str, pp: int, ap: int) -> pa.Table:

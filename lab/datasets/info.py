@@ -11,6 +11,7 @@ import os
 
 import pyarrow.parquet as pq
 
+from lab.core.events import DAMAGE_KIND, TORN_KIND
 from lab.datasets import schema as S
 from lab.datasets.files import CaptureError, normalize_path
 from lab.datasets.journal import iter_journals
@@ -19,7 +20,7 @@ from lab.datasets.store import JOURNAL_DIR
 
 # Events worth a count in the summary: what unsynced a book or lost records.
 COUNTED_EVENTS = ("gap", "resync", "checksum_mismatch", "malformed", "stale_snapshot", "disconnect", "reconnect",
-                  "stall", "overflow", "journal_damage", "journal_torn_tail", "precision_change")
+                  "stall", "overflow", DAMAGE_KIND, TORN_KIND, "precision_change")
 DERIVED = ("quotes",)  # tables `lab rebuild` writes, beside book_snapshot_N
 
 

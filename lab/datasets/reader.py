@@ -124,6 +124,22 @@ def read_readable(files: list[str], skipped: list[tuple[str, str]] | None = None
     return tables
 
 
+def stream_precisions(metas: list[dict], names: list[str], what: str) -> tuple[int, int]:
+    """The one (price, amount) precision pair of a stream's files (their lab.* metadata, `names`
+    for messages), each file's schema version checked first. CaptureError on a version lab cannot
+    read, or files that disagree on or lack the precisions (`what` names the files)."""
+    for name, m in zip(names, metas):
+        try:
+            S.check_version(m, name)
+        except ValueError as exc:
+            raise CaptureError(str(exc)) from None
+    pp = {m.get("lab.price_precision") for m in metas}
+    ap = {m.get("lab.amount_precision") for m in metas}
+    if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
+        raise CaptureError(f"{what} disagree on or lack instrument precisions: {sorted(map(str, pp))} / {sorted(map(str, ap))}")
+    return int(pp.pop()), int(ap.pop())
+
+
 def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
     """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
     footer parses but whose data does not is left out and listed there."""
@@ -131,16 +147,7 @@ def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str
     if not tables:
         raise CaptureError(f"{venue} {symbol}: no readable book file")
     metas = [meta_of(t) for t in tables]
-    for f, m in zip(files, metas):
-        try:
-            S.check_version(m, f)
-        except ValueError as exc:
-            raise CaptureError(str(exc)) from None
-    pp = {int(m.get("lab.price_precision", -1)) for m in metas}
-    ap = {int(m.get("lab.amount_precision", -1)) for m in metas}
-    if len(pp) != 1 or len(ap) != 1 or -1 in pp or -1 in ap:
-        raise CaptureError(f"{venue} {symbol}: files disagree on or lack instrument precisions {sorted(pp)} / {sorted(ap)}")
-    price_precision, amount_precision = pp.pop(), ap.pop()
+    price_precision, amount_precision = stream_precisions(metas, files, f"{venue} {symbol}: files")
     # ticks file by file: a stream may hold files of schema version 1 (DECIMAL(18, p)) and 2
     # (DECIMAL(38, 18)), both read exactly
     try:

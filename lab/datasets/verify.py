@@ -201,7 +201,7 @@ def _check_trade_ids(root: str, report: dict, bad: set, strict: bool = False) ->
         except UnknownVenue:
             continue
         files = [f for f in files if f not in bad]
-        if sequential is None or not files:
+        if not files:
             continue
         by_session: dict[str, list] = {}
         for f in files:

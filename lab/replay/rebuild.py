@@ -36,7 +36,7 @@ from lab.datasets import schema as S
 from lab.datasets.store import NS_PER_DAY, atomic_write, day_of, decimal_array, mantissas
 
 from .footer import lean_metadata
-from lab.datasets.reader import CaptureError, by_session, normalize_path, session_of, split_readable, streams_in
+from lab.datasets.reader import CaptureError, by_session, normalize_path, session_of, split_readable, stream_precisions, streams_in
 
 _BOOK_COLUMNS = ["side", "price", "amount", "flags", "timestamp", "local_timestamp"]
 
@@ -170,16 +170,7 @@ def load_columns(files: list[str]) -> Columns:
 def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict]) -> Columns:
     """Rebuild buffers of a stream's tables (one per file, in order; `metas` their lab.*
     metadata; `decimals` {column: decimal type} of the columns read as int64 mantissas)."""
-    for m in metas:
-        try:
-            S.check_version(m, f"{m.get('lab.venue', '?')}/{m.get('lab.symbol', '?')} book file")
-        except ValueError as exc:
-            raise CaptureError(str(exc)) from None
-    pp = {m.get("lab.price_precision") for m in metas}
-    ap = {m.get("lab.amount_precision") for m in metas}
-    if len(pp) != 1 or len(ap) != 1 or None in pp or None in ap:
-        raise CaptureError(f"book files disagree on or lack instrument precisions: {sorted(map(str, pp))} / {sorted(map(str, ap))}")
-    pp_, ap_ = int(next(iter(pp))), int(next(iter(ap)))
+    pp_, ap_ = stream_precisions(metas, [f"{m.get('lab.venue', '?')}/{m.get('lab.symbol', '?')} book file" for m in metas], "book files")
     # the logical types (a decimal read as int64 mantissas counts as its decimal type); a stream
     # whose files differ (schema version 1 and 2 files, say) is turned into int64 ticks file by file
 
@@ -242,8 +233,8 @@ def _columns_of(tables: list[pa.Table], metas: list[dict], decimals: list[dict])
         price_width=price_width,
         amount_width=amount_width,
         rows=sum(t.num_rows for t in tables),
-        price_precision=int(pp.pop()),
-        amount_precision=int(ap.pop()),
+        price_precision=pp_,
+        amount_precision=ap_,
         depth=int(metas[0].get("lab.depth", "0") or 0),
         file_rows=[t.num_rows for t in tables],
         price_scale=price_scale,

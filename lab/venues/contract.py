@@ -80,7 +80,12 @@ class Venue(DatasetRules):
     # -- options -------------------------------------------------------------------------------
     @classmethod
     def with_options(cls, options: dict[str, str]) -> "Venue":
-        """The adapter for these options (ValueError-free: VenueError with the valid choices)."""
+        """The adapter for these options (VenueError with the valid choices on a bad one)."""
+        cls.check_options(options)
+        return cls(**options)
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
         known = {o.key: o for o in cls.options}
         for key, value in options.items():
             opt = known.get(key)
@@ -89,7 +94,6 @@ class Venue(DatasetRules):
                 raise VenueError(f"{cls.name}: unknown option {key!r} (options: {valid})")
             if opt.choices and value not in opt.choices:
                 raise VenueError(f"{cls.name}: option {key}={value!r} not supported (valid: {', '.join(opt.choices)})")
-        return cls(**options)
 
     # -- what a venue must provide ---------------------------------------------------------------
     def depth_path(self, symbol: str) -> str:

@@ -46,7 +46,7 @@ class KrakenV1(Venue):
 
     @classmethod
     def with_options(cls, options: dict[str, str]) -> Venue:
-        super().with_options(options)  # validates
+        cls.check_options(options)
         api = options.get("api", "v1") or "v1"
         return {"v1": KrakenV1, "v2": KrakenV2}[api](**options)
 

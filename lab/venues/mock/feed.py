@@ -20,8 +20,6 @@ from lab.rust_book import parse_fixed
 VENUE = "mock"
 DEFAULT_REST_URL = "http://127.0.0.1:8765"
 DEFAULT_WS_URL = "ws://127.0.0.1:8765/ws"
-# `lab record --venue mock` with no URL starts the simulator in-process (lab.venues.simulator)
-EMBEDDED = True
 STALL_TIMEOUT = 5.0  # heartbeats every second: 5 s of silence is a stall (event + reconnect)
 INSTRUMENTS_PATH = "/api/instruments"
 
