@@ -688,15 +688,12 @@ def migrate(root, dry_run, as_json) -> None:
 def _ns_of(text: str | None, option: str = "--from") -> int | None:
     if text is None:
         return None
-    import datetime as dt
+    from lab.core.timeparse import TimeParseError, parse_time_ns
 
     try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{option} {text!r} is not an ISO time (examples: 2026-01-31, 2026-01-31T12:00:00Z)")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp() * 1e9)
+        return parse_time_ns(text)
+    except TimeParseError as exc:
+        fail(f"{option} {exc}")
 
 
 @main.command(short_help='Replay a capture through the Rust book.',
@@ -706,8 +703,8 @@ def _ns_of(text: str | None, option: str = "--from") -> int | None:
 @click.argument("path", type=click.Path())
 @click.option("--venue", default=None)
 @click.option("--symbol", "symbols", multiple=True)
-@click.option("--from", "start", default=None, help="ISO time (UTC): callbacks from here on.")
-@click.option("--to", "end", default=None, help="ISO time (UTC): stop here.")
+@click.option("--from", "start", default=None, help="ISO time or date, exact to the ns (no zone = UTC): callbacks from here on.")
+@click.option("--to", "end", default=None, help="ISO time or date, exact to the ns: stop before this instant.")
 @click.option("--speed", default="max", show_default=True, help="max, or a multiple of real time (1, 10, ...).")
 @click.option("--json", "as_json", is_flag=True)
 def replay(path, venue, symbols, start, end, speed, as_json) -> None:

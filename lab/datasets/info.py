@@ -12,6 +12,7 @@ import os
 import pyarrow.parquet as pq
 
 from lab.core.events import DAMAGE_KIND, TORN_KIND
+from lab.core.timeparse import format_time_ns
 from lab.datasets import schema as S
 from lab.datasets.files import CaptureError, normalize_path
 from lab.datasets.journal import iter_journals
@@ -103,9 +104,4 @@ def capture_info(root: str) -> dict:
 
 def _iso(ns: int | None) -> str | None:
     """An exact UTC ISO 8601 time with nanoseconds (never a float)."""
-    if ns is None:
-        return None
-    import datetime as dt
-
-    sec, frac = divmod(ns, 1_000_000_000)
-    return dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    return None if ns is None else format_time_ns(ns)
