@@ -900,6 +900,72 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
         fail(f"every order was rejected by {venue}: {reason}{hint}")
 
 
+@main.command(short_help="Run a strategy on a capture with latency, queue and fee models.",
+              epilog=_examples("lab backtest examples/market_maker.py captures --symbol BTC-USD --queue conservative --latency 5ms",
+                               "lab backtest examples/arbitrage.py captures --param a=mock:BTC-USD --param b=kraken:XBT-USD --json --plot arb.png",
+                               "lab query --root backtests/LATEST \"SELECT side, count(*), sum(fee) FROM fills GROUP BY side\""))
+@click.argument("strategy_file", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())
+@click.option("--class", "class_name", default=None, help="The Strategy subclass, when the file defines several.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter; repeat for several.")
+@click.option("--venue", default=None, help="Only this venue's streams.")
+@click.option("--symbol", "symbols", multiple=True, help="Only these symbols (venue or canonical spelling); repeat.")
+@click.option("--from", "start", default=None, help="ISO time or date, exact to the ns (no zone = UTC).")
+@click.option("--to", "end", default=None, help="ISO time or date: stop before this instant.")
+@click.option("--latency", default="0", show_default=True, help="Order latency: 5ms, entry=5ms,response=2ms, or feed*1.5[+1ms] (recorded feed latency times K).")
+@click.option("--queue", default="none", show_default=True, help="Queue model on L2: none (no queue: every book offers its crossing size), conservative, prob[:N].")
+@click.option("--fees", "fees", multiple=True, help="maker=F,taker=F or F (fractions or NNbps) for every venue, or VENUE:maker=F,taker=F; default: each venue's public schedule.")
+@click.option("--balance", "balances", multiple=True, metavar="[VENUE:]ASSET=AMOUNT", help="Starting balance; repeat (default: the strategy's `balances`).")
+@click.option("--margin", is_flag=True, help="Allow negative balances (no balance checks).")
+@click.option("--no-partial-fills", is_flag=True, help="A resting order fills whole or not at all.")
+@click.option("--sample", default="1s", show_default=True, help="Equity sampling interval (data time).")
+@click.option("--out", "results", default=None, type=click.Path(file_okay=False), help="Results folder (default backtests/<session>).")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a PNG: equity, mids with fills, position.")
+@click.option("--json", "as_json", is_flag=True)
+def backtest(strategy_file, path, class_name, params, venue, symbols, start, end, latency, queue, fees, balances, margin,
+             no_partial_fills, sample, results, plot_path, as_json) -> None:
+    """Run a strategy class (lab.replay.backtest.Strategy) on a capture: orders, fills, equity
+    and positions tables in the results folder (queryable with `lab query --root`), a summary."""
+    from lab.datasets.reader import CaptureError
+    from lab.progress import callback, progress_bar
+    from lab.replay import backtest as bt
+    from lab.replay.fills import Latency, queue_model
+
+    start_ns, end_ns = _ns_of(start, "--from"), _ns_of(end, "--to")
+    try:
+        sample_s = positive_duration(sample, "--sample")
+        default_fees, venue_fees = bt.parse_fees(fees)
+        models = bt.Models(latency=Latency.parse(latency), queue=queue_model(queue), fees=venue_fees,
+                           default_fees=default_fees, partial_fills=not no_partial_fills, margin=margin,
+                           balances=bt.parse_balances(balances))
+        strategy = bt.load_strategy(strategy_file, class_name, bt.parse_params(params))
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        with progress_bar("backtest", unit="events") as bar:
+            engine = bt.run_backtest(strategy, path, venue=venue, symbols=list(symbols) or None, start_ns=start_ns,
+                                     end_ns=end_ns, models=models, sample_ns=int(sample_s * 1e9), progress=callback(bar))
+    except (CaptureError, bt.BacktestError) as exc:
+        fail(str(exc))
+    engine.results = results or os.path.join("backtests", engine.session)
+    engine.write()
+    summary = engine.summary()
+    if plot_path:
+        try:
+            summary["plot"] = bt.plot(engine, plot_path)
+        except bt.BacktestError as exc:
+            fail(str(exc))
+    if as_json:
+        click.echo(dumps(summary))
+        return
+    click.echo(f"{type(strategy).__name__} on {path}: {summary['book_messages']:,} book messages, {summary['orders']} orders "
+               f"({summary['orders_rejected']} rejected), {summary['fills']} fills ({summary['maker_fills']} maker)")
+    click.echo(f"  pnl {summary['pnl']} (return {summary['return']}), fees {summary['fees']}, turnover {summary['turnover']}")
+    click.echo(f"  sharpe {summary['sharpe']}  sortino {summary['sortino']}  max drawdown {summary['max_drawdown']}  "
+               f"fill ratio {summary['fill_ratio']}  time in market {summary['time_in_market']}")
+    click.echo(f"  tables -> {engine.results}" + (f"; plot -> {plot_path}" if plot_path else ""))
+
+
 @main.command(short_help='The whole loop on the embedded mock venue, one command.',
               epilog=_examples('lab demo',
                                'lab demo --out demo-capture --duration 30s',
@@ -1012,6 +1078,7 @@ def _bench_lines(lines, as_json: bool) -> bool:
         else:
             click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return failed
+
 
 
 if __name__ == "__main__":

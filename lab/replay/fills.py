@@ -83,7 +83,7 @@ def _duration_ns(text: str) -> int:
             return int(value * _UNITS[unit])
     if text == "0":
         return 0
-    raise ValueError(f"latency {text!r}: expected a duration like 0, 250us, 5ms, 1s")
+    raise ValueError(f"--latency {text!r}: expected a duration like 0, 250us, 5ms, 1s")
 
 
 class ConservativeQueue:

@@ -50,6 +50,9 @@ class Venue(DatasetRules):
     # the connector `lab paper` routes validate-only orders through, or None
     paper_connector: ClassVar[str | None] = None
     options: ClassVar[tuple[Option, ...]] = ()
+    # (maker, taker) fee fractions of the venue's public schedule at its entry tier: what a
+    # backtest charges unless told otherwise (`lab backtest --fees`)
+    fees: ClassVar[tuple[str, str]] = ("0", "0")
 
     # -- REST ----------------------------------------------------------------------------------
     instruments_path: ClassVar[str]

@@ -29,6 +29,8 @@ class KrakenV1(Venue):
     simulator = "lab.venues.kraken.sim:KrakenVenue"
     connectors = {"kraken_auth": "lab.venues.kraken.auth:KrakenAuth"}
     paper_connector = "kraken_auth"
+    # Kraken Pro spot, lowest volume tier (0.25% maker, 0.40% taker); `lab backtest --fees` overrides
+    fees = ("0.0025", "0.0040")
     options = (Option("api", "WebSocket API version", APIS, "v1"),)
     instruments_path = feed.INSTRUMENTS_PATH
     default_depth = DEFAULT_DEPTH

@@ -14,6 +14,7 @@ class MockVenue(Venue):
     instruments_path = feed.INSTRUMENTS_PATH
     stall_timeout = feed.STALL_TIMEOUT
     sequence_scope = "symbol"
+    fees = ("0.0010", "0.0020")  # a made-up schedule of the made-up venue (maker, taker), so fees show in backtests
 
     def depth_path(self, symbol: str) -> str:
         return feed.depth_path(symbol)
