@@ -875,11 +875,23 @@ def verify(root, strict, repair, as_json) -> None:
 @click.option("--order", "orders", multiple=True, help="'SIDE TYPE VOLUME [PRICE]', e.g. 'buy market 0.01' or 'sell limit 0.02 30100.5'; repeat.")
 @click.option("--duration", default="10s", show_default=True, help="How long to keep filling resting orders.")
 @click.option("--out", "root", default="captures", show_default=True, type=click.Path(file_okay=False), help="Root for the orders and fills tables.")
+@click.option("--strategy", "strategy_file", default=None, type=click.Path(dir_okay=False),
+              help="Run this backtest strategy file (lab backtest's class) on the live book instead of --order.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter (with --strategy).")
+@click.option("--latency", default="0", show_default=True, help="Simulated order latency on top of the real one (with --strategy).")
+@click.option("--queue", default="none", show_default=True, help="Queue model (with --strategy): none, conservative, prob[:N].")
+@click.option("--fees", "fees", multiple=True, help="Fee schedule override (with --strategy), as in lab backtest.")
+@click.option("--balance", "balances", multiple=True, metavar="[VENUE:]ASSET=AMOUNT", help="Starting balance (with --strategy).")
 @click.option("--json", "as_json", is_flag=True)
-def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, as_json) -> None:
+def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, strategy_file, params, latency, queue, fees,
+          balances, as_json) -> None:
     """Paper-trade: orders validated by the venue (validate=true), filled locally against the live book."""
     from lab.replay.paper_cli import run_paper
 
+    if strategy_file:
+        _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url, depth, duration, root, latency, queue,
+                        fees, balances, as_json)
+        return
     try:
         summary = run_paper(venue, symbol, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth, orders=list(orders),
                             duration=parse_duration(duration), root=root)
@@ -898,6 +910,31 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
         if any(e in reason for e in ("EAPI:Invalid key", "EAPI:Invalid signature")):
             hint = " (check KRAKEN_API_KEY / KRAKEN_API_SECRET or --keys)"
         fail(f"every order was rejected by {venue}: {reason}{hint}")
+
+
+def _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url, depth, duration, root, latency, queue,
+                    fees, balances, as_json) -> None:
+    from lab.replay import backtest as bt
+    from lab.replay.fills import Latency, queue_model
+    from lab.replay.paper_cli import run_paper_strategy
+
+    try:
+        default_fees, venue_fees = bt.parse_fees(fees)
+        models = bt.Models(latency=Latency.parse(latency), queue=queue_model(queue), fees=venue_fees, default_fees=default_fees,
+                           balances=bt.parse_balances(balances))
+        strategy = bt.load_strategy(strategy_file, None, bt.parse_params(params))
+        engine = run_paper_strategy(strategy, venue, [symbol], keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth,
+                                    duration=parse_duration(duration), models=models, results=root)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        fail(str(exc))
+    engine.write()
+    summary = engine.summary()
+    if as_json:
+        click.echo(dumps(summary))
+    else:
+        click.echo(f"{type(strategy).__name__} on live {venue} {symbol}: {summary['book_messages']:,} book messages, "
+                   f"{summary['orders']} orders ({summary['orders_rejected']} rejected), {summary['fills']} fills, "
+                   f"pnl {summary['pnl']}, fees {summary['fees']} -> {root}")
 
 
 @main.command(short_help="Run a strategy on a capture with latency, queue and fee models.",
@@ -1079,6 +1116,10 @@ def _bench_lines(lines, as_json: bool) -> bool:
             click.echo("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
     return failed
 
+
+from lab.view.cli import view as _view  # noqa: E402  (the page: lab/view/)
+
+main.add_command(_view, "view")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Callable
 
 from lab.core.model import RawRow
 from lab.recorder.feed import FeedClient, VenueError
+from lab.recorder.health import Health, Status
 from lab.core.model import Trade
 from lab.rust_book import OrderBook
 from lab.core.errors import UnknownVenue
@@ -201,6 +202,8 @@ class Dispatcher:
 
 
 class LiveConnector:
+    backoff_max = 30.0  # the reconnect backoff's ceiling, seconds (a page may want less)
+
     def __init__(self, venue: str, rest_url: str | None = None, ws_url: str | None = None, depth: int = 0,
                  options: dict[str, str] | None = None):
         self.adapter = adapter(venue, **(options or {}))
@@ -212,6 +215,8 @@ class LiveConnector:
         self._latest_book: Dispatcher | None = None
         self._dispatchers: dict[str, Dispatcher] = {}  # by thread name; kept after stop_stream for stats()
         self._lock = threading.Lock()
+        self._health: dict[str, Health] = {}  # by venue symbol: status()
+        self._last_health: Health | None = None
 
     def __repr__(self) -> str:
         return f"LiveConnector(venue={self.venue!r}, rest_url={self.rest_url!r}, ws_url={self.ws_url!r})"
@@ -266,6 +271,8 @@ class LiveConnector:
         self._dispatchers[dispatcher._thread.name] = dispatcher
         ready = threading.Event()
         holder: dict = {}
+        health = self._health[symbol] = self._last_health = Health()
+        health.on_start()
 
         def runner() -> None:
             loop = asyncio.new_event_loop()
@@ -283,10 +290,24 @@ class LiveConnector:
             normalizer.on_trade = items.append if on_trade is not None else None
 
             def sink(row: RawRow) -> None:
+                kind = row.kind
+                if kind == "recv":
+                    health.on_message()
+                elif kind == "open":
+                    health.on_open()
+                elif kind == "close":
+                    health.on_close(bytes(row.payload).decode(errors="replace"))
                 try:
                     normalizer.feed(row)
                 finally:
                     out = normalizer.out
+                    for event in out.events:
+                        if event[2] == "connect_failed":
+                            health.on_connect_failed(event[4])
+                        else:
+                            health.on_event(event[2], event[4])
+                    src = normalizer.books.get(symbol)
+                    health.on_synced(src is not None and src.synced, sum(1 for i in items if type(i) is tuple))
                     if not out.is_empty():
                         normalizer.take()  # the live side writes nothing: rows go to the dispatcher only
                         src = normalizer.books.get(symbol)
@@ -303,7 +324,8 @@ class LiveConnector:
                             self._latest_book = dispatcher
                     items.clear()
 
-            client = FeedClient(self.adapter, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=sink, depth=self.depth)
+            client = FeedClient(self.adapter, [symbol], rest_url=self.rest_url, ws_url=self.ws_url, sink=sink, depth=self.depth,
+                                backoff_max=self.backoff_max)
             client_box.append(client)
             holder.update(loop=loop, stop=stop, client=client)
             ready.set()
@@ -331,6 +353,16 @@ class LiveConnector:
         coalesced (skipped because on_book was behind), trades dropped, time spent in on_book."""
         return {name.removeprefix("lab-callbacks-"): d.stats() for name, d in self._dispatchers.items()}
 
+    def status(self, symbol: str | None = None) -> Status:
+        """The stream's health (lab.recorder.health): LIVE only while books arrive and the book
+        is in sync; RECONNECTING (with the attempt) while backing off; STALE after 2 s without a
+        frame; OUT_OF_SYNC between a gap and its resync; counters. `symbol`: that stream's
+        (default: the newest stream's); STOPPED when there is none."""
+        health = self._health.get(symbol) if symbol is not None else self._last_health
+        if health is None and symbol is not None:
+            health = self._health.get(self._resolve(symbol))
+        return (health or Health()).status()
+
     def latest_snapshot(self) -> OrderBook | None:
         """A copy of the newest book the callbacks were given (None before the first)."""
         d = self._latest_book
@@ -349,6 +381,8 @@ class LiveConnector:
             thread.join(timeout=10)
             dispatcher.close()
         self._streams.clear()
+        for health in self._health.values():
+            health.on_stop()
 
 
 _EXTENDED: dict[str, type] = {}  # connector name -> the mixin over LiveConnector

@@ -29,6 +29,7 @@ import inspect
 import math
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
@@ -175,13 +176,17 @@ class Engine:
     strategy's callbacks out, equity sampled every `sample_ns` of data time."""
 
     def __init__(self, strategy: Strategy, models: Models, fees_of: Callable[[str], FeeSchedule],
-                 sample_ns: int = 10**9, results: str | None = None, session: str | None = None):
+                 sample_ns: int = 10**9, results: str | None = None, session: str | None = None,
+                 validator: Callable[..., dict] | None = None):
         self.strategy = strategy
         self.models = models
         self.fees_of = fees_of
         self.sample_ns = sample_ns
         self.results = results
         self.session = session or new_session_id()  # order and fill ids derive from it
+        self.validator = validator  # live paper: the venue checks each order (validate=true)
+        # live callbacks of several symbols come from several threads: one event at a time
+        self.lock = threading.RLock()
         self.now = 0
         self.books: dict[tuple[str, str], OrderBook] = {}
         self.venue_symbols: dict[tuple[str, str], str] = {}
@@ -210,7 +215,7 @@ class Engine:
             if not start and not m.margin:
                 start = {k: Decimal(v) for k, v in type(self.strategy).balances.items()}
             account = Account(balances=dict(start), margin=m.margin)
-            b = PaperBroker(venue, root=None, session=self.session, latency=m.latency, queue=m.queue, fees=fees,
+            b = PaperBroker(venue, validator=self.validator, root=None, session=self.session, latency=m.latency, queue=m.queue, fees=fees,
                             account=account, partial_fills=m.partial_fills, clock="book")
             b.starting = dict(start)  # what the equity's starting point is valued from
             self.brokers[venue] = b
@@ -276,10 +281,12 @@ class Engine:
                             f.local_timestamp, f.notify_ns)
 
     def on_book(self, book: OrderBook) -> None:
+        with self.lock:
+            self._on_book(book)
+
+    def _on_book(self, book: OrderBook) -> None:
         now = book.local_timestamp
-        k = (book.venue, book.symbol)
-        if k not in self.books:
-            self.books[k] = book
+        self.books[(book.venue, book.symbol)] = book  # live may hand a new view per call
         self._advance(now)
         self.book_messages += 1
         broker = self.brokers.get(book.venue)
@@ -292,6 +299,10 @@ class Engine:
         self.strategy.on_book(book)
 
     def on_trade(self, trade: Trade) -> None:
+        with self.lock:
+            self._on_trade(trade)
+
+    def _on_trade(self, trade: Trade) -> None:
         self._advance(trade.local_timestamp)
         self.trades_seen += 1
         broker = self.brokers.get(trade.venue)
@@ -550,22 +561,26 @@ def parse_fees(items) -> tuple[FeeSchedule | None, dict[str, FeeSchedule]]:
     return default, per
 
 
+def venue_fees(venue: str) -> FeeSchedule:
+    """The venue's public schedule (its adapter's `fees`); zero for a venue lab does not know."""
+    from lab.core.errors import UnknownVenue
+    from lab.venues import registry
+
+    try:
+        maker, taker = registry.adapter_class(venue).fees
+    except UnknownVenue:
+        return FeeSchedule()
+    return FeeSchedule(Decimal(maker), Decimal(taker))
+
+
 def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, symbols: list[str] | None = None,
                  start_ns: int | None = None, end_ns: int | None = None, models: Models | None = None,
                  sample_ns: int = 10**9, results: str | None = None, progress=None) -> Engine:
     """Replay `root` into `strategy` with `models`; returns the finished engine (summary(),
     write() for the tables)."""
     from lab.replay.connector import ReplayConnector
-    from lab.venues import registry
 
-    def fees_of(v: str) -> FeeSchedule:
-        try:
-            maker, taker = registry.adapter_class(v).fees
-        except Exception:
-            return FeeSchedule()
-        return FeeSchedule(Decimal(maker), Decimal(taker))
-
-    engine = Engine(strategy, models or Models(), fees_of, sample_ns, results)
+    engine = Engine(strategy, models or Models(), venue_fees, sample_ns, results)
     conn = ReplayConnector(root, venue=venue, symbols=symbols, start_ns=start_ns, end_ns=end_ns, progress=progress)
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s

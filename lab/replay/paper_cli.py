@@ -59,3 +59,33 @@ def run_paper(venue: str, symbol: str, *, keys=None, rest_url=None, ws_url=None,
             for f in broker.fills
         ],
     }
+
+
+def run_paper_strategy(strategy, venue: str, symbols: list[str], *, keys=None, rest_url=None, ws_url=None, depth=0,
+                       duration=10.0, models=None, results=None, ready_timeout: float = 20.0):
+    """The backtest's strategy class on live books: each order validated by the venue
+    (validate=true), filled by the same broker and models as `lab backtest`. Returns the engine."""
+    from lab import get_connector
+    from lab.replay.backtest import Engine, Models, venue_fees
+
+    connector = registry.adapter_class(venue).paper_connector
+    if connector is None:
+        able = [v for v in registry.venues() if registry.adapter_class(v).paper_connector]
+        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (venues with it: {', '.join(able)})")
+    conns = [get_connector(connector, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth) for _ in symbols]
+    engine = Engine(strategy, models or Models(), venue_fees, results=results, validator=conns[0].validate_order)
+    for conn, symbol in zip(conns, symbols):
+        conn.start_stream(symbol, engine.on_book, engine.on_trade)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while any(c.latest_snapshot() is None for c in conns):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no synced book of {', '.join(symbols)} from {conns[0].ws_url} within {ready_timeout:.0f}s")
+            time.sleep(0.02)
+        time.sleep(duration or 0)
+    finally:
+        for c in conns:
+            c.stop_stream()
+    with engine.lock:
+        engine.finish()
+    return engine
