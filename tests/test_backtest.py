@@ -238,3 +238,33 @@ def test_the_same_strategy_class_runs_under_lab_paper_on_a_live_simulator(tmp_pa
     statuses = lab("query", "--root", tmp_path / "paper", "--csv", "SELECT DISTINCT status FROM orders").stdout.split()[1:]
     assert "rejected" not in statuses or summary["orders_rejected"] < summary["orders"]
     assert SIM_API_SECRET not in proc.stdout + proc.stderr
+
+
+def test_orders_on_two_venues_keep_their_own_ids_precisions_and_accounts():
+    class TwoLegs(bt.Strategy):
+        balances = {"A": "5", "B": "10000"}
+
+        def __init__(self):
+            super().__init__()
+            self.fills = []
+            self.done = set()
+
+        def on_book(self, book):
+            if book.venue not in self.done:
+                self.done.add(book.venue)
+                self.ctx.place_order(book.venue, book.symbol, "buy", "market", "0.1")
+
+        def on_fill(self, fill):
+            self.fills.append(fill)
+
+    s = TwoLegs()
+    e = engine(s)
+    x, y = new_book("x"), OrderBook("y", "A-B", 1, 4)
+    y.synced = True
+    e.on_book(set_book(x, 1_000 * MS, 10_000, 10_010))  # 100.00 / 100.10
+    e.on_book(set_book(y, 1_001 * MS, 3_000, 3_001))  # 300.0 / 300.1
+    e.finish()
+    ids = [o.id for b in e.brokers.values() for o in b.orders]
+    assert len(set(ids)) == 2
+    assert sorted((f.venue, f.price) for f in s.fills) == [("x", Decimal("100.10")), ("y", Decimal("300.1"))]
+    assert e.account("y").balances["B"] == Decimal(10000) - Decimal("30.01") - Decimal("30.01") * Decimal("0.002")

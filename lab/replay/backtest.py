@@ -216,7 +216,8 @@ class Engine:
                 start = {k: Decimal(v) for k, v in type(self.strategy).balances.items()}
             account = Account(balances=dict(start), margin=m.margin)
             b = PaperBroker(venue, validator=self.validator, root=None, session=self.session, latency=m.latency, queue=m.queue, fees=fees,
-                            account=account, partial_fills=m.partial_fills, clock="book")
+                            account=account, partial_fills=m.partial_fills, clock="book",
+                            id_prefix=f"{venue}:")  # ids unique across the run's venues
             b.starting = dict(start)  # what the equity's starting point is valued from
             self.brokers[venue] = b
         return b
@@ -360,11 +361,16 @@ class Engine:
 
     # -- results --------------------------------------------------------------------------------
     def totals(self) -> list[tuple[int, Decimal]]:
-        """The total equity per sample time (the sum over venues, each at its last value)."""
+        """The total equity per sample time (the sum over venues, each at its last value), from
+        the first sample at which every venue of the run has a value: a venue whose first book
+        comes later must not enter the series as a jump of its whole account."""
+        venues = {v for _, v, _ in self.equity_rows}
         last: dict[str, Decimal] = {}
         out: list[tuple[int, Decimal]] = []
         for ns, venue, eq in self.equity_rows:
             last[venue] = eq
+            if len(last) < len(venues):
+                continue
             total = sum(last.values(), Decimal(0))
             if out and out[-1][0] == ns:
                 out[-1] = (ns, total)

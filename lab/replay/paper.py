@@ -105,6 +105,7 @@ class PaperBroker:
     account: Account | None = None  # None: no balance checks
     partial_fills: bool = True
     clock: str = "wall"  # wall | book
+    id_prefix: str = ""  # set where several brokers share a session (a backtest: one per venue)
 
     def __post_init__(self):
         if self.clock not in ("wall", "book"):
@@ -140,7 +141,7 @@ class PaperBroker:
         pp, ap = book.price_precision, book.amount_precision
         created = self.now()
         order = PaperOrder(
-            id=f"P{self.session[-6:]}-{next(self._ids):06d}", venue=self.venue, symbol=book.symbol, venue_symbol=venue_symbol,
+            id=f"{self.id_prefix}P{self.session[-6:]}-{next(self._ids):06d}", venue=self.venue, symbol=book.symbol, venue_symbol=venue_symbol,
             side=side, ordertype=ordertype, volume=parse_fixed(str(volume), ap),
             price=None if price is None else parse_fixed(str(price), pp), price_precision=pp, amount_precision=ap,
             created_ns=created, post_only=post_only, tif=tif, arrival_ns=created + self.latency.entry(book),
