@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import threading
 import time
 from typing import Callable
@@ -17,6 +16,7 @@ import aiohttp
 from lab.core.errors import VenueError  # noqa: F401  (raised here, caught by callers)
 from lab.core.model import RawRow
 from lab.net import websocket
+from lab.net.backoff import Backoff, retry_after_from
 from lab.venues.contract import Venue
 from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
 from lab.core.model import Instrument
@@ -41,6 +41,7 @@ class FeedClient:
         first_attempts: int = 0,
         stall_timeout: float | None = None,
         max_message: int | None = None,
+        max_connection_age: float | None = None,
     ):
         self.venue = venue
         self.symbols = list(symbols)
@@ -50,6 +51,9 @@ class FeedClient:
         self.depth = depth
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # the reconnect loop's backoff (lab.net.backoff): `backoff.attempt` = failed attempts in a row
+        self.backoff = Backoff(backoff_initial, backoff_max, reset_after=10.0)
+        self._rest_headers: dict = {}
         # app-level pings (venues with `ping_frame`): after `ping_idle` s without a frame, one
         # ping per `ping_idle`; nothing for `ping_timeout` s more closes the connection
         self.ping_idle = ping_idle if ping_idle is not None else venue.ping_idle
@@ -62,6 +66,10 @@ class FeedClient:
         self.stall_timeout = stall_timeout if stall_timeout is not None else venue.stall_timeout
         # one message's total size (all fragments); larger = an event and a reconnect
         self.max_message = max_message or venue.max_message or websocket.MAX_MESSAGE
+        # the venue closes connections older than this: reconnect (a note event) before it does
+        self.max_connection_age = max_connection_age if max_connection_age is not None else venue.max_connection_age
+        self.aged_reconnects = 0
+        self._aged = False
         self.stalls = 0
         self.too_large = 0
         self.last_failure = ""
@@ -105,6 +113,7 @@ class FeedClient:
             async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 body = await resp.read()
                 status = resp.status
+                self._rest_headers = dict(resp.headers)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self.note("rest_failed", f"GET {path}: {type(exc).__name__}: {exc}", symbol)
             return 0, b""
@@ -112,12 +121,15 @@ class FeedClient:
         return status, body
 
     async def fetch_instruments(self) -> list[Instrument]:
-        for attempt in range(6):
+        # rate limited (the venue's body hook, or Retry-After on 429/418/503): back off, retry
+        retry = Backoff(0.5, 10.0, max_attempts=5, reset_after=None)
+        while True:
             status, body = await self.rest_get(self.venue.instruments_path)
             wait = self.venue.retry_after(status, body)
-            if wait is None or attempt == 5:
+            header_wait = retry_after_from(status, self._rest_headers)
+            if (wait is None and header_wait is None) or retry.exhausted:
                 break
-            await asyncio.sleep(wait * (1 + random.random()))  # rate limited: back off, retry
+            await asyncio.sleep(retry.delay_for(status, self._rest_headers, wait))
         if status != 200:
             raise VenueError(f"{self.venue.name}: instruments request to {self.rest_url} failed (HTTP {status or 'unreachable'})")
         return self.venue.parse_instruments(body)
@@ -144,15 +156,14 @@ class FeedClient:
                 self._send_frames(self._ws, self._ws_conn, frames(symbol, self.depth))
 
     async def _fetch_snapshot(self, symbol: str) -> None:
-        delay = 0.05
-        for _ in range(20):
-            status, _ = await self.rest_get(self.venue.depth_path(symbol), symbol)
-            if status == 200:
+        retry = Backoff(0.1, 5.0, max_attempts=20, reset_after=None)
+        while not retry.exhausted:
+            status, body = await self.rest_get(self.venue.depth_path(symbol), symbol)
+            if status == 200 and self.venue.retry_after(status, body) is None:
                 return
             if status == 404:
                 return  # the normalizer has recorded the venue's answer
-            await asyncio.sleep(delay * random.random() + delay)
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(retry.delay_for(status, self._rest_headers, self.venue.retry_after(status, body)))
 
     # -- WebSocket ----------------------------------------------------------------------------
     def _send_frames(self, ws, conn, frames: list[bytes]) -> None:
@@ -166,12 +177,12 @@ class FeedClient:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = stop
-        backoff = self.backoff_initial
+        self.backoff = backoff = Backoff(self.backoff_initial, self.backoff_max, reset_after=10.0,
+                                         rng=self.backoff.rng, clock=self.backoff.clock)
         attempts = 0
         async with aiohttp.ClientSession(headers={"User-Agent": "lab-recorder/0.1"}) as http:
             self._http = http
             while not stop.is_set():
-                started = time.monotonic()
                 await self._connection(http, stop)
                 attempts += 1
                 if stop.is_set():
@@ -183,10 +194,11 @@ class FeedClient:
                     raise VenueError(
                         f"no data from the WebSocket {self.ws_url} after {attempts} attempts: {self.last_failure or 'closed without a frame'}"
                     )
-                if time.monotonic() - started > 10:
-                    backoff = self.backoff_initial
-                delay = random.uniform(0, backoff)  # full jitter
-                backoff = min(backoff * 2, self.backoff_max)
+                if self._aged:  # a planned reconnect before the venue's maximum age: no wait
+                    self._aged = False
+                    backoff.reset()
+                    continue
+                delay = backoff.next_delay()  # full jitter; attempt 0 again after 10 s connected
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 except asyncio.TimeoutError:
@@ -209,6 +221,7 @@ class FeedClient:
         self._ws = ws
         self._ws_conn = (conn_id, conn_seq)
         self.connections += 1
+        self.backoff.healthy()
         stamp = self.stamp
         stamp(conn_id, next(conn_seq), "open", "ws", None, self.ws_url.encode())
 
@@ -227,10 +240,13 @@ class FeedClient:
             pinger = asyncio.ensure_future(self._pinger(ws, (conn_id, conn_seq)))
         if self.stall_timeout:
             watchdog = asyncio.ensure_future(self._watchdog(ws, float(self.stall_timeout)))
+        ager = None
+        if self.max_connection_age:
+            ager = asyncio.ensure_future(self._ager(ws, float(self.max_connection_age)))
         try:
             reason = await ws.closed
         finally:
-            for task in (pinger, watchdog):
+            for task in (pinger, watchdog, ager):
                 if task is not None:
                     task.cancel()
         if ws.too_large is not None:
@@ -241,6 +257,23 @@ class FeedClient:
         self._ws = None
         self.last_failure = f"connected, then {reason}"
         stamp(conn_id, next(conn_seq), "close", "ws", None, reason.encode())
+
+    async def _ager(self, ws, max_age: float) -> None:
+        """Reconnect before the venue's maximum connection age (at 90 %, at most 5 min early):
+        a note event, a close, and the run loop reconnects at once (no backoff). The reconnect
+        resubscribes and resyncs like any other (break-before-make: a short gap, noted)."""
+        after = max(max_age * 0.9, max_age - 300.0)
+        await asyncio.sleep(after)
+        if ws.closed.done():
+            return
+        self.aged_reconnects += 1
+        self._aged = True
+        self.note("max_age_reconnect", f"connection open {after:g}s (venue maximum {max_age:g}s); reconnecting before the venue closes it")
+        ws.close()
+        try:  # a venue that does not answer the CLOSE is cut
+            await asyncio.wait_for(asyncio.shield(ws.closed), 3.0)
+        except asyncio.TimeoutError:
+            ws.abort()
 
     async def _watchdog(self, ws, timeout: float) -> None:
         """Stall detection: subscribed and nothing at all received for `timeout` s (heartbeats
