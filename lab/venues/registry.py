@@ -14,6 +14,7 @@ from lab.venues.contract import Venue
 ADAPTERS = {
     "mock": "lab.venues.mock.adapter:MockVenue",
     "kraken": "lab.venues.kraken.adapter:KrakenV1",
+    "binance": "lab.venues.binance.adapter:BinanceSpot",
 }
 
 

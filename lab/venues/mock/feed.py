@@ -13,7 +13,7 @@ import orjson
 from lab.core.model import RawRow
 from lab.core.events import REQUEST_SNAPSHOT
 from lab.core.model import Instrument, wire_instrument
-from lab.sync.normalizer import Normalizer
+from lab.sync.buffered import BufferedDiffNormalizer
 from lab.rust_book import parse_fixed
 
 
@@ -92,31 +92,35 @@ def check_book_message(inst: Instrument, msg: dict, what: str = "delta") -> None
     _check_levels(inst, msg.get("asks"), f"{what} asks")
 
 
-class MockNormalizer(Normalizer):
+class MockNormalizer(BufferedDiffNormalizer):
+    """The shared buffered-diff strategy (lab/sync/buffered.py) with one seq per message
+    (`first_seq == last_seq == seq`): Binance's rules then read "drop seq <= snapshot seq, the
+    first kept delta is snapshot seq + 1, then seq + 1", the mock's own. Every delta carries a
+    checksum, verified as it is applied; the mock's books are never checked for crossing."""
+
     venue = VENUE
     checksum_kind = "mock"
+    check_crossed = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.buffers: dict[str, list[tuple[RawRow, dict]]] = {}
         self.last_trade_id: dict[str, int] = {}
 
-    # -- helpers ------------------------------------------------------------------------------
-    def _levels(self, inst: Instrument, bids: list, asks: list) -> list[tuple[int, int, int]]:
-        pp, ap = inst.price_precision, inst.amount_precision
-        out = [(0, parse_fixed(p, pp), parse_fixed(a, ap)) for p, a in bids]
-        out.extend((1, parse_fixed(p, pp), parse_fixed(a, ap)) for p, a in asks)
-        return out
+    # -- the events' texts, as the mock words them -------------------------------------------------
+    def describe_gap(self, book, expected: str, first_seq: int, last_seq: int) -> str:
+        return f"expected seq {book.seq + 1}, got {first_seq}"
 
-    def _unsync(self, row: RawRow, symbol: str, kind: str, detail: str) -> None:
-        book = self.books[symbol]
-        if kind:
-            self.event(row, kind, symbol, detail)
-        book.synced = False
-        self.buffers[symbol] = []
-        self.stats["resyncs"] += 1
-        self.event(row, "resync", symbol, "requesting a REST snapshot")
-        self.request(REQUEST_SNAPSHOT, symbol)
+    def describe_buffer_gap(self, prev_last: int, first_seq: int, dropped: int) -> str:
+        return f"while buffering: expected seq {prev_last + 1}, got {first_seq}; {dropped} buffered deltas dropped"
+
+    def describe_stale(self, snapshot_id: int, first_buffered: int) -> str:
+        return f"snapshot seq {snapshot_id}, first buffered delta {first_buffered}"
+
+    def describe_snapshot(self, snapshot_id: int, bids: list, asks: list, applied: int) -> str:
+        return f"seq {snapshot_id}, {applied} buffered deltas applied"
+
+    def describe_checksum(self, book, first_seq: int, last_seq: int, checksum, snapshot: bool) -> str:
+        return f"{'snapshot seq' if snapshot else 'seq'} {last_seq}: venue {checksum}, local {book.checksum()}"
 
     def symbol_of(self, row: RawRow) -> str | None:
         if row.kind in ("recv", "rest"):
@@ -128,29 +132,8 @@ class MockNormalizer(Normalizer):
                 return msg["symbol"]
         return row.symbol
 
-    def resync_book(self, row: RawRow, symbol: str) -> None:
-        self._unsync(row, symbol, "", "")
-
-    def _apply_delta(self, row: RawRow, inst: Instrument, msg: dict, local_ts: int) -> bool:
-        """Apply one synced delta; False (and an unsync) when it cannot be applied exactly."""
-        symbol = inst.venue_symbol
-        book = self.books[symbol]
-        seq = msg["seq"]
-        if seq <= book.seq:
-            return True  # already in the snapshot
-        if seq != book.seq + 1:
-            self.stats["gaps"] += 1
-            self._unsync(row, symbol, "gap", f"expected seq {book.seq + 1}, got {seq}")
-            self.buffers[symbol].append((row, msg))
-            return False
-        checksum = msg.get("checksum")
-        if not self.apply_wire(
-            inst, book, msg["bids"], msg["asks"], msg["timestamp"], local_ts, row.rec_id, seq, seq, checksum, False
-        ):
-            self.stats["checksum_mismatches"] += 1
-            self._unsync(row, symbol, "checksum_mismatch", f"seq {seq}: venue {checksum}, local {book.checksum()}")
-            return False
-        return True
+    def _unsync(self, row: RawRow, symbol: str, kind: str, detail: str) -> None:
+        self.unsync(row, symbol, kind, detail)
 
     # -- input --------------------------------------------------------------------------------
     def _feed(self, row: RawRow) -> None:
@@ -168,14 +151,10 @@ class MockNormalizer(Normalizer):
                 self.request(REQUEST_SNAPSHOT, row.symbol)
         elif kind == "open":
             self.event(row, "connect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
-            for symbol, book in self.books.items():
-                book.synced = False
-                self.buffers[symbol] = []
+            self.reset_all()
         elif kind == "close":
             self.event(row, "disconnect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
-            for symbol, book in self.books.items():
-                book.synced = False
-                self.buffers[symbol] = []
+            self.reset_all()
         elif kind == "send":
             try:
                 msg = orjson.loads(row.payload)
@@ -240,25 +219,11 @@ class MockNormalizer(Normalizer):
         if inst is None:
             self.event(row, "unknown_symbol", None, f"book message for {symbol!r}")
             return
-        book = self.books[symbol]
         # Checked before buffering, so a bad delta is a malformed event and a resync now (the
         # sequence is broken there) rather than a failure when the snapshot arrives.
         check_book_message(inst, msg)
-        if not book.synced:
-            buffer = self.buffers.setdefault(symbol, [])
-            if buffer and msg["seq"] != buffer[-1][1]["seq"] + 1:
-                # The buffer itself has a hole (or one bogus seq in it): no snapshot could ever
-                # be bridged to its first delta, so it restarts here and a fresh snapshot is asked.
-                self.stats["gaps"] += 1
-                self.event(row, "gap", symbol, f"while buffering: expected seq {buffer[-1][1]['seq'] + 1}, got {msg['seq']}; "
-                                               f"{len(buffer)} buffered deltas dropped")
-                buffer.clear()
-                self.stats["resyncs"] += 1  # every gap is followed by its resync, here too
-                self.event(row, "resync", symbol, "requesting a REST snapshot")
-                self.request(REQUEST_SNAPSHOT, symbol)
-            buffer.append((row, msg))
-            return
-        self._apply_delta(row, inst, msg, row.local_ts)
+        seq = msg["seq"]
+        self.on_diff(row, inst, seq, seq, msg["timestamp"], msg["bids"], msg["asks"], msg.get("checksum"))
 
     def _on_snapshot(self, row: RawRow) -> None:
         try:
@@ -270,40 +235,13 @@ class MockNormalizer(Normalizer):
                 raise ValueError(f"symbol {str(symbol)[:40]!r} is not a string")
             inst = self.instruments[symbol]
             check_book_message(inst, snap, "snapshot")  # validate here: a bad snapshot is malformed
-            seq, checksum = snap["seq"], snap.get("checksum")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             known = row.symbol if row.symbol in self.books else None
             self.malformed(row, known, f"depth snapshot: {type(exc).__name__}: {exc}")
             if known is not None:
                 self.request(REQUEST_SNAPSHOT, known)
             return
-        book = self.books[symbol]
-        if book.synced:
-            return  # a late answer to a request already satisfied
-        buffered = [(r, m) for r, m in self.buffers.get(symbol, []) if m["seq"] > seq]
-        if buffered and buffered[0][1]["seq"] != seq + 1:
-            self.event(row, "stale_snapshot", symbol, f"snapshot seq {seq}, first buffered delta {buffered[0][1]['seq']}")
-            self.request(REQUEST_SNAPSHOT, symbol)
-            return
-        book.synced = True  # so the snapshot's on_book call sees a synced book, as before
-        if not self.apply_wire(
-            inst, book, snap["bids"], snap["asks"], snap["timestamp"], row.local_ts, row.rec_id, seq, seq, checksum, True
-        ):
-            book.synced = False
-            self.stats["checksum_mismatches"] += 1
-            self.event(row, "checksum_mismatch", symbol, f"snapshot seq {seq}: venue {checksum}, local {book.checksum()}")
-            book.clear()
-            self.stats["resyncs"] += 1
-            self.event(row, "resync", symbol, "requesting a REST snapshot")
-            self.request(REQUEST_SNAPSHOT, symbol)
-            return
-        book.seq = seq
-        self.event(row, "snapshot", symbol, f"seq {seq}, {len(buffered)} buffered deltas applied")
-        self.buffers[symbol] = []
-        for brow, msg in buffered:
-            # A delta buffered before its snapshot takes effect when the snapshot does.
-            if not self._apply_delta(brow, inst, msg, row.local_ts):
-                break
+        self.on_snapshot(row, inst, snap["seq"], snap["timestamp"], snap["bids"], snap["asks"], snap.get("checksum"))
 
     def _on_trade(self, row: RawRow, msg: dict) -> None:
         symbol = msg["symbol"]

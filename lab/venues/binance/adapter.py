@@ -1,0 +1,65 @@
+"""Binance spot's adapter (lab.venues.contract): endpoints, SUBSCRIBE frames, sync rules.
+
+Symbols: `BTCUSDT` as Binance spells it, `BTC-USDT` canonical, both accepted case-insensitively
+(`resolve_symbols`). The normalizer is `feed.BinanceNormalizer` on lab/sync/buffered.py.
+"""
+from __future__ import annotations
+
+from lab.venues.binance import feed
+from lab.venues.binance import protocol as P
+from lab.venues.contract import Venue
+
+
+class BinanceSpot(Venue):
+    name = P.VENUE
+    default_rest_url = P.DEFAULT_REST_URL
+    default_ws_url = P.DEFAULT_WS_URL
+    simulator = "lab.venues.binance.sim:BinanceVenue"
+    instruments_path = P.INSTRUMENTS_PATH
+    # spot, regular user, entry tier: 0.10% maker and taker
+    fees = ("0.0010", "0.0010")
+    # the server pings every 20 s (answered by the WebSocket client); diffs every 100 ms
+    stall_timeout = 30.0
+    max_connection_age = P.MAX_CONNECTION_AGE
+    max_streams_per_connection = P.MAX_STREAMS // 2  # two streams (depth, trade) per symbol
+    sequence_scope = "symbol"
+
+    def depth_path(self, symbol: str) -> str:
+        return f"{P.DEPTH_PATH}?symbol={P.venue_symbol(symbol)}&limit={P.SNAPSHOT_LIMIT}"
+
+    def subscribe_frames(self, symbols: list[str], depth: int = 0) -> list[bytes]:
+        return [P.subscribe_frame(symbols, 1)]
+
+    def parse_instruments(self, payload: bytes):
+        return P.parse_exchange_info(payload)
+
+    def normalizer(self, **kwargs):
+        return feed.BinanceNormalizer(**kwargs)
+
+    def retry_after(self, status: int, body: bytes) -> float | None:
+        """429 (`-1003 TOO_MANY_REQUESTS`) and 418 (banned): back off (the transport reads
+        `Retry-After` where it is sent; this is the fallback)."""
+        if status in (429, 418):
+            return 60.0 if status == 418 else 1.0
+        if status >= 400 and b"-1003" in body[:200]:
+            return 1.0
+        return None
+
+    def resolve_symbols(self, symbols: list[str], instruments) -> list[str]:
+        """`BTC-USDT`, `btcusdt`, `BTC/USDT` -> `BTCUSDT` (when exchangeInfo lists it)."""
+        known = {i.venue_symbol for i in instruments}
+        by_canon = {i.symbol.upper(): i.venue_symbol for i in instruments}
+        out = []
+        for s in symbols:
+            v = P.venue_symbol(s)
+            out.append(v if v in known else by_canon.get(s.upper(), s))
+        return list(dict.fromkeys(out))
+
+    def trade_ids_sequential(self, symbol: str, ids: list[str]) -> bool:
+        return all(i.isdigit() for i in ids)  # `t` counts up by one per symbol
+
+    def describe(self) -> dict:
+        return {"symbols": "fetched from exchangeInfo at record time",
+                "streams": "<sym>@depth@100ms and <sym>@trade, SUBSCRIBE on /ws or /stream",
+                "snapshot": f"{P.DEPTH_PATH}?limit={P.SNAPSHOT_LIMIT} (weight {P.depth_weight(P.SNAPSHOT_LIMIT)})"}
+

@@ -1,0 +1,166 @@
+"""Binance spot normalizer: frames and REST answers in, book / trade rows and events out, on the
+shared buffered-diff strategy (lab/sync/buffered.py) with Binance's own rules (its defaults).
+
+Book rows carry `first_seq = U`, `last_seq = u` (a snapshot: both `lastUpdateId`). A snapshot is
+requested when the first diff of an unsynced book is buffered (Binance: "buffer, note U, then GET
+depth"), so the snapshot is never older than the stream it must bridge unless the venue lags.
+Trades are deduplicated by Binance's trade id; a hole in the ids is a `trade_gap` event.
+"""
+from __future__ import annotations
+
+import orjson
+
+from lab.core.events import REQUEST_SNAPSHOT
+from lab.core.model import Instrument, RawRow
+from lab.sync.buffered import BufferedDiffNormalizer
+from lab.venues.binance import protocol as P
+
+MS = 1_000_000  # Binance times are milliseconds; lab's are nanoseconds
+
+
+class BinanceNormalizer(BufferedDiffNormalizer):
+    venue = P.VENUE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_trade_id: dict[str, int] = {}
+        self.requested: set[str] = set()
+
+    def symbol_of(self, row: RawRow) -> str | None:
+        if row.kind == "recv":
+            try:
+                msg = P.unwrap(orjson.loads(row.payload))
+            except orjson.JSONDecodeError:
+                return None
+            if isinstance(msg, dict) and isinstance(msg.get("s"), str):
+                return msg["s"]
+        return row.symbol
+
+    def unsync(self, row, symbol, kind="", detail=""):
+        self.requested.add(symbol)
+        super().unsync(row, symbol, kind, detail)
+
+    # -- input --------------------------------------------------------------------------------
+    def _feed(self, row: RawRow) -> None:
+        kind = row.kind
+        if kind == "recv":
+            self._on_frame(row)
+        elif kind == "rest":
+            if row.channel.startswith(P.INSTRUMENTS_PATH):
+                self._on_instruments(row)
+            elif row.channel.startswith(P.DEPTH_PATH):
+                self._on_snapshot(row)
+        elif kind == "rest_error":
+            self.event(row, "rest_error", row.symbol, f"{row.channel}: {row.payload[:200].decode(errors='replace')}")
+            if row.symbol in self.books and row.channel.startswith(P.DEPTH_PATH):
+                self.request(REQUEST_SNAPSHOT, row.symbol)
+        elif kind in ("open", "close"):
+            what = "connect" if kind == "open" else "disconnect"
+            self.event(row, what, None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
+            self.reset_all()
+            self.requested.clear()
+        elif kind == "send":
+            try:
+                msg = orjson.loads(row.payload)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(msg, dict) and msg.get("method") in ("SUBSCRIBE", "UNSUBSCRIBE"):
+                self.event(row, "subscribe", None, row.payload.decode(errors="replace"))
+        elif kind == "note":
+            self.note_event(row)
+
+    def _on_instruments(self, row: RawRow) -> None:
+        try:
+            doc = orjson.loads(row.payload)
+            items = doc.get("symbols") if isinstance(doc, dict) else None
+            if not isinstance(items, list):
+                raise ValueError("no list of symbols")
+        except ValueError as exc:
+            self.malformed(row, None, f"exchangeInfo: {exc}")
+            return
+        for item in items:  # one bad entry does not hide the others
+            try:
+                inst = P.instrument(item)
+            except ValueError as exc:
+                self.malformed(row, None, f"exchangeInfo: {exc}")
+                continue
+            self.add_instrument(inst, row)
+
+    def _on_frame(self, row: RawRow) -> None:
+        try:
+            msg = P.unwrap(orjson.loads(row.payload))
+        except orjson.JSONDecodeError as exc:
+            self.malformed(row, None, f"JSONDecodeError: {exc}")
+            return
+        if not isinstance(msg, dict):
+            self.malformed(row, None, "frame is not an object")
+            return
+        etype = msg.get("e")
+        if etype is None:
+            if "result" in msg and "id" in msg:
+                return  # {"result": null, "id": N}: a SUBSCRIBE acknowledged
+            if "code" in msg:
+                self.event(row, "venue_error", None, str(msg.get("msg"))[:200])
+                return
+            self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
+            return
+        if etype == "serverShutdown":
+            self.event(row, "server_shutdown", None, "the venue will close this connection")
+            return
+        if etype not in ("depthUpdate", "trade"):
+            self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
+            return
+        symbol = msg.get("s")
+        if not isinstance(symbol, str):
+            self.malformed(row, None, f"{etype}: symbol {str(symbol)[:40]!r} is not a string")
+            return
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            self.event(row, "unknown_symbol", None, f"{etype} for {symbol[:40]!r}")
+            return
+        try:
+            if etype == "depthUpdate":
+                U, u, E = P.check_diff(msg, inst.price_precision, inst.amount_precision)
+            else:
+                self._on_trade(row, inst, msg)
+                return
+        except (ValueError, TypeError, OverflowError) as exc:
+            self.malformed(row, symbol, f"{etype}: {type(exc).__name__}: {exc}")
+            if etype == "depthUpdate":
+                self.unsync(row, symbol)  # the id sequence is broken here
+            return
+        book = self.books[symbol]
+        if not book.synced and not self.buffers.get(symbol) and symbol not in self.requested:
+            self.requested.add(symbol)
+            self.request(REQUEST_SNAPSHOT, symbol)
+        self.on_diff(row, inst, U, u, E * MS, msg["b"], msg["a"])
+
+    def _on_snapshot(self, row: RawRow) -> None:
+        symbol = row.symbol
+        inst = self.instruments.get(symbol) if isinstance(symbol, str) else None
+        if inst is None:
+            self.malformed(row, None, f"depth snapshot for unknown symbol {str(symbol)[:40]!r}")
+            return
+        try:
+            snap = orjson.loads(row.payload)
+            lid = P.check_snapshot(snap, inst.price_precision, inst.amount_precision)
+        except (ValueError, TypeError, OverflowError) as exc:
+            self.malformed(row, symbol, f"depth snapshot: {type(exc).__name__}: {exc}")
+            self.request(REQUEST_SNAPSHOT, symbol)
+            return
+        self.requested.discard(symbol)
+        self.on_snapshot(row, inst, lid, row.local_ts, snap["bids"], snap["asks"])
+
+    def _on_trade(self, row: RawRow, inst: Instrument, msg: dict) -> None:
+        t, T, side, price, qty = P.parse_trade(msg, inst.price_precision, inst.amount_precision)
+        symbol = inst.venue_symbol
+        last = self.last_trade_id.get(symbol)
+        if last is not None and t <= last:
+            return  # a duplicate after a reconnect
+        if last is not None and t != last + 1:
+            self.event(row, "trade_gap", symbol, f"trade ids {last + 1}..{t - 1} missing")
+        self.last_trade_id[symbol] = t
+        self.emit_trade(inst, row, T * MS, str(t), side, price, qty)
+
+
+Normalizer = BinanceNormalizer
