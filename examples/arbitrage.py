@@ -1,15 +1,17 @@
 """Cross-venue arbitrage, the original lab's purpose: buy where it is cheap, sell where it is
 dear, only when the edge beats both venues' taker fees plus a margin for the latency.
 
-    lab backtest examples/arbitrage.py CAPTURE --param a=mock:BTC-USD --param b=kraken:XBT-USD --latency 20ms --plot arb.png
+    lab backtest examples/arbitrage.py CAPTURE --param a=mock:BTC-USD --param b=binance:BTC-USDT --latency 20ms --plot arb.png
 
 Each leg is an immediate-or-cancel limit order at the price seen, so a book that moved during
 the entry latency leaves the leg unfilled rather than filled at a worse price. Inventory is
 held on both venues (see `balances`); a leg that fails leaves a position the next opposite
-signal unwinds. Params: a, b (VENUE:SYMBOL; default: the first two streams of the capture),
+signal unwinds. Equity marks each venue's inventory at that venue's own mid, so an edge that
+stays open (on lab's simulators the venues walk independently: mock BTC-USD starts at 60000,
+binance BTCUSDT at 61686) shows as fees until the prices meet; USD and USDT count at par. Params: a, b (VENUE:SYMBOL; default: the first two streams of the capture),
 size (base units), min_edge_bps (beyond fees), cooldown_ms.
 """
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from lab.replay.backtest import Strategy
 
@@ -53,7 +55,9 @@ class Arbitrage(Strategy):
             proceeds = bid[0] * (1 - self._taker(sell_v))
             if proceeds <= cost:
                 continue
-            size = min(self.size, ask[1], bid[1])
+            # a lot both venues accept: the coarser of the two amount precisions, rounded down
+            lot = Decimal(1).scaleb(-min(ba.amount_precision, bb.amount_precision))
+            size = min(self.size, ask[1], bid[1]).quantize(lot, rounding=ROUND_DOWN)
             if size <= 0 or ctx.available(sell_v, _base(sell_s)) < size:
                 continue
             self.signals += 1

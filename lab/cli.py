@@ -939,7 +939,7 @@ def _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url
 
 @main.command(short_help="Run a strategy on a capture with latency, queue and fee models.",
               epilog=_examples("lab backtest examples/market_maker.py captures --symbol BTC-USD --queue conservative --latency 5ms",
-                               "lab backtest examples/arbitrage.py captures --param a=mock:BTC-USD --param b=kraken:XBT-USD --json --plot arb.png",
+                               "lab backtest examples/arbitrage.py captures --param a=mock:BTC-USD --param b=binance:BTC-USDT --json --plot arb.png",
                                "lab query --root backtests/LATEST \"SELECT side, count(*), sum(fee) FROM fills GROUP BY side\""))
 @click.argument("strategy_file", type=click.Path(dir_okay=False))
 @click.argument("path", type=click.Path())

@@ -268,3 +268,15 @@ def test_orders_on_two_venues_keep_their_own_ids_precisions_and_accounts():
     assert len(set(ids)) == 2
     assert sorted((f.venue, f.price) for f in s.fills) == [("x", Decimal("100.10")), ("y", Decimal("300.1"))]
     assert e.account("y").balances["B"] == Decimal(10000) - Decimal("30.01") - Decimal("30.01") * Decimal("0.002")
+
+
+def test_a_strategy_that_raises_ends_the_run_with_one_line_naming_its_file_and_time(capture, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from lab.replay.backtest import Strategy\n"
+                   "class Bad(Strategy):\n"
+                   "    def on_book(self, book):\n"
+                   "        self.ctx.place_order(book.venue, book.symbol, 'buy', 'market', '0.000000001')\n")
+    proc = lab("backtest", bad, capture, "--out", tmp_path / "r", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "Bad failed at 20" in line and "bad.py:4" in line and "precision" in line, line

@@ -567,6 +567,16 @@ def parse_fees(items) -> tuple[FeeSchedule | None, dict[str, FeeSchedule]]:
     return default, per
 
 
+def _strategy_error(strategy: Strategy, engine: "Engine", exc: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if f.filename == inspect.getsourcefile(type(strategy))] or frames[-1:]
+    where = f" ({os.path.basename(mine[-1].filename)}:{mine[-1].lineno})" if mine else ""
+    at = format_ns(engine.now) if engine.now else "the start"
+    return f"{type(strategy).__name__} failed at {at}{where}: {type(exc).__name__}: {exc}"
+
+
 def venue_fees(venue: str) -> FeeSchedule:
     """The venue's public schedule (its adapter's `fees`); zero for a venue lab does not know."""
     from lab.core.errors import UnknownVenue
@@ -591,7 +601,12 @@ def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, sym
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s
     conn.start_stream("*", engine.on_book, engine.on_trade)
-    conn.run()
+    try:
+        conn.run()
+    except BacktestError:
+        raise
+    except Exception as exc:  # the strategy's own error: where it was, in one line
+        raise BacktestError(_strategy_error(strategy, engine, exc)) from exc
     engine.replay_summary = conn.summary
     engine.finish()
     return engine
