@@ -136,20 +136,24 @@ class Context:
         return [o for b in self._engine.brokers.values() for o in b.orders
                 if o.live and (venue is None or o.venue == venue) and (sym is None or o.symbol == sym)]
 
+    # Balances and positions are what the strategy has heard: a fill moves them when its report
+    # arrives (fill time + response latency), as a venue's private feed would.
     def position(self, venue: str, symbol: str) -> Decimal:
         """The base-currency balance of `symbol`'s account at `venue`."""
         base, _ = split_symbol(symbol_key(symbol))
-        return self._engine.account(venue).balances.get(base, Decimal(0))
+        return self.balance(venue, base)
 
     def balance(self, venue: str, asset: str) -> Decimal:
-        return self._engine.account(venue).balances.get(asset, Decimal(0))
+        self._engine.broker(venue)
+        return self._engine.heard[venue].get(asset, Decimal(0))
 
     def available(self, venue: str, asset: str) -> Decimal:
         """What is left of `asset` after open orders' reservations."""
-        return self._engine.account(venue).available(asset)
+        return self.balance(venue, asset) - self._engine.account(venue).reserved.get(asset, Decimal(0))
 
     def balances(self, venue: str) -> dict[str, Decimal]:
-        return dict(self._engine.account(venue).balances)
+        self._engine.broker(venue)
+        return dict(self._engine.heard[venue])
 
     def fees(self, venue: str) -> FeeSchedule:
         """The maker/taker schedule this run charges at `venue`."""
@@ -192,6 +196,7 @@ class Engine:
         self.venue_symbols: dict[tuple[str, str], str] = {}
         self.brokers: dict[str, PaperBroker] = {}
         self.orders_by_id: dict[str, PaperOrder] = {}
+        self.heard: dict[str, dict[str, Decimal]] = {}  # venue -> balances as the strategy knows them
         self.log: list[tuple[int, str]] = []
         self.ctx = Context(self)
         self._next_sample: int | None = None
@@ -219,6 +224,7 @@ class Engine:
                             account=account, partial_fills=m.partial_fills, clock="book",
                             id_prefix=f"{venue}:")  # ids unique across the run's venues
             b.starting = dict(start)  # what the equity's starting point is valued from
+            self.heard[venue] = dict(start)
             self.brokers[venue] = b
         return b
 
@@ -255,25 +261,59 @@ class Engine:
         self.strategy.ctx = self.ctx
         self.strategy.on_start(self.ctx)
 
-    def _advance(self, now: int) -> None:
-        """Time moves to `now`: timers that fell due fire, then fills the strategy hears of."""
+    def before(self, now: int, venue: str, symbol: str) -> None:
+        """The replay is about to apply a message (or deliver a trade) of (venue, symbol) stamped
+        `now`: what falls before it happens on the books as they are, i.e. timers due before
+        `now` fire and orders that reached the venue before it arrive, before the message."""
+        with self.lock:
+            if not self.started:
+                return
+            self._advance(now, strict=True)
+            broker, book = self.brokers.get(venue), self.books.get((venue, symbol))
+            if broker is not None and book is not None:
+                broker.arrive_before(book, now)
+                self._deliver(now)
+
+    def _advance(self, now: int, strict: bool = False) -> None:
+        """Time moves to `now`: timers that fell due fire (those at `now` too unless `strict`),
+        each after the orders that reached the venue before it, then fills the strategy hears of."""
         if not self.started:
             self._begin(now)
-        while self._next_timer is not None and self._next_timer <= now:
+        while self._next_timer is not None and (self._next_timer < now or not strict and self._next_timer == now):
             t = self._next_timer
             self._next_timer += int(self.strategy.timer_interval)
             self.now = t
+            self._arrivals(t)
             self._deliver(t)
             self.strategy.on_timer(t)
         self.now = now
         self._deliver(now)
 
+    def _arrivals(self, t: int) -> None:
+        for (venue, _), book in self.books.items():
+            broker = self.brokers.get(venue)
+            if broker is not None and broker._live.get(book.symbol):
+                broker.arrive_before(book, t)
+
     def _deliver(self, now: int) -> None:
         for venue, broker in self.brokers.items():
             for f in broker.due(now):
+                self._hear(venue, f)
                 sf = self._strategy_fill(venue, f)
                 self.fill_marks.append(sf)
                 self.strategy.on_fill(sf)
+
+    def _hear(self, venue: str, f: Fill) -> None:
+        """The strategy's view of its balances moves when it hears of a fill, not when it happens
+        (the venue's account moved a response latency earlier)."""
+        o = self.orders_by_id[f.order_id]
+        base, quote = split_symbol(o.symbol)
+        qty = Decimal(f.amount).scaleb(-o.amount_precision)
+        notional = Decimal(f.price * f.amount).scaleb(-(o.price_precision + o.amount_precision))
+        sign = 1 if f.side == "buy" else -1
+        view = self.heard[venue]
+        view[base] = view.get(base, Decimal(0)) + sign * qty
+        view[quote] = view.get(quote, Decimal(0)) - sign * notional - f.fee
 
     def _strategy_fill(self, venue: str, f: Fill) -> StrategyFill:
         o = self.orders_by_id[f.order_id]
@@ -601,6 +641,7 @@ def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, sym
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s
     conn.start_stream("*", engine.on_book, engine.on_trade)
+    conn.before = engine.before
     try:
         conn.run()
     except BacktestError:

@@ -53,6 +53,10 @@ class ReplayConnector:
         self.end_ns = end_ns
         self.speed = speed
         self._callbacks: dict[str, tuple[Callable, Callable | None]] = {}
+        # before(local_ts, venue, symbol): called before a book message of that stream is applied
+        # or a trade delivered (in the window): a backtest's timers and order arrivals that fall
+        # before the message see the book as it was, not as the message leaves it
+        self.before: Callable[[int, str, str], None] | None = None
         self._books: dict[tuple[str, str, str], OrderBook] = {}  # (venue, symbol, session)
         self._selectors: dict[tuple[str, str], SessionSelector] = {}
         self._stop = threading.Event()
@@ -203,6 +207,8 @@ class ReplayConnector:
                 delay = (local_ts - t0_data) / 1e9 / self.speed - (time.monotonic() - t0_wall)
                 if delay > 0:
                     time.sleep(delay)
+            if self.before is not None and in_window:
+                self.before(local_ts, key[0], key[1])
             if kind == _BOOK:
                 b = books[key]
                 book = self._books[key]

@@ -249,6 +249,24 @@ class PaperBroker:
                 out.append(self._fill(o, trade.timestamp, trade.local_timestamp, o.price, amount, "maker"))
             return out
 
+    def arrive_before(self, book: OrderBook, now_ns: int) -> list[Fill]:
+        """A replay calls this before it applies a message of `book`'s stream stamped `now_ns`:
+        orders that reached the venue before that message meet the book as it was then (not the
+        book after the message, a look-ahead of one message). Live, orders arrive in on_book."""
+        with self._lock:
+            orders = self._live.get(book.symbol)
+            if not orders or not book.synced:
+                return []
+            out: list[Fill] = []
+            for o in list(orders):
+                if o.status != "pending" or o.venue != book.venue or o.arrival_ns >= now_ns:
+                    continue
+                if o.cancel_at is not None and o.cancel_at <= o.arrival_ns:
+                    self._cancel(o, "cancelled by user")
+                else:
+                    out.extend(self._arrive(o, book, o.arrival_ns))
+            return out
+
     def due(self, now_ns: int) -> list[Fill]:
         """Fills the strategy hears of by `now_ns` (fill time + response latency), in order."""
         out = []
@@ -258,7 +276,7 @@ class PaperBroker:
         return out
 
     # -- matching -----------------------------------------------------------------------------
-    def _arrive(self, order: PaperOrder, book: OrderBook) -> list[Fill]:
+    def _arrive(self, order: PaperOrder, book: OrderBook, at: int | None = None) -> list[Fill]:
         """The order reaches the venue and meets `book`: it takes what crosses, then rests,
         unless market, ioc, fok or post-only say otherwise."""
         order.status = "open"
@@ -272,7 +290,7 @@ class PaperBroker:
         if order.tif == "fok" and sum(a for _, a in crossing) < order.remaining:
             self._cancel(order, "fill-or-kill not fillable")
             return []
-        out = self._take(order, book, crossing)
+        out = self._take(order, book, crossing, at)
         if order.live and (order.ordertype == "market" or order.tif in ("ioc", "fok")):
             self._cancel(order, ("book exhausted" if order.filled else "empty book") if order.ordertype == "market"
                          else "immediate-or-cancel remainder")
@@ -291,13 +309,13 @@ class PaperBroker:
             need -= amount
         return out
 
-    def _take(self, order: PaperOrder, book: OrderBook, crossing=None) -> list[Fill]:
+    def _take(self, order: PaperOrder, book: OrderBook, crossing=None, at: int | None = None) -> list[Fill]:
         out = []
         for price, amount in crossing if crossing is not None else self._crossing(order, book):
             if order.remaining <= 0:
                 break
             take = min(amount, order.remaining)
-            out.append(self._fill(order, book.timestamp, book.local_timestamp or time.time_ns(), price, take, "taker"))
+            out.append(self._fill(order, book.timestamp, at or book.local_timestamp or time.time_ns(), price, take, "taker"))
         return out
 
     def _rest(self, order: PaperOrder, book: OrderBook) -> list[Fill]:
