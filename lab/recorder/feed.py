@@ -17,6 +17,7 @@ from lab.core.errors import VenueError  # noqa: F401  (raised here, caught by ca
 from lab.core.model import RawRow
 from lab.net import websocket
 from lab.net.backoff import Backoff, retry_after_from
+from lab.net.ratelimit import WeightBudget
 from lab.venues.contract import Venue
 from lab.core.events import REQUEST_RESUBSCRIBE, REQUEST_SNAPSHOT
 from lab.core.model import Instrument
@@ -54,6 +55,9 @@ class FeedClient:
         # the reconnect loop's backoff (lab.net.backoff): `backoff.attempt` = failed attempts in a row
         self.backoff = Backoff(backoff_initial, backoff_max, reset_after=10.0)
         self._rest_headers: dict = {}
+        # snapshots spend the venue's published request weight (lab.net.ratelimit)
+        per_minute = getattr(venue, "rest_weight_per_minute", None)
+        self.weights = WeightBudget(per_minute) if per_minute else None
         # app-level pings (venues with `ping_frame`): after `ping_idle` s without a frame, one
         # ping per `ping_idle`; nothing for `ping_timeout` s more closes the connection
         self.ping_idle = ping_idle if ping_idle is not None else venue.ping_idle
@@ -158,6 +162,13 @@ class FeedClient:
     async def _fetch_snapshot(self, symbol: str) -> None:
         retry = Backoff(0.1, 5.0, max_attempts=20, reset_after=None)
         while not retry.exhausted:
+            if self.weights is not None:  # stay under the venue's published weight limit
+                weight = self.venue.snapshot_weight(symbol)
+                delay = self.weights.wait_for(weight)
+                if delay > 0.5:
+                    self.note("rate_budget", f"snapshot waits {delay:.1f}s for request weight "
+                              f"({weight} of {self.weights.per_minute:.0f}/min)", symbol)
+                await self.weights.acquire(weight)
             status, body = await self.rest_get(self.venue.depth_path(symbol), symbol)
             if status == 200 and self.venue.retry_after(status, body) is None:
                 return

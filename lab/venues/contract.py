@@ -99,6 +99,13 @@ class Venue(DatasetRules):
                 raise VenueError(f"{cls.name}: option {key}={value!r} not supported (valid: {', '.join(opt.choices)})")
 
     # -- what a venue must provide ---------------------------------------------------------------
+    # the venue's published REST request-weight limit per minute (None: none published); the
+    # recorder spends `snapshot_weight` of it per book snapshot and waits rather than exceed it
+    rest_weight_per_minute: ClassVar[int | None] = None
+
+    def snapshot_weight(self, symbol: str) -> int:
+        return 1
+
     def depth_path(self, symbol: str) -> str:
         """REST path (with query) of one symbol's book snapshot."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from lab.venues.binance import feed
 from lab.venues.binance import protocol as P
-from lab.venues.contract import Venue
+from lab.venues.contract import Option, Venue
 
 
 class BinanceSpot(Venue):
@@ -23,6 +23,25 @@ class BinanceSpot(Venue):
     max_connection_age = P.MAX_CONNECTION_AGE
     max_streams_per_connection = P.MAX_STREAMS // 2  # two streams (depth, trade) per symbol
     sequence_scope = "symbol"
+    # REQUEST_WEIGHT 6000 a minute per IP (exchangeInfo's rateLimits); a 5000-level snapshot costs 250
+    rest_weight_per_minute = P.WEIGHT_PER_MINUTE
+    options = (Option("weight_per_minute", "REST request weight to spend a minute (below the venue's 6000 when "
+                      "other clients share the IP)"),)
+
+    def snapshot_weight(self, symbol: str) -> int:
+        return P.depth_weight(P.SNAPSHOT_LIMIT)
+
+    def __init__(self, **options: str):
+        super().__init__(**options)
+        if "weight_per_minute" in options:
+            try:
+                self.rest_weight_per_minute = int(options["weight_per_minute"])
+                if self.rest_weight_per_minute <= 0:
+                    raise ValueError
+            except ValueError:
+                from lab.core.errors import VenueError
+                raise VenueError(f"binance: option weight_per_minute={options['weight_per_minute']!r}: "
+                                 "expected a positive integer") from None
 
     def depth_path(self, symbol: str) -> str:
         return f"{P.DEPTH_PATH}?symbol={P.venue_symbol(symbol)}&limit={P.SNAPSHOT_LIMIT}"

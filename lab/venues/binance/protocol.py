@@ -21,6 +21,10 @@ DEPTH_PATH = "/api/v3/depth"
 SNAPSHOT_LIMIT = 5000
 MAX_STREAMS = 1024
 MAX_CONNECTION_AGE = 24 * 3600.0
+# REQUEST_WEIGHT per minute and IP (exchangeInfo's rateLimits: 6000); the recorder spends 90% of
+# it on snapshots, leaving room for exchangeInfo and whatever else shares the IP
+WEIGHT_LIMIT = 6000
+WEIGHT_PER_MINUTE = WEIGHT_LIMIT * 9 // 10
 
 
 def depth_weight(limit: int) -> int:
