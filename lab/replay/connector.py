@@ -181,14 +181,20 @@ class ReplayConnector:
         t0_wall = time.monotonic()
         t0_data = None
         bufs = {key: (b.sides.tobytes(), b.prices.tobytes(), b.amounts.tobytes(), b.flags.tobytes()) for key, b in books.items()}
+        # Python ints once, in bulk (numpy scalars read one at a time cost more than the rest of
+        # the loop): the merged order's columns, and each stream's per-row clocks and seqs
+        local_col, kind_col, stream_col, row_col = (order[i].tolist() for i in (0, 3, 4, 5))
+        keep_col = keep.tolist() if keep is not None else None
+        clocks = {key: (b.timestamp.tolist(), b.local_timestamp.tolist(), b.last_seq.tolist()) for key, b in books.items()}
+        stop = self._stop
         progress, total, next_report = self.progress, order.shape[1], time.monotonic()
-        for j in range(order.shape[1]):
-            if self._stop.is_set():
+        for j in range(total):
+            if stop.is_set():
                 break
             if progress is not None and ((j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
                 progress(j, total)
                 next_report = time.monotonic() + 0.1
-            local_ts, _, _, kind, si, row, _ = (int(x) for x in order[:, j])
+            local_ts, kind, si, row = local_col[j], kind_col[j], stream_col[j], row_col[j]
             if self.end_ns is not None and local_ts >= self.end_ns:
                 break
             if kind == _EVENT:
@@ -200,7 +206,7 @@ class ReplayConnector:
                         book.synced = False
                 continue
             key = keys[si]
-            in_window = keep is None or keep[j]
+            in_window = keep_col is None or keep_col[j]
             if self.speed and in_window:
                 if t0_data is None:
                     t0_data = local_ts
@@ -213,18 +219,19 @@ class ReplayConnector:
                 b = books[key]
                 book = self._books[key]
                 start = cursor[key]
-                if b.flags[start] & S.FLAG_CLEAR:
-                    book.synced = True
                 sides, prices, amounts, flags = bufs[key]
+                if flags[start] & S.FLAG_CLEAR:
+                    book.synced = True
                 end = book.apply_rows(sides, prices, amounts, flags, start)
                 cursor[key] = end
                 # The message applied is the next one in row order, which is not always the one
                 # this slot of the merge was sorted for: buffered diffs applied after a snapshot
                 # carry the snapshot's time but their own (earlier) rec_ids.
                 last = end - 1
-                book.timestamp = int(b.timestamp[last])
-                book.local_timestamp = int(b.local_timestamp[last])
-                book.seq = int(b.last_seq[last])
+                ts_l, lts_l, seq_l = clocks[key]
+                book.timestamp = ts_l[last]
+                book.local_timestamp = lts_l[last]
+                book.seq = seq_l[last]
                 synced_at_last[key] = book.synced
                 deliver = self._selectors[key[:2]].deliver(key[2])
                 if key[:2] not in single and not deliver:
