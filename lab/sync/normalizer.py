@@ -88,6 +88,26 @@ class Normalizer:
         book.synced = False
         self.books[inst.venue_symbol] = book
 
+    def add_instruments(self, row: RawRow, key: str, parse: Callable[[dict], Instrument], what: str) -> None:
+        """An instruments answer `{key: [item, ...]}`: each item through `parse` (ValueError on a bad
+        one); a malformed answer or item is a `malformed` event, and one bad item does not hide
+        the others."""
+        try:
+            doc = orjson.loads(row.payload)
+            items = doc.get(key) if isinstance(doc, dict) else None
+            if not isinstance(items, list):
+                raise ValueError(f"no list of {key}")
+        except ValueError as exc:
+            self.malformed(row, None, f"{what}: {exc}")
+            return
+        for item in items:
+            try:
+                inst = parse(item)
+            except ValueError as exc:
+                self.malformed(row, None, f"{what}: {exc}")
+                continue
+            self.add_instrument(inst, row)
+
     def book_columns(self, inst: Instrument) -> BookColumns:
         cols = self.out.book.get(inst.symbol)
         if cols is None:

@@ -70,21 +70,7 @@ class BinanceNormalizer(BufferedDiffNormalizer):
             self.note_event(row)
 
     def _on_instruments(self, row: RawRow) -> None:
-        try:
-            doc = orjson.loads(row.payload)
-            items = doc.get("symbols") if isinstance(doc, dict) else None
-            if not isinstance(items, list):
-                raise ValueError("no list of symbols")
-        except ValueError as exc:
-            self.malformed(row, None, f"exchangeInfo: {exc}")
-            return
-        for item in items:  # one bad entry does not hide the others
-            try:
-                inst = P.instrument(item)
-            except ValueError as exc:
-                self.malformed(row, None, f"exchangeInfo: {exc}")
-                continue
-            self.add_instrument(inst, row)
+        self.add_instruments(row, "symbols", P.instrument, "exchangeInfo")
 
     def _on_frame(self, row: RawRow) -> None:
         try:

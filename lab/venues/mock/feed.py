@@ -166,21 +166,7 @@ class MockNormalizer(BufferedDiffNormalizer):
             self.note_event(row)
 
     def _on_instruments(self, row: RawRow) -> None:
-        try:
-            doc = orjson.loads(row.payload)
-            items = doc.get("instruments") if isinstance(doc, dict) else None
-            if not isinstance(items, list):
-                raise ValueError("no list of instruments")
-        except ValueError as exc:
-            self.malformed(row, None, f"instruments: {exc}")
-            return
-        for item in items:  # one bad instrument does not hide the others
-            try:
-                inst = _instrument(item)
-            except ValueError as exc:
-                self.malformed(row, None, f"instruments: {exc}")
-                continue
-            self.add_instrument(inst, row)
+        self.add_instruments(row, "instruments", _instrument, "instruments")
 
     def _on_frame(self, row: RawRow) -> None:
         try:
