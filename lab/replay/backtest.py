@@ -265,9 +265,14 @@ class Engine:
         """The replay is about to apply a message (or deliver a trade) of (venue, symbol) stamped
         `now`: what falls before it happens on the books as they are, i.e. timers due before
         `now` fire and orders that reached the venue before it arrive, before the message."""
+        if not self.started:
+            return
+        broker = self.brokers.get(venue)
+        timer = self._next_timer
+        if (timer is None or timer >= now) and (broker is None or not broker._live.get(symbol)) \
+                and not any(b._notices and b._notices[0][0] <= now for b in self.brokers.values()):
+            return  # nothing falls before this message: the common case, kept cheap
         with self.lock:
-            if not self.started:
-                return
             self._advance(now, strict=True)
             broker, book = self.brokers.get(venue), self.books.get((venue, symbol))
             if broker is not None and book is not None:
