@@ -14,6 +14,7 @@ size (base units), min_edge_bps (beyond fees), cooldown_ms.
 from decimal import ROUND_DOWN, Decimal
 
 from lab.replay.backtest import Strategy
+from lab.replay.fills import split_symbol
 
 
 class Arbitrage(Strategy):
@@ -58,7 +59,7 @@ class Arbitrage(Strategy):
             # a lot both venues accept: the coarser of the two amount precisions, rounded down
             lot = Decimal(1).scaleb(-min(ba.amount_precision, bb.amount_precision))
             size = min(self.size, ask[1], bid[1]).quantize(lot, rounding=ROUND_DOWN)
-            if size <= 0 or ctx.available(sell_v, _base(sell_s)) < size:
+            if size <= 0 or ctx.available(sell_v, split_symbol(sell_s)[0]) < size:
                 continue
             self.signals += 1
             ctx.place_order(buy_v, buy_s, "buy", "limit", size, ask[0], tif="ioc")
@@ -70,7 +71,3 @@ class Arbitrage(Strategy):
         if venue not in self.fee:
             self.fee[venue] = self.ctx.fees(venue).taker
         return self.fee[venue]
-
-
-def _base(symbol):
-    return symbol.replace("/", "-").split("-")[0]

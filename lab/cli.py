@@ -915,13 +915,10 @@ def paper(venue, symbol, keys, rest_url, ws_url, depth, orders, duration, root, 
 def _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url, depth, duration, root, latency, queue,
                     fees, balances, as_json) -> None:
     from lab.replay import backtest as bt
-    from lab.replay.fills import Latency, queue_model
     from lab.replay.paper_cli import run_paper_strategy
 
     try:
-        default_fees, venue_fees = bt.parse_fees(fees)
-        models = bt.Models(latency=Latency.parse(latency), queue=queue_model(queue), fees=venue_fees, default_fees=default_fees,
-                           balances=bt.parse_balances(balances))
+        models = bt.parse_models(latency, queue, fees, balances)
         strategy = bt.load_strategy(strategy_file, None, bt.parse_params(params))
         engine = run_paper_strategy(strategy, venue, [symbol], keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth,
                                     duration=parse_duration(duration), models=models, results=root)
@@ -966,15 +963,11 @@ def backtest(strategy_file, path, class_name, params, venue, symbols, start, end
     from lab.datasets.reader import CaptureError
     from lab.progress import callback, progress_bar
     from lab.replay import backtest as bt
-    from lab.replay.fills import Latency, queue_model
 
     start_ns, end_ns = _ns_of(start, "--from"), _ns_of(end, "--to")
     try:
         sample_s = positive_duration(sample, "--sample")
-        default_fees, venue_fees = bt.parse_fees(fees)
-        models = bt.Models(latency=Latency.parse(latency), queue=queue_model(queue), fees=venue_fees,
-                           default_fees=default_fees, partial_fills=not no_partial_fills, margin=margin,
-                           balances=bt.parse_balances(balances))
+        models = bt.parse_models(latency, queue, fees, balances, partial_fills=not no_partial_fills, margin=margin)
         strategy = bt.load_strategy(strategy_file, class_name, bt.parse_params(params))
     except ValueError as exc:
         fail(str(exc))

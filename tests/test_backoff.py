@@ -123,6 +123,19 @@ def _client(port, sink, **kw):
                       ws_url=f"ws://127.0.0.1:{port}/ws", sink=sink, **kw)
 
 
+async def _stop_when(client, stop, task, done, polls: int) -> None:
+    """Poll `done()` every 10 ms (at most `polls` times), then stop the client and await its run."""
+    import asyncio
+
+    for _ in range(polls):
+        if done():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await client.close_ws()
+    await task
+
+
 def test_recorder_reconnect_uses_the_backoff_helper():
     """A venue that refuses connections a few times, then comes up: every refusal is one attempt
     of lab.net.backoff (full-jitter delays within min(cap, base*2**n)), then the connection opens."""
@@ -144,13 +157,7 @@ def test_recorder_reconnect_uses_the_backoff_helper():
             await asyncio.sleep(0.005)
         seen_attempts.append(client.backoff.attempt)  # what a status page shows: RECONNECTING (attempt N)
         with SimulatorThread("mock", seed=1, rate=50, port=port):
-            for _ in range(1000):
-                if client.frames:
-                    break
-                await asyncio.sleep(0.01)
-            stop.set()
-            await client.close_ws()
-            await task
+            await _stop_when(client, stop, task, lambda: client.frames, 1000)
 
     asyncio.run(main())
     failed = [r for r in rows if r.kind == "note" and json.loads(r.payload)["kind"] == "connect_failed"]
@@ -178,14 +185,7 @@ def test_reconnect_before_the_maximum_connection_age():
 
         async def main():
             stop = asyncio.Event()
-            task = asyncio.ensure_future(client.run(stop))
-            for _ in range(500):
-                if client.connections >= 3:
-                    break
-                await asyncio.sleep(0.01)
-            stop.set()
-            await client.close_ws()
-            await task
+            await _stop_when(client, stop, asyncio.ensure_future(client.run(stop)), lambda: client.connections >= 3, 500)
 
         asyncio.run(main())
     notes = [json.loads(r.payload) for r in rows if r.kind == "note"]

@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 from lab.core.model import Trade
 from lab.core.timeparse import format_time_ns as format_ns
 from lab.datasets.store import new_session_id
-from lab.replay.fills import Account, FeeSchedule, Latency, split_symbol
-from lab.replay.paper import Fill, PaperBroker, PaperOrder
+from lab.replay.fills import Account, FeeSchedule, Latency, queue_model, split_symbol
+from lab.replay.paper import Fill, PaperBroker, PaperOrder, fill_deltas
 from lab.rust_book import OrderBook
 from lab.symbols import key as symbol_key
 
@@ -197,6 +197,7 @@ class Engine:
         self.brokers: dict[str, PaperBroker] = {}
         self.orders_by_id: dict[str, PaperOrder] = {}
         self.heard: dict[str, dict[str, Decimal]] = {}  # venue -> balances as the strategy knows them
+        self.starting: dict[str, dict[str, Decimal]] = {}  # venue -> starting balances
         self.log: list[tuple[int, str]] = []
         self.ctx = Context(self)
         self._next_sample: int | None = None
@@ -223,7 +224,7 @@ class Engine:
             b = PaperBroker(venue, validator=self.validator, root=None, session=self.session, latency=m.latency, queue=m.queue, fees=fees,
                             account=account, partial_fills=m.partial_fills, clock="book",
                             id_prefix=f"{venue}:")  # ids unique across the run's venues
-            b.starting = dict(start)  # what the equity's starting point is valued from
+            self.starting[venue] = dict(start)  # what "in the market" is measured from
             self.heard[venue] = dict(start)
             self.brokers[venue] = b
         return b
@@ -238,7 +239,7 @@ class Engine:
             raise BacktestError(f"place_order: no {venue} {symbol} book yet (known: "
                                 f"{', '.join(f'{v}:{s}' for v, s in sorted(self.books)) or 'none'})")
         broker = self.broker(venue)
-        broker._now = self.now
+        broker.set_clock(self.now)
         order = broker.submit(book, self.venue_symbols.get((venue, sym), sym), side, ordertype, volume, price,
                               post_only=post_only, tif=tif)
         self.orders_by_id[order.id] = order
@@ -249,7 +250,7 @@ class Engine:
         if order is None:
             return False
         broker = self.brokers[order.venue]
-        broker._now = self.now
+        broker.set_clock(self.now)
         return broker.cancel(order_id)
 
     # -- the event loop -------------------------------------------------------------------------
@@ -269,8 +270,8 @@ class Engine:
             return
         broker = self.brokers.get(venue)
         timer = self._next_timer
-        if (timer is None or timer >= now) and (broker is None or not broker._live.get(symbol)) \
-                and not any(b._notices and b._notices[0][0] <= now for b in self.brokers.values()):
+        if (timer is None or timer >= now) and (broker is None or not broker.has_live(symbol)) \
+                and not any(t is not None and t <= now for t in (b.next_notice_ns() for b in self.brokers.values())):
             return  # nothing falls before this message: the common case, kept cheap
         with self.lock:
             self._advance(now, strict=True)
@@ -297,7 +298,7 @@ class Engine:
     def _arrivals(self, t: int) -> None:
         for (venue, _), book in self.books.items():
             broker = self.brokers.get(venue)
-            if broker is not None and broker._live.get(book.symbol):
+            if broker is not None and broker.has_live(book.symbol):
                 broker.arrive_before(book, t)
 
     def _deliver(self, now: int) -> None:
@@ -311,14 +312,9 @@ class Engine:
     def _hear(self, venue: str, f: Fill) -> None:
         """The strategy's view of its balances moves when it hears of a fill, not when it happens
         (the venue's account moved a response latency earlier)."""
-        o = self.orders_by_id[f.order_id]
-        base, quote = split_symbol(o.symbol)
-        qty = Decimal(f.amount).scaleb(-o.amount_precision)
-        notional = Decimal(f.price * f.amount).scaleb(-(o.price_precision + o.amount_precision))
-        sign = 1 if f.side == "buy" else -1
         view = self.heard[venue]
-        view[base] = view.get(base, Decimal(0)) + sign * qty
-        view[quote] = view.get(quote, Decimal(0)) - sign * notional - f.fee
+        for asset, change in fill_deltas(self.orders_by_id[f.order_id], f):
+            view[asset] = view.get(asset, Decimal(0)) + change
 
     def _strategy_fill(self, venue: str, f: Fill) -> StrategyFill:
         o = self.orders_by_id[f.order_id]
@@ -449,7 +445,7 @@ class Engine:
             peak = eq if peak is None or eq > peak else peak
             if peak and peak > 0:
                 max_dd = max(max_dd, (peak - eq) / peak)
-        in_market = _time_in_market(self.position_rows, self.brokers)
+        in_market = _time_in_market(self.position_rows, self.starting)
         filled_orders = sum(1 for o in orders if o.filled > 0)
         return {
             "session": self.session,
@@ -518,16 +514,14 @@ def _write(table: pa.Table, root: str, name: str, venue: str, symbol: str | None
     return path
 
 
-def _time_in_market(rows, brokers) -> float | None:
+def _time_in_market(rows, starting: dict[str, dict[str, Decimal]]) -> float | None:
+    """The share of samples at which some position differs from where it started."""
     if not rows:
         return None
-    starts = {}
-    for b in brokers.values():
-        starts.update({(b.venue, a): x for a, x in b.starting.items()})
     times: dict[int, bool] = {}
     for ns, venue, symbol, position, _ in rows:
         base, _ = split_symbol(symbol)
-        times[ns] = times.get(ns, False) or position != starts.get((venue, base), Decimal(0))
+        times[ns] = times.get(ns, False) or position != starting.get(venue, {}).get(base, Decimal(0))
     return sum(times.values()) / len(times)
 
 
@@ -632,6 +626,15 @@ def venue_fees(venue: str) -> FeeSchedule:
     except UnknownVenue:
         return FeeSchedule()
     return FeeSchedule(Decimal(maker), Decimal(taker))
+
+
+def parse_models(latency: str = "0", queue: str = "none", fees=(), balances=(), partial_fills: bool = True,
+                 margin: bool = False) -> Models:
+    """The fill models from their command-line spellings (`lab backtest`, `lab paper --strategy`);
+    ValueError, one line, on a bad one."""
+    default_fees, venue_fees = parse_fees(fees)
+    return Models(latency=Latency.parse(latency), queue=queue_model(queue), fees=venue_fees, default_fees=default_fees,
+                  partial_fills=partial_fills, margin=margin, balances=parse_balances(balances))
 
 
 def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, symbols: list[str] | None = None,

@@ -124,6 +124,18 @@ class PaperBroker:
     def now(self) -> int:
         return self._now if self.clock == "book" and self._now else time.time_ns()
 
+    def set_clock(self, now_ns: int) -> None:
+        """A backtest's event time: what orders placed and cancels asked for now are stamped with."""
+        self._now = now_ns
+
+    def has_live(self, symbol: str) -> bool:
+        """Pending or open orders on `symbol` (a cheap test before matching work)."""
+        return bool(self._live.get(symbol))
+
+    def next_notice_ns(self) -> int | None:
+        """When the strategy hears of the next fill (None: no report in flight)."""
+        return self._notices[0][0] if self._notices else None
+
     # -- orders -------------------------------------------------------------------------------
     def submit(self, book: OrderBook, venue_symbol: str, side: str, ordertype: str, volume, price=None, *,
                post_only: bool = False, tif: str = "gtc") -> PaperOrder:
@@ -348,16 +360,13 @@ class PaperBroker:
                     liquidity, fee, local_ts + self.latency.response_ns)
         self.fills.append(fill)
         if self.account is not None:
-            base, quote = split_symbol(order.symbol)
-            qty = Decimal(amount).scaleb(-order.amount_precision)
+            (base, d_base), (quote, d_quote) = fill_deltas(order, fill)
+            self.account.add(base, d_base)
+            self.account.add(quote, d_quote)
             if order.side == "buy":
-                self.account.add(base, qty)
-                self.account.add(quote, -notional - fee)
-                self._unreserve(order, quote, notional + fee if order.remaining else order.reserved)
+                self._unreserve(order, quote, -d_quote if order.remaining else order.reserved)
             else:
-                self.account.add(base, -qty)
-                self.account.add(quote, notional - fee)
-                self._unreserve(order, base, qty if order.remaining else order.reserved)
+                self._unreserve(order, base, -d_base if order.remaining else order.reserved)
         heapq.heappush(self._notices, (fill.notify_ns, next(self._notice_seq), fill))
         if order.remaining == 0:
             order.status = "filled"
@@ -474,6 +483,15 @@ class PaperBroker:
 
 
 _FEE_PLACES = Decimal(1).scaleb(-18)
+
+
+def fill_deltas(order: PaperOrder, fill: Fill) -> tuple[tuple[str, Decimal], tuple[str, Decimal]]:
+    """What a fill does to an account: ((base, change), (quote, change)), the fee in the quote."""
+    base, quote = split_symbol(order.symbol)
+    qty = Decimal(fill.amount).scaleb(-order.amount_precision)
+    notional = Decimal(fill.price * fill.amount).scaleb(-(order.price_precision + order.amount_precision))
+    sign = 1 if fill.side == "buy" else -1
+    return (base, sign * qty), (quote, -sign * notional - fill.fee)
 
 
 def _group(items, key) -> dict:

@@ -17,15 +17,21 @@ def parse_order(text: str) -> tuple[str, str, str, str | None]:
     return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None
 
 
+def paper_connector(venue: str) -> str:
+    """The connector that validates `venue`'s orders (ValueError, naming the venues that can)."""
+    connector = registry.adapter_class(venue).paper_connector
+    if connector is None:
+        able = [v for v in registry.venues() if registry.adapter_class(v).paper_connector]
+        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (venues with it: {', '.join(able)})")
+    return connector
+
+
 def run_paper(venue: str, symbol: str, *, keys=None, rest_url=None, ws_url=None, depth=0, orders=(), duration=10.0,
               root=None, ready_timeout: float = 20.0) -> dict:
     from lab import get_connector
 
     specs = [parse_order(o) for o in orders]
-    connector = registry.adapter_class(venue).paper_connector
-    if connector is None:
-        able = [v for v in registry.venues() if registry.adapter_class(v).paper_connector]
-        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (venues with it: {', '.join(able)})")
+    connector = paper_connector(venue)
     conn = get_connector(connector, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth)
     broker = PaperBroker(venue, validator=conn.validate_order, root=root)
     conn.start_stream(symbol, broker.on_book)
@@ -68,10 +74,7 @@ def run_paper_strategy(strategy, venue: str, symbols: list[str], *, keys=None, r
     from lab import get_connector
     from lab.replay.backtest import Engine, Models, venue_fees
 
-    connector = registry.adapter_class(venue).paper_connector
-    if connector is None:
-        able = [v for v in registry.venues() if registry.adapter_class(v).paper_connector]
-        raise ValueError(f"lab paper: venue {venue!r} has no order validation yet (venues with it: {', '.join(able)})")
+    connector = paper_connector(venue)
     conns = [get_connector(connector, keys=keys, rest_url=rest_url, ws_url=ws_url, depth=depth) for _ in symbols]
     engine = Engine(strategy, models or Models(), venue_fees, results=results, validator=conns[0].validate_order)
     for conn, symbol in zip(conns, symbols):
