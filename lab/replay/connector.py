@@ -26,7 +26,7 @@ from lab.core.events import UNSYNC_EVENTS
 from lab.datasets.venue_rules import rules
 from lab.datasets import schema as S
 from lab.core.model import Trade
-from lab.rust_book import OrderBook
+from lab.rust_book import OrderBook, ReplayDriver
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
 from lab.datasets.reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
@@ -180,23 +180,58 @@ class ReplayConnector:
         messages = trade_count = gaps = 0
         t0_wall = time.monotonic()
         t0_data = None
-        bufs = {key: (b.sides.tobytes(), b.prices.tobytes(), b.amounts.tobytes(), b.flags.tobytes()) for key, b in books.items()}
+        stop = self._stop
+        total = order.shape[1]
+        # everything at or past --to is left out, books included (the order is sorted by time)
+        stop_at = total if self.end_ns is None else int(np.searchsorted(order[0], self.end_ns, side="left"))
+        # The hot path in Rust: the book messages of streams one session recorded are applied and
+        # called back by the driver without a Python frame each; trades, events, streams several
+        # sessions recorded and paced replays (--speed) stay in the loop below.
+        driver = None
+        if not self.speed:
+            driver = ReplayDriver(*(np.ascontiguousarray(order[i]) for i in (3, 4, 0, 5)),
+                                  None if keep is None else np.ascontiguousarray(keep).view(np.uint8))
+            for si, key in enumerate(keys):
+                if key in books and key[:2] in single:
+                    b = books[key]
+                    cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
+                    driver.add_stream(si, self._books[key], *(np.ascontiguousarray(c) for c in (b.sides, b.prices, b.amounts, b.flags)), 8, 8,
+                                      *(np.ascontiguousarray(c, dtype=np.int64) for c in (b.timestamp, b.local_timestamp, b.last_seq)),
+                                      None if cb is None else cb[0])
+            for si, key in enumerate(keys):
+                if key in trades and (key[:2] in single or len({k[2] for k in trades if k[:2] == key[:2]}) == 1):
+                    cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
+                    driver.add_trades(si, key[0], key[1], trades[key]["trade"], None if cb is None else cb[1])
+        driven = {si for si, key in enumerate(keys) if driver is not None and key in books and key[:2] in single}
+        driven_trades = {si for si, key in enumerate(keys) if driver is not None and key in trades
+                         and (key[:2] in single or len({k[2] for k in trades if k[:2] == key[:2]}) == 1)}
+        slow = [key for key in books if driver is None or key[:2] not in single]
+        bufs = {key: (books[key].sides.tobytes(), books[key].prices.tobytes(), books[key].amounts.tobytes(), books[key].flags.tobytes()) for key in slow}
         # Python ints once, in bulk (numpy scalars read one at a time cost more than the rest of
         # the loop): the merged order's columns, and each stream's per-row clocks and seqs
-        local_col, kind_col, stream_col, row_col = (order[i].tolist() for i in (0, 3, 4, 5))
-        keep_col = keep.tolist() if keep is not None else None
-        clocks = {key: (b.timestamp.tolist(), b.local_timestamp.tolist(), b.last_seq.tolist()) for key, b in books.items()}
-        stop = self._stop
-        progress, total, next_report = self.progress, order.shape[1], time.monotonic()
-        for j in range(total):
+        if driver is None:
+            local_col, kind_col, stream_col, row_col = (order[i].tolist() for i in (0, 3, 4, 5))
+            keep_col = keep.tolist() if keep is not None else None
+        else:  # most entries are the driver's: read the others one by one
+            local_col, kind_col, stream_col, row_col = order[0], order[3], order[4], order[5]
+            keep_col = keep
+        clocks = {key: (books[key].timestamp.tolist(), books[key].local_timestamp.tolist(), books[key].last_seq.tolist()) for key in slow}
+        progress, next_report = self.progress, time.monotonic()
+        j = 0
+        while j < stop_at:
             if stop.is_set():
                 break
-            if progress is not None and ((j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
+            if progress is not None and (driver is not None or (j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
                 progress(j, total)
                 next_report = time.monotonic() + 0.1
-            local_ts, kind, si, row = local_col[j], kind_col[j], stream_col[j], row_col[j]
-            if self.end_ns is not None and local_ts >= self.end_ns:
-                break
+            if driver is not None:
+                j = driver.run(j, min(4096, stop_at - j), self.before)
+                if j >= stop_at:
+                    break
+                if int(stream_col[j]) in (driven if kind_col[j] == _BOOK else driven_trades if kind_col[j] == _TRADE else ()):
+                    continue  # the driver stopped at its limit: stop / progress checks, then on
+            local_ts, kind, si, row = int(local_col[j]), int(kind_col[j]), int(stream_col[j]), int(row_col[j])
+            j += 1
             if kind == _EVENT:
                 _, _, venue, symbol, ev_kind, session = events[row]
                 if ev_kind == "gap":
@@ -206,7 +241,7 @@ class ReplayConnector:
                         book.synced = False
                 continue
             key = keys[si]
-            in_window = keep_col is None or keep_col[j]
+            in_window = keep_col is None or bool(keep_col[j - 1])
             if self.speed and in_window:
                 if t0_data is None:
                     t0_data = local_ts
@@ -260,6 +295,13 @@ class ReplayConnector:
                         cb[1](trades[key]["trade"](row))
         if progress is not None:
             progress(total, total)
+        if driver is not None:
+            messages += driver.messages
+            trade_count += driver.trades
+            for si in driven:
+                at_last = driver.synced_at_last(si)
+                if at_last is not None:
+                    synced_at_last[keys[si]] = at_last
         streams = {}
         for (v, s), sel in self._selectors.items():
             session = sel.active or min(sel.books)

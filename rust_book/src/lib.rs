@@ -9,6 +9,7 @@
 //! - `checksum`: a book's checksum algorithm, chosen by name when the book is built;
 //! - `bulk`, `workload`, `rows`, `trades`: buffers, the bulk rebuild, row and trade columns;
 //! - `orderbook`: the `OrderBook` Python class (knows no venue);
+//! - `replay`: `ReplayDriver`, the replay loop's hot path over `OrderBook`s;
 //! - `frame`: `FrameParser`, the one entry every venue's frame parser implements;
 //! - `journal`: the raw-journal record encoder;
 //! - venue modules (`mock`, `kraken`): their checksum algorithms, parsers and extra methods.
@@ -26,6 +27,7 @@ pub mod kraken;
 pub mod ladder;
 pub mod mock;
 pub mod orderbook;
+pub mod replay;
 pub mod rfc3339;
 pub mod rng;
 pub mod rows;
@@ -50,6 +52,7 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     rfc3339::register(m)?;
     kraken::register(m)?;
     trades::register(m)?;
+    replay::register(m)?;
     m.add("BID", 0)?;
     m.add("ASK", 1)?;
     m.add("FLAG_LAST", FLAG_LAST)?;
