@@ -31,6 +31,7 @@ class Arbitrage(Strategy):
 
     def on_start(self, ctx):
         self.fee = {}
+        self._factor = None  # per leg: the float that turns a best price in ticks into cost / proceeds
 
     def on_book(self, book):
         ctx = self.ctx
@@ -40,32 +41,44 @@ class Arbitrage(Strategy):
                 self.legs.append(key)
             return
         (va, sa), (vb, sb) = self.legs
-        if (book.venue, book.symbol) not in ((va, sa), (vb, sb)):
+        if (book.venue, book.symbol) not in self.legs:
             return
         if ctx.now() - self.last_trade_ns < self.cooldown_ns:
             return
         ba, bb = ctx.book(va, sa), ctx.book(vb, sb)
         if ba is None or bb is None or not ba.synced or not bb.synced:
             return
-        a_bid, a_ask = ba.best_bid(), ba.best_ask()
-        b_bid, b_ask = bb.best_bid(), bb.best_ask()
-        if None in (a_bid, a_ask, b_bid, b_ask):
+        a_bid, a_ask = ba.top_ticks()
+        b_bid, b_ask = bb.top_ticks()
+        if a_bid is None or a_ask is None or b_bid is None or b_ask is None:
             return
-        for (buy_v, buy_s, ask), (sell_v, sell_s, bid) in (((va, sa, a_ask), (vb, sb, b_bid)), ((vb, sb, b_ask), (va, sa, a_bid))):
-            cost = ask[0] * (1 + self._taker(buy_v)) * (1 + self.min_edge)
-            proceeds = bid[0] * (1 - self._taker(sell_v))
-            if proceeds <= cost:
-                continue
-            # a lot both venues accept: the coarser of the two amount precisions, rounded down
-            lot = Decimal(1).scaleb(-min(ba.amount_precision, bb.amount_precision))
-            size = min(self.size, ask[1], bid[1]).quantize(lot, rounding=ROUND_DOWN)
-            if size <= 0 or ctx.available(sell_v, split_symbol(sell_s)[0]) < size:
-                continue
-            self.signals += 1
-            ctx.place_order(buy_v, buy_s, "buy", "limit", size, ask[0], tif="ioc")
-            ctx.place_order(sell_v, sell_s, "sell", "limit", size, bid[0], tif="ioc")
-            self.last_trade_ns = ctx.now()
+        if self._factor is None:
+            # the edge test runs on every book message, so it compares floats of the prices
+            # (a signal; the orders carry the exact prices seen, as Decimals)
+            self._factor = [(10.0 ** -b.price_precision * float((1 + self._taker(v)) * (1 + self.min_edge)),
+                             10.0 ** -b.price_precision * float(1 - self._taker(v))) for b, (v, _) in ((ba, self.legs[0]), (bb, self.legs[1]))]
+        (a_buy, a_sell), (b_buy, b_sell) = self._factor
+        if b_bid * b_sell > a_ask * a_buy:
+            self._cross(ctx, ba, (va, sa), bb, (vb, sb))
+        elif a_bid * a_sell > b_ask * b_buy:
+            self._cross(ctx, bb, (vb, sb), ba, (va, sa))
+
+    def _cross(self, ctx, buy_book, buy_leg, sell_book, sell_leg):
+        """Buy at `buy_book`'s best ask and sell at `sell_book`'s best bid, both legs ioc."""
+        ask, bid = buy_book.best_ask(), sell_book.best_bid()
+        # exactly, in Decimals, before committing: the float test is only the trigger
+        cost = ask[0] * (1 + self._taker(buy_leg[0])) * (1 + self.min_edge)
+        if bid[0] * (1 - self._taker(sell_leg[0])) <= cost:
             return
+        # a lot both venues accept: the coarser of the two amount precisions, rounded down
+        lot = Decimal(1).scaleb(-min(buy_book.amount_precision, sell_book.amount_precision))
+        size = min(self.size, ask[1], bid[1]).quantize(lot, rounding=ROUND_DOWN)
+        if size <= 0 or ctx.available(sell_leg[0], split_symbol(sell_leg[1])[0]) < size:
+            return
+        self.signals += 1
+        ctx.place_order(buy_leg[0], buy_leg[1], "buy", "limit", size, ask[0], tif="ioc")
+        ctx.place_order(sell_leg[0], sell_leg[1], "sell", "limit", size, bid[0], tif="ioc")
+        self.last_trade_ns = ctx.now()
 
     def _taker(self, venue):
         if venue not in self.fee:

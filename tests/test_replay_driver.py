@@ -85,3 +85,54 @@ def test_a_callback_error_propagates_with_the_message_applied():
     with pytest.raises(RuntimeError, match="strategy bug"):
         d.run(0, 10)
     assert seen == [(100, 1)] and d.cursor(0) == 1 and book.synced
+
+
+class _TimedMaker:
+    """A market maker that also acts on a timer: orders in flight, resting orders, fill reports
+    and timers all move the backtest's cue to the replay driver."""
+
+    @staticmethod
+    def make():
+        from lab.replay.backtest import Strategy
+
+        class Timed(Strategy):
+            timer_interval = 7_000_000  # 7 ms
+            balances = {"USD": "1000000", "BTC": "10", "ETH": "100"}
+
+            def on_start(self, ctx):
+                self.n = 0
+
+            def on_timer(self, now):
+                for o in self.ctx.open_orders():
+                    self.ctx.cancel(o.id)
+
+            def on_book(self, book):
+                self.n += 1
+                if self.n % 25 or not book.synced:
+                    return
+                bid, ask = book.best_bid(), book.best_ask()
+                if bid and ask:
+                    self.ctx.place_order(book.venue, book.symbol, "buy", "limit", "0.01", bid[0])
+                    self.ctx.place_order(book.venue, book.symbol, "sell", "limit", "0.01", ask[0])
+
+        return Timed()
+
+
+def _backtest(root, speed):
+    from lab.replay.backtest import Engine, parse_models, venue_fees
+
+    engine = Engine(_TimedMaker.make(), parse_models(latency="3ms", queue="conservative"), venue_fees, session="20261204T000000Z-abcdef")
+    c = ReplayConnector(root, speed=speed)
+    c.start_stream("*", engine.replay_book, engine.replay_trade)
+    c.before = engine.before
+    c.run()
+    engine.finish()
+    orders = [(o.id, o.status, o.created_ns, o.arrival_ns, o.price, o.volume, o.filled) for b in engine.brokers.values() for o in b.orders]
+    fills = [(f.order_id, f.timestamp, f.local_timestamp, f.price, f.amount, f.liquidity) for b in engine.brokers.values() for f in b.fills]
+    return orders, fills, engine.summary()
+
+
+def test_a_backtest_is_the_same_through_the_driver_and_the_python_loop(capture):
+    fast, slow = _backtest(capture, None), _backtest(capture, PYTHON_LOOP)
+    assert len(fast[0]) > 50 and len(fast[1]) > 5
+    assert fast == slow

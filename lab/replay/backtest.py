@@ -103,6 +103,9 @@ class Strategy:
         pass
 
 
+_NEVER = 2**63 - 1  # a replay cue: nothing in flight, `before` has no work until a callback says so
+
+
 class Context:
     """What a strategy may do and see. Venue and symbol are spelled as in the capture or in
     canonical form (`XBT/USD` or `XBT-USD`, any case)."""
@@ -116,7 +119,9 @@ class Context:
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         """The current book of (venue, symbol), or None before its first message."""
-        return self._engine.books.get((venue, symbol_key(symbol)))
+        books = self._engine.books
+        book = books.get((venue, symbol))  # spelled as the capture's partitions: no parsing
+        return book if book is not None else books.get((venue, symbol_key(symbol)))
 
     def place_order(self, venue: str, symbol: str, side: str, type: str, volume, price=None, post_only: bool = False,
                     tif: str = "gtc") -> str:
@@ -206,6 +211,11 @@ class Engine:
         self.position_rows: list[tuple[int, str, str, Decimal, Decimal | None]] = []  # (ns, venue, symbol, position, mid)
         self.fill_marks: list[StrategyFill] = []
         self.started = False
+        # When `before` next has work (timers, order arrivals, fill reports; see `_refresh`):
+        # recomputed after anything that can make it earlier (an order, a fill, a timer).
+        self._dirty = True
+        self._wake_at: int | None = None
+        self._notice_at: int | None = None
         self.book_messages = 0
         self.trades_seen = 0
         self.unsynced_skips = 0
@@ -243,6 +253,7 @@ class Engine:
         order = broker.submit(book, self.venue_symbols.get((venue, sym), sym), side, ordertype, volume, price,
                               post_only=post_only, tif=tif)
         self.orders_by_id[order.id] = order
+        self._dirty = True
         return order
 
     def cancel(self, order_id: str) -> bool:
@@ -251,6 +262,7 @@ class Engine:
             return False
         broker = self.brokers[order.venue]
         broker.set_clock(self.now)
+        self._dirty = True
         return broker.cancel(order_id)
 
     # -- the event loop -------------------------------------------------------------------------
@@ -262,23 +274,55 @@ class Engine:
         self.strategy.ctx = self.ctx
         self.strategy.on_start(self.ctx)
 
-    def before(self, now: int, venue: str, symbol: str) -> None:
+    def _refresh(self) -> None:
+        """`_wake_at`: the earliest local time of a message `before` has work for (a timer due
+        before it, an order that reached the venue before it, a fill report due by it);
+        `_notice_at`: the earliest fill report. Both None when nothing is in flight. A value
+        that is too early only costs a look; one too late would be a look-ahead, so every change
+        that can make them earlier sets `_dirty`."""
+        self._dirty = False
+        wake = notice = None
+        for b in self.brokers.values():
+            n, a = b.next_notice_ns(), b.next_arrival_ns()
+            if n is not None and (notice is None or n < notice):
+                notice = n
+            if a is not None and (wake is None or a + 1 < wake):
+                wake = a + 1
+        if self._next_timer is not None and (wake is None or self._next_timer + 1 < wake):
+            wake = self._next_timer + 1
+        if notice is not None and (wake is None or notice < wake):
+            wake = notice
+        self._wake_at, self._notice_at = wake, notice
+
+    def wake_ns(self) -> int | None:
+        """The earliest message time `before` must be called for (None: none until the next
+        callback): what the replay driver is told after each call, so it skips the rest."""
+        if self._dirty:
+            self._refresh()
+        return self._wake_at
+
+    def before(self, now: int, venue: str, symbol: str) -> int | None:
         """The replay is about to apply a message (or deliver a trade) of (venue, symbol) stamped
         `now`: what falls before it happens on the books as they are, i.e. timers due before
-        `now` fire and orders that reached the venue before it arrive, before the message."""
+        `now` fire and orders that reached the venue before it arrive, before the message.
+        Returns the replay's cue, as `replay_book`."""
         if not self.started:
-            return
-        broker = self.brokers.get(venue)
-        timer = self._next_timer
-        if (timer is None or timer >= now) and (broker is None or not broker.has_live(symbol)) \
-                and not any(t is not None and t <= now for t in (b.next_notice_ns() for b in self.brokers.values())):
-            return  # nothing falls before this message: the common case, kept cheap
+            return None
+        if self._dirty:
+            self._refresh()
+        wake = self._wake_at
+        if wake is None or now < wake:
+            return _NEVER if wake is None else wake  # nothing falls before this message: the common case
         with self.lock:
             self._advance(now, strict=True)
             broker, book = self.brokers.get(venue), self.books.get((venue, symbol))
             if broker is not None and book is not None:
-                broker.arrive_before(book, now)
+                if broker.arrive_before(book, now):
+                    self._dirty = True
                 self._deliver(now)
+            self._dirty = True
+            wake = self.wake_ns()
+            return _NEVER if wake is None else wake
 
     def _advance(self, now: int, strict: bool = False) -> None:
         """Time moves to `now`: timers that fell due fire (those at `now` too unless `strict`),
@@ -292,6 +336,7 @@ class Engine:
             self._arrivals(t)
             self._deliver(t)
             self.strategy.on_timer(t)
+            self._dirty = True
         self.now = now
         self._deliver(now)
 
@@ -300,8 +345,14 @@ class Engine:
             broker = self.brokers.get(venue)
             if broker is not None and broker.has_live(book.symbol):
                 broker.arrive_before(book, t)
+                self._dirty = True
 
     def _deliver(self, now: int) -> None:
+        if self._dirty:
+            self._refresh()
+        if self._notice_at is None or now < self._notice_at:
+            return
+        self._dirty = True
         for venue, broker in self.brokers.items():
             for f in broker.due(now):
                 self._hear(venue, f)
@@ -322,34 +373,55 @@ class Engine:
                             Decimal(f.amount).scaleb(-o.amount_precision), f.liquidity, f.fee, f.timestamp,
                             f.local_timestamp, f.notify_ns)
 
-    def on_book(self, book: OrderBook) -> None:
+    def on_book(self, book: OrderBook) -> int | None:
+        """Returns `wake_ns()` (the replay driver's cue; live connectors ignore it)."""
         with self.lock:
             self._on_book(book)
+            return self.wake_ns()
+
+    def replay_book(self, book: OrderBook) -> int:
+        """`on_book` for a replay (one thread, so no lock); returns the replay's cue, when to
+        call `before` next (`ReplayConnector.before`)."""
+        self._on_book(book)
+        wake = self.wake_ns()
+        return _NEVER if wake is None else wake
+
+    def replay_trade(self, trade: Trade) -> int:
+        self._on_trade(trade)
+        wake = self.wake_ns()
+        return _NEVER if wake is None else wake
 
     def _on_book(self, book: OrderBook) -> None:
         now = book.local_timestamp
         self.books[(book.venue, book.symbol)] = book  # live may hand a new view per call
-        self._advance(now)
+        if self.started and not self._dirty and (self._wake_at is None or now < self._wake_at) \
+                and (self._next_timer is None or now < self._next_timer):
+            self.now = now  # no timer due, no report due: _advance would do only this
+        else:
+            self._advance(now)
         self.book_messages += 1
         broker = self.brokers.get(book.venue)
-        if broker is not None:
-            broker.on_book(book)
+        if broker is not None and broker.has_live(book.symbol):
+            if broker.on_book(book):
+                self._dirty = True
             self._deliver(now)  # zero response latency: heard at once
         if self._next_sample is not None and now >= self._next_sample:
             self.sample(now)
             self._next_sample = now - now % self.sample_ns + self.sample_ns
         self.strategy.on_book(book)
 
-    def on_trade(self, trade: Trade) -> None:
+    def on_trade(self, trade: Trade) -> int | None:
         with self.lock:
             self._on_trade(trade)
+            return self.wake_ns()
 
     def _on_trade(self, trade: Trade) -> None:
         self._advance(trade.local_timestamp)
         self.trades_seen += 1
         broker = self.brokers.get(trade.venue)
-        if broker is not None:
-            broker.on_trade(trade)
+        if broker is not None and broker.has_live(trade.symbol):
+            if broker.on_trade(trade):
+                self._dirty = True
             self._deliver(trade.local_timestamp)
         self.strategy.on_trade(trade)
 
@@ -648,7 +720,7 @@ def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, sym
     conn = ReplayConnector(root, venue=venue, symbols=symbols, start_ns=start_ns, end_ns=end_ns, progress=progress)
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s
-    conn.start_stream("*", engine.on_book, engine.on_trade)
+    conn.start_stream("*", engine.replay_book, engine.replay_trade)
     conn.before = engine.before
     try:
         conn.run()

@@ -33,6 +33,7 @@ from lab.datasets.reader import (CaptureError, SessionSelector, by_session, load
                      streams_in)
 
 _BOOK, _TRADE, _EVENT = 0, 1, 2
+_ALWAYS = -(2**63)  # ReplayDriver.wake: call `before` for every entry
 
 
 class ReplayConnector:
@@ -55,7 +56,10 @@ class ReplayConnector:
         self._callbacks: dict[str, tuple[Callable, Callable | None]] = {}
         # before(local_ts, venue, symbol): called before a book message of that stream is applied
         # or a trade delivered (in the window): a backtest's timers and order arrivals that fall
-        # before the message see the book as it was, not as the message leaves it
+        # before the message see the book as it was, not as the message leaves it. It and the
+        # callbacks may return the next local time it has work for as an int (2**63 - 1: none
+        # until a callback says otherwise): the Rust loop then skips the calls before it;
+        # anything else (None) means "call every time"
         self.before: Callable[[int, str, str], None] | None = None
         self._books: dict[tuple[str, str, str], OrderBook] = {}  # (venue, symbol, session)
         self._selectors: dict[tuple[str, str], SessionSelector] = {}
@@ -232,6 +236,8 @@ class ReplayConnector:
                     continue  # the driver stopped at its limit: stop / progress checks, then on
             local_ts, kind, si, row = int(local_col[j]), int(kind_col[j]), int(stream_col[j]), int(row_col[j])
             j += 1
+            if driver is not None:
+                driver.wake = _ALWAYS  # this entry's calls may move the hook's next wake earlier
             if kind == _EVENT:
                 _, _, venue, symbol, ev_kind, session = events[row]
                 if ev_kind == "gap":

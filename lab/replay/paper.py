@@ -120,6 +120,7 @@ class PaperBroker:
         self._notices: list[tuple[int, int, Fill]] = []
         self._notice_seq = itertools.count()
         self._live: dict[str, list[PaperOrder]] = {}  # by canonical symbol: pending and open orders
+        self._arrivals: list[tuple[int, int, PaperOrder]] = []  # heap of pending orders by arrival time
 
     def now(self) -> int:
         return self._now if self.clock == "book" and self._now else time.time_ns()
@@ -135,6 +136,13 @@ class PaperBroker:
     def next_notice_ns(self) -> int | None:
         """When the strategy hears of the next fill (None: no report in flight)."""
         return self._notices[0][0] if self._notices else None
+
+    def next_arrival_ns(self) -> int | None:
+        """When the next pending order reaches the venue (None: none in flight)."""
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][2].status != "pending":
+            heapq.heappop(arrivals)
+        return arrivals[0][0] if arrivals else None
 
     # -- orders -------------------------------------------------------------------------------
     def submit(self, book: OrderBook, venue_symbol: str, side: str, ordertype: str, volume, price=None, *,
@@ -178,6 +186,7 @@ class PaperBroker:
                 if order.arrival_ns > created:
                     order.status = "pending"
                     self._live.setdefault(order.symbol, []).append(order)
+                    heapq.heappush(self._arrivals, (order.arrival_ns, next(self._notice_seq), order))
                 else:
                     self._arrive(order, book)
         return order

@@ -71,6 +71,17 @@ pub struct ReplayDriver {
     /// Trades `run` passed (delivered when in the window and a callback is set).
     #[pyo3(get)]
     trades: u64,
+    /// With a `before` hook: `before` is called for an entry stamped at or after this (ns).
+    /// The hook and the callbacks return the next value as an int (i64::MAX: no call until a
+    /// callback returns a smaller one); anything else (None, say), or Python handling an entry
+    /// itself, resets it to the minimum: call every time.
+    #[pyo3(get, set)]
+    wake: i64,
+}
+
+/// A hook's or callback's answer as the next `wake`.
+fn wake_of(ret: &Bound<'_, PyAny>) -> i64 {
+    ret.extract::<i64>().unwrap_or(i64::MIN)
 }
 
 #[pymethods]
@@ -116,6 +127,7 @@ impl ReplayDriver {
             trade_slots: Vec::new(),
             messages: 0,
             trades: 0,
+            wake: i64::MIN,
         })
     }
 
@@ -215,7 +227,8 @@ impl ReplayDriver {
     /// Walk the order from entry `j`: apply and deliver the book messages and trades of
     /// registered streams until an entry Python handles, the end, or `limit` entries; returns the next entry's
     /// index. `before(local_ts, venue, symbol)`, when given, is called before each message in
-    /// the window is applied (the backtest's order arrivals and timers). A callback's exception
+    /// the window is applied (the backtest's order arrivals and timers) that is stamped at or
+    /// after `wake` (see there). A callback's exception
     /// propagates; the message it was called for stays applied.
     #[pyo3(signature = (j, limit, before = None))]
     fn run(&mut self, py: Python<'_>, j: usize, limit: usize, before: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
@@ -233,11 +246,16 @@ impl ReplayDriver {
                 if self.window.as_ref().is_none_or(|w| w.bytes()[j - 1] != 0) {
                     if let Some(before) = before {
                         let local_ts = i64_at(self.local.bytes(), j - 1);
-                        before.call1((local_ts, t.venue.bind(py), t.symbol.bind(py)))?;
+                        if local_ts >= self.wake {
+                            self.wake = wake_of(&before.call1((local_ts, t.venue.bind(py), t.symbol.bind(py)))?);
+                        }
                     }
                     if let Some(cb) = &t.callback {
                         let trade = t.factory.call1(py, (i64_at(self.rows.bytes(), j - 1),))?;
-                        cb.call1(py, (trade,))?;
+                        let ret = cb.bind(py).call1((trade,))?;
+                        if before.is_some() {
+                            self.wake = wake_of(&ret);
+                        }
                     }
                 }
                 continue;
@@ -252,7 +270,9 @@ impl ReplayDriver {
             if in_window {
                 if let Some(before) = before {
                     let local_ts = i64_at(self.local.bytes(), j);
-                    before.call1((local_ts, s.venue.bind(py), s.symbol.bind(py)))?;
+                    if local_ts >= self.wake {
+                        self.wake = wake_of(&before.call1((local_ts, s.venue.bind(py), s.symbol.bind(py)))?);
+                    }
                 }
             }
             let start = s.cursor;
@@ -291,7 +311,10 @@ impl ReplayDriver {
             j += 1;
             if in_window {
                 if let Some(cb) = &s.callback {
-                    cb.call1(py, (s.book.clone_ref(py),))?;
+                    let ret = cb.bind(py).call1((s.book.bind(py),))?;
+                    if before.is_some() {
+                        self.wake = wake_of(&ret);
+                    }
                 }
             }
         }
