@@ -17,3 +17,9 @@ INTERRUPTION_EVENTS = frozenset({"connect", "disconnect", "gap", "resync", "over
 # Requests a normalizer makes of the live side (ignored when re-deriving from raw).
 REQUEST_SNAPSHOT = "snapshot"
 REQUEST_RESUBSCRIBE = "resubscribe"
+# A successor connection's stream now overlaps this symbol's book (make-before-break: the old
+# connection may close); the argument is the symbol.
+REQUEST_OVERLAP = "overlap"
+# The venue announced it will close a connection (a `serverShutdown` event): replace it
+# make-before-break; the argument is that connection's id, as text.
+REQUEST_ROTATE = "rotate"

@@ -289,14 +289,20 @@ class LiveConnector:
             normalizer.on_book = book_cb
             normalizer.on_trade = items.append if on_trade is not None else None
 
+            open_conns: set[int] = set()  # a make-before-break successor overlaps its predecessor
+
             def sink(row: RawRow) -> None:
                 kind = row.kind
                 if kind == "recv":
                     health.on_message()
                 elif kind == "open":
-                    health.on_open()
+                    open_conns.add(row.conn_id)
+                    if len(open_conns) == 1:
+                        health.on_open()
                 elif kind == "close":
-                    health.on_close(bytes(row.payload).decode(errors="replace"))
+                    open_conns.discard(row.conn_id)
+                    if not open_conns:
+                        health.on_close(bytes(row.payload).decode(errors="replace"))
                 try:
                     normalizer.feed(row)
                 finally:

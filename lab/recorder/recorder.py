@@ -1,4 +1,4 @@
-"""`lab record`: one venue, one session, one WebSocket; raw and derived tables into the root.
+"""`lab record`: one venue, one session, the WebSockets of the venue's connection plan; raw and derived tables into the root.
 
 Threads: the asyncio loop (socket reader, REST) stamps rows into a bounded queue; one writer
 thread journals, normalizes and rotates. The reader never waits on disk. SIGINT/SIGTERM stop the
@@ -214,7 +214,10 @@ class Recorder:
             "checksum_mismatches": stats["checksum_mismatches"],
             "malformed": stats["malformed"],
             "connections": self.client.connections,
-            "reconnects": max(0, self.client.connections - 1),
+            "reconnects": max(0, self.client.connections - max(1, len(self.client._slots))),
+            "planned_connections": max(1, len(self.client._slots)),
+            "rotations": self.client.rotations,
+            "handovers": getattr(self.normalizer, "handovers", 0),
             "overflows": self.overflows,
             "stalls": self.client.stalls,
             "messages_too_large": self.client.too_large,
@@ -284,7 +287,7 @@ class Recorder:
             w = self._writer.stats
             sys.stderr.write(
                 f"\r{self.opts.venue} {rate:>9,.0f} msg/s  frames {frames:,}  gaps {s['gaps']}  resyncs {s['resyncs']}  bad {s['checksum_mismatches'] + s['malformed']}"
-                f"  reconnects {max(0, self.client.connections - 1)}  files {w.files}  {w.bytes / 1e6:,.1f} MB"
+                f"  reconnects {max(0, self.client.connections - max(1, len(self.client._slots)))}  files {w.files}  {w.bytes / 1e6:,.1f} MB"
                 f"  queue {len(self.queue):,}   "
             )
             sys.stderr.flush()

@@ -16,10 +16,25 @@ largest spot venue (PROTOCOLS.md section 4):
 
 Book rows carry `first_seq` / `last_seq` as the venue sent them. Each sync's `snapshot` event
 records the snapshot's depth (levels per side): levels beyond it stay unknown until they change.
+
+Several connections (a venue that caps streams per connection, and make-before-break rotation;
+docs/ARCHITECTURE.md, "Connections: plan and rotation"), for venues whose update ids are
+venue-wide (the same update has the same id on every connection). Each book is fed by one
+connection at a time, its *owner* (the first connection that delivered it a diff). What another
+open connection delivers for that book (a successor subscribed before the old one closes) is held
+in a *shadow* list, pruned of what the owner already delivered (a diff with `last_seq <=` the
+book's id, a trade the venue's dedupe rule drops), so every update is applied exactly once. At the
+owner's `close` row the book is handed over to the open, confirmed connection carrying it (a
+`handover` event): its shadow is replayed, the first diff must pass `first_ok` against the book's
+id (the snapshot rule), so a hole between the two streams is a `gap` event and a resync, never
+silently skipped. A book with no successor is unsynced alone (a `disconnect` event naming it). With
+a single connection (every one-connection venue) an open or close resets every book, as always.
 """
 from __future__ import annotations
 
-from lab.core.events import REQUEST_SNAPSHOT
+import dataclasses
+
+from lab.core.events import REQUEST_OVERLAP, REQUEST_SNAPSHOT
 from lab.core.model import Instrument, RawRow
 from lab.sync.normalizer import Normalizer
 
@@ -34,6 +49,14 @@ class BufferedDiffNormalizer(Normalizer):
         # venue symbol -> [(row, first_seq, last_seq, ts, bids, asks)] buffered while unsynced
         self.buffers: dict[str, list[tuple]] = {}
         self.await_first: dict[str, bool] = {}  # the next applied diff must pass `first_ok`
+        # several connections (see the module doc)
+        self.open_conns: set[int] = set()
+        self.live_conns: set[int] = set()  # subscriptions the venue confirmed (or that delivered data)
+        self.carries: dict[int, set[str]] = {}  # conn -> venue symbols it subscribed
+        self.owner: dict[str, int] = {}  # venue symbol -> the connection feeding its book
+        self.shadow: dict[str, dict[int, list]] = {}  # venue symbol -> conn -> entries, oldest first
+        self.overlapped: set[tuple[int, str]] = set()  # (conn, symbol) whose stream met the book
+        self.handovers = 0
 
     # -- the rules (hooks) ------------------------------------------------------------------------
     def first_ok(self, first_seq: int, last_seq: int, snapshot_id: int) -> bool:
@@ -168,3 +191,162 @@ class BufferedDiffNormalizer(Normalizer):
             # a diff buffered before its snapshot takes effect when the snapshot does
             if not self._apply(brow, inst, first_seq, last_seq, bts, bb, ba, bc, row.local_ts):
                 break  # unsynced: live diffs refill the buffer for the next snapshot
+
+    # -- several connections: owner, shadow, handover (see the module doc) -------------------------
+    SHADOW_MAX = 100_000  # entries per (symbol, connection); beyond it the oldest go (a gap at handover)
+
+    def connection_opened(self, row: RawRow, detail: str) -> bool:
+        """An `open` row: a `connect` event. True when it is the only open connection (every book
+        resets, as a one-connection venue always did); False when other connections stay open
+        (their books go on)."""
+        self.event(row, "connect", None, detail)
+        self.open_conns.add(row.conn_id)
+        if len(self.open_conns) == 1:
+            self.reset_all()
+            self.owner.clear()
+            self.shadow.clear()
+            self.overlapped.clear()
+            return True
+        return False
+
+    def connection_closed(self, row: RawRow, detail: str) -> list[str] | None:
+        """A `close` row. The only connection: a `disconnect` event, every book resets (None).
+        Otherwise each book the connection fed is handed over to its successor, or unsynced with
+        a `disconnect` event naming it; returns the symbols unsynced."""
+        conn = row.conn_id
+        self.open_conns.discard(conn)
+        self.live_conns.discard(conn)
+        self.carries.pop(conn, None)
+        for by_conn in self.shadow.values():
+            by_conn.pop(conn, None)
+        self.overlapped = {k for k in self.overlapped if k[0] != conn}
+        if not self.open_conns:
+            self.event(row, "disconnect", None, detail)
+            self.reset_all()
+            self.owner.clear()
+            self.shadow.clear()
+            self.overlapped.clear()
+            return None
+        self.event(row, "connection_closed", None, f"{detail}; {len(self.open_conns)} other connection(s) open")
+        lost = []
+        for symbol, owner in sorted(self.owner.items()):
+            if owner != conn:
+                continue
+            successor = self._successor(symbol)
+            if successor is None:
+                del self.owner[symbol]
+                if symbol in self.books:
+                    self.event(row, "disconnect", symbol, detail)
+                    self.books[symbol].synced = False
+                    self.buffers[symbol] = []
+                    self.await_first[symbol] = True
+                lost.append(symbol)
+            else:
+                self._handover(row, symbol, conn, successor)
+        return lost
+
+    def subscribed(self, conn: int, symbols, confirmed: bool = False) -> None:
+        """The venue's parser saw `conn` subscribe `symbols` (`confirmed`: the venue acknowledged)."""
+        self.carries.setdefault(conn, set()).update(symbols)
+        if confirmed:
+            self.live_conns.add(conn)
+
+    def confirmed(self, conn: int) -> None:
+        self.live_conns.add(conn)
+
+    def feeds(self, row: RawRow, symbol: str) -> bool:
+        """True when `row`'s connection feeds `symbol`'s book (its owner, or the book has none
+        open); False: the caller shadows the entry (`shadow_entry`)."""
+        conn = row.conn_id
+        owner = self.owner.get(symbol)
+        if owner == conn:
+            return True
+        if owner is None or owner not in self.open_conns or conn not in self.open_conns:
+            self.owner[symbol] = conn
+            return True
+        return False
+
+    def head(self, symbol: str) -> int | None:
+        """The last update id the book's owner delivered (applied, or buffered while unsynced)."""
+        book = self.books.get(symbol)
+        if book is not None and book.synced:
+            return book.seq
+        buffer = self.buffers.get(symbol)
+        return buffer[-1][2] if buffer else None
+
+    def shadow_stale(self, symbol: str, entry: tuple) -> bool:
+        """Already delivered by the owner (a venue overrides for its other entry kinds)."""
+        if entry[0] == "diff":
+            head = self.head(symbol)
+            return head is not None and entry[4] <= head
+        return False
+
+    def replay_shadow(self, entry: tuple) -> None:
+        """Apply one shadow entry as its (new) owner's (a venue overrides for its entry kinds)."""
+        if entry[0] == "diff":
+            self.on_diff(*entry[1:])
+
+    def shadow_entry(self, symbol: str, entry: tuple) -> None:
+        """An entry of a connection that does not feed `symbol`: ("diff", row, inst, first_seq,
+        last_seq, ts, bids, asks, checksum), or a venue's own kind (trades)."""
+        row = entry[1]
+        conn = row.conn_id
+        self.live_conns.add(conn)
+        self.carries.setdefault(conn, set()).add(symbol)
+        if self.shadow_stale(symbol, entry):
+            if entry[0] == "diff":
+                self._overlap(conn, symbol)
+            return
+        entries = self.shadow.setdefault(symbol, {}).setdefault(conn, [])
+        if len(entries) >= self.SHADOW_MAX:
+            del entries[0]
+        entries.append(entry)
+        if entry[0] == "diff":
+            head = self.head(symbol)
+            if head is None or entry[3] <= head + 1:
+                self._overlap(conn, symbol)
+
+    def prune_shadow(self, symbol: str) -> None:
+        """The owner moved on: drop what it delivered from the other connections' shadows."""
+        by_conn = self.shadow.get(symbol)
+        if not by_conn:
+            return
+        stale = self.shadow_stale
+        for conn, entries in by_conn.items():
+            if entries and stale(symbol, entries[0]):
+                had_diff = any(e[0] == "diff" and stale(symbol, e) for e in entries)
+                entries[:] = [e for e in entries if not stale(symbol, e)]
+                if had_diff:
+                    self._overlap(conn, symbol)
+
+    def _overlap(self, conn: int, symbol: str) -> None:
+        key = (conn, symbol)
+        if key not in self.overlapped:
+            self.overlapped.add(key)
+            self.request(REQUEST_OVERLAP, symbol)
+
+    def _successor(self, symbol: str) -> int | None:
+        """The open, confirmed connection that takes `symbol` over (one with shadowed data first)."""
+        candidates = [c for c in sorted(self.open_conns)
+                      if c in self.live_conns and (self.shadow.get(symbol, {}).get(c) or symbol in self.carries.get(c, ()))]
+        with_data = [c for c in candidates if self.shadow.get(symbol, {}).get(c)]
+        return (with_data or candidates or [None])[0]
+
+    def _handover(self, row: RawRow, symbol: str, old: int, new: int) -> None:
+        """`symbol`'s book moves from `old` (closed) to `new`: the shadow is replayed at the close
+        row's time; the first diff must pass `first_ok` against the book's id."""
+        self.owner[symbol] = new
+        entries = self.shadow.get(symbol, {}).pop(new, [])
+        self.overlapped.discard((new, symbol))
+        self.handovers += 1
+        head = self.head(symbol)
+        self.event(row, "handover", symbol, f"conn {old} -> conn {new} at id {head}; "
+                   f"{len(entries)} entries of conn {new} replayed")
+        book = self.books.get(symbol)
+        if book is not None and book.synced:
+            self.await_first[symbol] = True  # the successor's first diff: U <= id + 1 <= u
+        for entry in entries:
+            if self.shadow_stale(symbol, entry):
+                continue
+            # takes effect now (like a diff buffered before its snapshot), keeps its own rec_id
+            self.replay_shadow((entry[0], dataclasses.replace(entry[1], local_ts=row.local_ts)) + tuple(entry[2:]))

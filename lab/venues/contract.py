@@ -67,6 +67,11 @@ class Venue(DatasetRules):
     max_connection_age: ClassVar[float | None] = None
     # streams per WebSocket connection (None: every symbol on one connection)
     max_streams_per_connection: ClassVar[int | None] = None
+    # replace an aging (or venue-announced closing) connection make-before-break: open and
+    # subscribe the successor, let the normalizer dedupe the overlap by the venue's sequence, then
+    # close the old one. Only safe where `seq` is venue-wide (the same update has the same id on
+    # every connection) and the normalizer hands books over between connections.
+    make_before_break: ClassVar[bool] = False
 
     # -- sequence model (replay and verify read these) -------------------------------------------
     # Where the venue counts the `seq` of book messages: "symbol" (one sequence per book),
@@ -150,3 +155,35 @@ class Venue(DatasetRules):
     def check_depth(self, depth: int) -> int:
         """The depth to subscribe (the venue's default for 0); VenueError on an unsupported one."""
         return depth or self.default_depth
+
+    # -- wire-level replay (`lab serve-replay`, lab/replay/serve.py) -----------------------------
+    # The replay server sends a captured frame to a client connection only while that connection
+    # is subscribed to one of the frame's keys: tuples the venue chooses, ending with the venue
+    # symbol (`(channel, symbol)`), so that a captured REST snapshot of a symbol is waited for only
+    # by connections subscribed to it. The defaults treat every frame as connection-level and answer nothing
+    # themselves: right for a venue whose URL names the streams, and a start for any other.
+    def replay_frame_keys(self, payload: bytes) -> frozenset | None:
+        """The subscription keys of a captured received frame; an empty set: connection-level
+        (greeting, heartbeat, status: every client gets it); None: an answer to the original
+        client's own request (a pong) that is not replayed."""
+        return frozenset()
+
+    def replay_request(self, payload: bytes) -> tuple[str, frozenset] | None:
+        """A frame a replay client sent: ("subscribe" | "unsubscribe", keys), or None."""
+        return None
+
+    def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
+        """Frames the replay server itself answers a client frame with: a pong for a ping, the
+        venue's error for keys the capture does not hold (`served`: every key it holds)."""
+        return []
+
+    def replay_heartbeat(self, ws_path: str) -> bytes | None:
+        """The payload sent once a second after a connection's captured frames have run out
+        (so the client sees a quiet venue, not a stall); None: nothing."""
+        return None
+
+    def replay_rest_missing(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
+        """HTTP status and JSON body for a REST request the capture holds no body for."""
+        import orjson
+
+        return 404, orjson.dumps({"error": f"not in the capture: {path}"})

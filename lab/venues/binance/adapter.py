@@ -22,11 +22,18 @@ class BinanceSpot(Venue):
     stall_timeout = 30.0
     max_connection_age = P.MAX_CONNECTION_AGE
     max_streams_per_connection = P.MAX_STREAMS // 2  # two streams (depth, trade) per symbol
+    # U/u and trade ids are venue-wide: a successor connection's overlap dedupes exactly
+    make_before_break = True
     sequence_scope = "symbol"
     # REQUEST_WEIGHT 6000 a minute per IP (exchangeInfo's rateLimits); a 5000-level snapshot costs 250
     rest_weight_per_minute = P.WEIGHT_PER_MINUTE
     options = (Option("weight_per_minute", "REST request weight to spend a minute (below the venue's 6000 when "
-                      "other clients share the IP)"),)
+                      "other clients share the IP)"),
+               Option("streams_per_connection", f"streams per WebSocket connection (default {P.MAX_STREAMS}, the "
+                      "venue's cap; two per symbol): more symbols open more connections"),
+               Option("max_connection_age", f"seconds a connection may live (default {P.MAX_CONNECTION_AGE:g}, "
+                      "the venue's 24 h): the recorder replaces it make-before-break before; for a "
+                      "time-compressed simulator"))
 
     def snapshot_weight(self, symbol: str) -> int:
         return P.depth_weight(P.SNAPSHOT_LIMIT)
@@ -42,6 +49,26 @@ class BinanceSpot(Venue):
                 from lab.core.errors import VenueError
                 raise VenueError(f"binance: option weight_per_minute={options['weight_per_minute']!r}: "
                                  "expected a positive integer") from None
+        if "streams_per_connection" in options:
+            from lab.core.errors import VenueError
+            try:
+                streams = int(options["streams_per_connection"])
+            except ValueError:
+                streams = 0
+            if not 2 <= streams <= P.MAX_STREAMS:
+                raise VenueError(f"binance: option streams_per_connection={options['streams_per_connection']!r}: "
+                                 f"expected an integer from 2 (one symbol) to {P.MAX_STREAMS}") from None
+            self.max_streams_per_connection = streams // 2
+        if "max_connection_age" in options:
+            from lab.core.errors import VenueError
+            try:
+                age = float(options["max_connection_age"])
+            except ValueError:
+                age = 0.0
+            if not 0 < age < float("inf"):
+                raise VenueError(f"binance: option max_connection_age={options['max_connection_age']!r}: "
+                                 "expected a positive number of seconds") from None
+            self.max_connection_age = age
 
     def depth_path(self, symbol: str) -> str:
         return f"{P.DEPTH_PATH}?symbol={P.venue_symbol(symbol)}&limit={P.SNAPSHOT_LIMIT}"

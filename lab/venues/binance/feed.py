@@ -5,12 +5,19 @@ Book rows carry `first_seq = U`, `last_seq = u` (a snapshot: both `lastUpdateId`
 requested when the first diff of an unsynced book is buffered (Binance: "buffer, note U, then GET
 depth"), so the snapshot is never older than the stream it must bridge unless the venue lags.
 Trades are deduplicated by Binance's trade id; a hole in the ids is a `trade_gap` event.
+
+Several connections (the stream cap, make-before-break rotation): `U`/`u` and trade ids are
+venue-wide, so a successor's updates are deduplicated against the book's id and the last trade id
+and the book is handed over at the old connection's close without a snapshot (lab/sync/buffered.py,
+docs/BINANCE.md "Connections"). The connections a symbol is on are read off the SUBSCRIBE frames
+(and `/ws/<stream>`, `/stream?streams=` URLs); the `{"result":null}` answer confirms them.
+A `serverShutdown` asks the live side to rotate that connection (REQUEST_ROTATE).
 """
 from __future__ import annotations
 
 import orjson
 
-from lab.core.events import REQUEST_SNAPSHOT
+from lab.core.events import REQUEST_ROTATE, REQUEST_SNAPSHOT
 from lab.core.model import Instrument, RawRow
 from lab.sync.buffered import BufferedDiffNormalizer
 from lab.venues.binance import protocol as P
@@ -54,11 +61,19 @@ class BinanceNormalizer(BufferedDiffNormalizer):
             self.event(row, "rest_error", row.symbol, f"{row.channel}: {row.payload[:200].decode(errors='replace')}")
             if row.symbol in self.books and row.channel.startswith(P.DEPTH_PATH):
                 self.request(REQUEST_SNAPSHOT, row.symbol)
-        elif kind in ("open", "close"):
-            what = "connect" if kind == "open" else "disconnect"
-            self.event(row, what, None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
-            self.reset_all()
-            self.requested.clear()
+        elif kind == "open":
+            url = row.payload.decode(errors="replace")
+            if self.connection_opened(row, f"conn {row.conn_id} {url}"):
+                self.requested.clear()
+            in_url = _url_symbols(url)
+            if in_url:
+                self.subscribed(row.conn_id, in_url)
+        elif kind == "close":
+            lost = self.connection_closed(row, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
+            if lost is None:
+                self.requested.clear()
+            else:
+                self.requested.difference_update(lost)
         elif kind == "send":
             try:
                 msg = orjson.loads(row.payload)
@@ -66,6 +81,9 @@ class BinanceNormalizer(BufferedDiffNormalizer):
                 return
             if isinstance(msg, dict) and msg.get("method") in ("SUBSCRIBE", "UNSUBSCRIBE"):
                 self.event(row, "subscribe", None, row.payload.decode(errors="replace"))
+                params = msg.get("params")
+                if msg["method"] == "SUBSCRIBE" and isinstance(params, list):
+                    self.subscribed(row.conn_id, {p.split("@", 1)[0].upper() for p in params if isinstance(p, str)})
         elif kind == "note":
             self.note_event(row)
 
@@ -84,14 +102,16 @@ class BinanceNormalizer(BufferedDiffNormalizer):
         etype = msg.get("e")
         if etype is None:
             if "result" in msg and "id" in msg:
-                return  # {"result": null, "id": N}: a SUBSCRIBE acknowledged
+                self.confirmed(row.conn_id)  # {"result": null, "id": N}: a SUBSCRIBE acknowledged
+                return
             if "code" in msg:
                 self.event(row, "venue_error", None, str(msg.get("msg"))[:200])
                 return
             self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
             return
         if etype == "serverShutdown":
-            self.event(row, "server_shutdown", None, "the venue will close this connection")
+            self.event(row, "server_shutdown", None, f"conn {row.conn_id}: the venue will close this connection")
+            self.request(REQUEST_ROTATE, str(row.conn_id))  # make-before-break, if there is time
             return
         if etype not in ("depthUpdate", "trade"):
             self.event(row, "unknown_message", None, row.payload[:200].decode(errors="replace"))
@@ -108,18 +128,46 @@ class BinanceNormalizer(BufferedDiffNormalizer):
             if etype == "depthUpdate":
                 U, u, E = P.check_diff(msg, inst.price_precision, inst.amount_precision)
             else:
-                self._on_trade(row, inst, msg)
-                return
+                t, T, side, price, qty = P.parse_trade(msg, inst.price_precision, inst.amount_precision)
         except (ValueError, TypeError, OverflowError) as exc:
             self.malformed(row, symbol, f"{etype}: {type(exc).__name__}: {exc}")
-            if etype == "depthUpdate":
+            if etype == "depthUpdate" and self.feeds(row, symbol):
                 self.unsync(row, symbol)  # the id sequence is broken here
             return
-        book = self.books[symbol]
-        if not book.synced and not self.buffers.get(symbol) and symbol not in self.requested:
-            self.requested.add(symbol)
-            self.request(REQUEST_SNAPSHOT, symbol)
-        self.on_diff(row, inst, U, u, E * MS, msg["b"], msg["a"])
+        if etype == "trade":
+            entry = ("trade", row, inst, t, T, side, price, qty)
+            if self.feeds(row, symbol):
+                self.replay_shadow(entry)
+            else:
+                self.shadow_entry(symbol, entry)
+            return
+        entry = ("diff", row, inst, U, u, E * MS, msg["b"], msg["a"], None)
+        if self.feeds(row, symbol):
+            self.replay_shadow(entry)
+        else:  # another connection feeds this book: held until the owner delivers it or closes
+            self.shadow_entry(symbol, entry)
+
+    def replay_shadow(self, entry: tuple) -> None:
+        """One diff or trade of the connection that feeds its book (live, or at a handover)."""
+        if entry[0] == "diff":
+            _, row, inst, U, u, ts, bids, asks, _ = entry
+            symbol = inst.venue_symbol
+            book = self.books[symbol]
+            if not book.synced and not self.buffers.get(symbol) and symbol not in self.requested:
+                self.requested.add(symbol)
+                self.request(REQUEST_SNAPSHOT, symbol)
+            self.on_diff(row, inst, U, u, ts, bids, asks)
+        else:
+            _, row, inst, t, T, side, price, qty = entry
+            self._on_trade(row, inst, t, T, side, price, qty)
+        if self.shadow:
+            self.prune_shadow(inst.venue_symbol)
+
+    def shadow_stale(self, symbol: str, entry: tuple) -> bool:
+        if entry[0] == "trade":
+            last = self.last_trade_id.get(symbol)
+            return last is not None and entry[3] <= last
+        return super().shadow_stale(symbol, entry)
 
     def _on_snapshot(self, row: RawRow) -> None:
         symbol = row.symbol
@@ -137,8 +185,7 @@ class BinanceNormalizer(BufferedDiffNormalizer):
         self.requested.discard(symbol)
         self.on_snapshot(row, inst, lid, row.local_ts, snap["bids"], snap["asks"])
 
-    def _on_trade(self, row: RawRow, inst: Instrument, msg: dict) -> None:
-        t, T, side, price, qty = P.parse_trade(msg, inst.price_precision, inst.amount_precision)
+    def _on_trade(self, row: RawRow, inst: Instrument, t: int, T: int, side: str, price: int, qty: int) -> None:
         symbol = inst.venue_symbol
         last = self.last_trade_id.get(symbol)
         if last is not None and t <= last:
@@ -147,6 +194,23 @@ class BinanceNormalizer(BufferedDiffNormalizer):
             self.event(row, "trade_gap", symbol, f"trade ids {last + 1}..{t - 1} missing")
         self.last_trade_id[symbol] = t
         self.emit_trade(inst, row, T * MS, str(t), side, price, qty)
+
+
+def _url_symbols(url: str) -> set[str]:
+    """Symbols a raw `/ws/<stream>` or combined `/stream?streams=a/b` URL subscribes."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return set()
+    names: list[str] = []
+    if parts.path.startswith("/ws/"):
+        names = parts.path[4:].split("/")
+    elif parts.path.startswith("/stream"):
+        for v in parse_qs(parts.query).get("streams", []):
+            names += v.split("/")
+    return {n.split("@", 1)[0].upper() for n in names if n}
 
 
 Normalizer = BinanceNormalizer

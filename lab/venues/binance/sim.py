@@ -11,7 +11,10 @@ seconds, connections cut at `max_connection_age` (24 h; compress with --time-sca
 Faults: the framework's `drop_every` (a dropped diff: a gap), `disconnect_after`,
 `malformed_every`, `rate_limit`; and the plugin's options `stale_snapshots=N` (the first N depth
 answers are the book as of the start, older than any buffer) and `shutdown_after=S` (a
-`serverShutdown` event, then a close, S simulated seconds into every connection).
+`serverShutdown` event, then a close, S simulated seconds into every connection;
+`shutdown_grace=G`: the close G simulated seconds after the event, default 0, at once).
+A time-compressed 24 h cut: `time_scale=K` (`--time-scale`) runs the simulated clock K times
+faster, so `max_connection_age` (24 h simulated) cuts every connection after 86400/K wall seconds.
 """
 from __future__ import annotations
 
@@ -83,7 +86,8 @@ class BinanceVenue(VenuePlugin):
 
     def __init__(self, sim, symbols=None, *, trade_probability: float = 0.2, weight_limit: int = 6000,
                  ping_interval: float = 20.0, max_connection_age: float | None = P.MAX_CONNECTION_AGE,
-                 stale_snapshots: int = 0, shutdown_after: float | None = None, ban_after: int = 3):
+                 stale_snapshots: int = 0, shutdown_after: float | None = None, shutdown_grace: float = 0.0,
+                 ban_after: int = 3):
         super().__init__(sim)
         self.rng = random.Random(sim.seed)
         specs = [s for s in DEFAULT_SYMBOLS if not symbols or s[0] in symbols]
@@ -97,6 +101,7 @@ class BinanceVenue(VenuePlugin):
         self.max_connection_age = max_connection_age
         self.stale_snapshots = stale_snapshots
         self.shutdown_after = shutdown_after
+        self.shutdown_grace = float(shutdown_grace)  # simulated seconds from serverShutdown to the close
         self.ban_after = ban_after
         self.weight_used = 0
         self.weight_minute = -1
@@ -173,8 +178,9 @@ class BinanceVenue(VenuePlugin):
                 if not conn.transport.is_closing():
                     conn.transport.write(ws_frame(b"%d" % int(now * 1000), OP_PING))
             if self.shutdown_after and not st.get("shutdown") and now - conn.opened_mono >= wall(self.shutdown_after):
-                st["shutdown"] = True
+                st["shutdown"] = now
                 conn.send(orjson.dumps({"e": "serverShutdown", "E": self.sim.clock.now_ns() // 1_000_000}))
+            if st.get("shutdown") and now - st["shutdown"] >= wall(self.shutdown_grace):
                 conn.close(1000, "serverShutdown")
 
     def frame_for(self, conn, item: Item) -> bytes:
