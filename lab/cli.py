@@ -113,6 +113,7 @@ def _examples(*lines: str) -> str:
              epilog=_examples("lab demo                                   # the whole loop, nothing else needed",
                               "lab record --venue mock --duration 20s --out captures",
                               "lab query \"select symbol, count(*) from book group by 1\" --root captures",
+                              "lab serve-replay captures --venue mock --port 8765  # the capture served as the venue",
                               "lab COMMAND --help                         # options and examples of one command"))
 @click.version_option(_version(), "-V", "--version", prog_name="lab", message="%(prog)s %(version)s")
 def main() -> None:
@@ -297,6 +298,37 @@ def simulate(venue, host, port, seed, rate, time_scale, options, **faults) -> No
         fail(str(exc))
     except OSError as exc:  # a busy port, an address that is not ours
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}" + (" (is another simulator running there?)" if exc.errno == 98 else ""))
+
+
+@main.command("serve-replay", short_help="Serve a capture as the venue: its own WebSocket and REST.",
+              epilog=_examples('lab serve-replay captures --venue kraken --port 8766 --speed 1       # captured pacing',
+                               'lab serve-replay captures --venue mock --port 8765 --speed max',
+                               'lab record --venue kraken --ws-url ws://127.0.0.1:8766/ws --rest-url http://127.0.0.1:8766 --out again'))
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--venue", required=True, help="Venue whose frames to serve (see `lab venues`).")
+@click.option("--port", default=8765, show_default=True, type=int, help="TCP port (0: any free one, printed).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--speed", default="1", show_default=True, help="1 = the captured pacing, N = N times faster, max = as fast as the client reads.")
+@click.option("--session", default=None, help="Recorder session to serve (default: the first of the venue).")
+def serve_replay(root, venue, port, host, speed, session) -> None:
+    """Serve a capture's raw frames over the venue's WebSocket protocol and its REST bodies over
+    HTTP, on one port, to an unmodified client (docs/ARCHITECTURE.md, "Wire-level replay")."""
+    from lab.core.errors import UnknownVenue, VenueError
+    from lab.datasets.files import CaptureError
+    from lab.replay.serve import parse_speed, serve_replay_main
+
+    try:
+        pace = parse_speed(speed)
+    except ValueError as exc:
+        fail(str(exc))
+    if not 0 <= port <= 65535:
+        fail(f"--port {port}: not a TCP port")
+    try:
+        serve_replay_main(root, venue, host=host, port=port, speed=pace, session=session, report=click.echo)
+    except (CaptureError, UnknownVenue, VenueError) as exc:
+        fail(str(exc))
+    except OSError as exc:  # a busy port, an address that is not ours
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @main.command(short_help='Run DuckDB SQL over a capture (book, trades, quotes, ...).',
@@ -649,7 +681,8 @@ def compact(root, venue, session, as_json) -> None:
         sys.exit(1)
 
 
-@main.command(epilog=_examples("lab migrate captures --dry-run      # what would be rewritten",
+@main.command(short_help="Rewrite a capture's older-schema files in the current schema.",
+              epilog=_examples("lab migrate captures --dry-run      # what would be rewritten",
                                "lab migrate captures                # rewrite them (again: nothing to do)"))
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--dry-run", is_flag=True, help="Say which files would be rewritten; change nothing.")
@@ -740,7 +773,7 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
         sys.exit(1)
 
 
-@main.command(short_help="What a capture holds: venues, symbols, rows, time ranges, events.",
+@main.command(short_help="What a capture holds: venues, symbols, rows, times, events.",
               epilog=_examples("lab info captures", "lab info captures --json"))
 @click.argument("root", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (times as exact ISO 8601 UTC with ns).")
@@ -934,7 +967,7 @@ def _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url
                    f"pnl {summary['pnl']}, fees {summary['fees']} -> {root}")
 
 
-@main.command(short_help="Run a strategy on a capture with latency, queue and fee models.",
+@main.command(short_help="Run a strategy on a capture: latency, queue and fee models.",
               epilog=_examples("lab backtest examples/market_maker.py captures --symbol BTC-USD --queue conservative --latency 5ms",
                                "lab backtest examples/arbitrage.py captures --param a=mock:BTC-USD --param b=binance:BTC-USDT --json --plot arb.png",
                                "lab query --root backtests/LATEST \"SELECT side, count(*), sum(fee) FROM fills GROUP BY side\""))

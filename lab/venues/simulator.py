@@ -491,6 +491,7 @@ class Simulator:
         high_water: int = 4 << 20,
         max_lag: int = 500_000,
         tick: float = 0.001,
+        plugin_class: type | None = None,
         **plugin_options: Any,
     ):
         if not rate > 0 or math.isinf(rate):
@@ -519,7 +520,8 @@ class Simulator:
         self._stopping = False
         self._sleeper: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.plugin: VenuePlugin = _make_plugin(get_plugin_class(venue), self, plugin_options)
+        # `plugin_class`: a plugin that is not the venue's simulator (`lab serve-replay`'s replay)
+        self.plugin: VenuePlugin = _make_plugin(plugin_class or get_plugin_class(venue), self, plugin_options)
 
     # -- lifecycle
     @property
@@ -922,7 +924,8 @@ async def run_simulator(
 
     ``ready_callback(simulator)`` is called once the port is bound (``simulator.port``,
     ``simulator.url``, ``simulator.ws_url``). Extra keyword options go to the ``Simulator``
-    (``start_ns``, ``max_batch``, ``high_water``, ``max_lag``) and then to the venue plugin.
+    (``start_ns``, ``max_batch``, ``high_water``, ``max_lag``, ``plugin_class`` to serve another
+    plugin than the venue's simulator) and then to the venue plugin.
     """
     sim = Simulator(venue, host, port, seed, rate, time_scale, faults, **options)
     stop = stop_event or asyncio.Event()
