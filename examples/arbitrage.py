@@ -32,6 +32,7 @@ class Arbitrage(Strategy):
     def on_start(self, ctx):
         self.fee = {}
         self._factor = None  # per leg: the float that turns a best price in ticks into cost / proceeds
+        self._base = {}  # leg -> its base currency
 
     def on_book(self, book):
         ctx = self.ctx
@@ -65,6 +66,12 @@ class Arbitrage(Strategy):
 
     def _cross(self, ctx, buy_book, buy_leg, sell_book, sell_leg):
         """Buy at `buy_book`'s best ask and sell at `sell_book`'s best bid, both legs ioc."""
+        base = self._base.get(sell_leg)
+        if base is None:
+            base = self._base[sell_leg] = split_symbol(sell_leg[1])[0]
+        available = ctx.available(sell_leg[0], base)
+        if available <= 0:  # nothing to sell there (the check below, first because it is cheap)
+            return
         ask, bid = buy_book.best_ask(), sell_book.best_bid()
         # exactly, in Decimals, before committing: the float test is only the trigger
         cost = ask[0] * (1 + self._taker(buy_leg[0])) * (1 + self.min_edge)
@@ -73,7 +80,7 @@ class Arbitrage(Strategy):
         # a lot both venues accept: the coarser of the two amount precisions, rounded down
         lot = Decimal(1).scaleb(-min(buy_book.amount_precision, sell_book.amount_precision))
         size = min(self.size, ask[1], bid[1]).quantize(lot, rounding=ROUND_DOWN)
-        if size <= 0 or ctx.available(sell_leg[0], split_symbol(sell_leg[1])[0]) < size:
+        if size <= 0 or available < size:
             return
         self.signals += 1
         ctx.place_order(buy_leg[0], buy_leg[1], "buy", "limit", size, ask[0], tif="ioc")

@@ -73,9 +73,9 @@ def _table_of(path: str) -> str | None:
     return t.decode() if t else None
 
 
-def read_file(path: str) -> pa.Table:
+def read_file(path: str, columns: list[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise CaptureError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
 
@@ -110,13 +110,14 @@ class BookStream:
         return np.flatnonzero(self.flags & S.FLAG_LAST)
 
 
-def read_readable(files: list[str], skipped: list[tuple[str, str]] | None = None) -> list[pa.Table]:
-    """`read_file` of each file in order; with `skipped`, a file whose footer parses but whose
-    data does not is left out and listed there as (path, why); without it, CaptureError."""
+def read_readable(files: list[str], skipped: list[tuple[str, str]] | None = None, columns: list[str] | None = None) -> list[pa.Table]:
+    """`read_file` of each file in order (`columns` only, when given); with `skipped`, a file
+    whose footer parses but whose data does not is left out and listed there as (path, why);
+    without it, CaptureError."""
     tables = []
     for f in files:
         try:
-            tables.append(read_file(f))
+            tables.append(read_file(f, columns))
         except CaptureError as exc:
             if skipped is None:
                 raise
@@ -140,10 +141,15 @@ def stream_precisions(metas: list[dict], names: list[str], what: str) -> tuple[i
     return int(pp.pop()), int(ap.pop())
 
 
-def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None) -> BookStream:
+_REPLAY_COLUMNS = ["timestamp", "local_timestamp", "side", "price", "amount", "flags", "last_seq", "rec_id"]
+
+
+def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str, str]] | None = None,
+              checksums: bool = True) -> BookStream:
     """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
-    footer parses but whose data does not is left out and listed there."""
-    tables = read_readable(files, skipped)
+    footer parses but whose data does not is left out and listed there. `checksums=False`
+    leaves the stored checksums out (replay recomputes them; a list of them per row costs)."""
+    tables = read_readable(files, skipped, None if checksums else _REPLAY_COLUMNS)
     if not tables:
         raise CaptureError(f"{venue} {symbol}: no readable book file")
     metas = [meta_of(t) for t in tables]
@@ -175,7 +181,7 @@ def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str
         local_timestamp=ns("local_timestamp"),
         last_seq=table.column("last_seq").combine_chunks().to_numpy(zero_copy_only=False),
         rec_id=table.column("rec_id").combine_chunks().to_numpy(zero_copy_only=False),
-        checksum=table.column("checksum").to_pylist(),
+        checksum=table.column("checksum").to_pylist() if checksums else [],
     )
 
 

@@ -103,6 +103,7 @@ class Strategy:
         pass
 
 
+_ZERO = Decimal(0)
 _NEVER = 2**63 - 1  # a replay cue: nothing in flight, `before` has no work until a callback says so
 
 
@@ -112,6 +113,7 @@ class Context:
 
     def __init__(self, engine: "Engine"):
         self._engine = engine
+        self._keys: dict[str, str] = {}  # a strategy's spelling -> the canonical partition symbol
 
     def now(self) -> int:
         """The clock in ns: the capture's local time of the event being handled."""
@@ -121,7 +123,12 @@ class Context:
         """The current book of (venue, symbol), or None before its first message."""
         books = self._engine.books
         book = books.get((venue, symbol))  # spelled as the capture's partitions: no parsing
-        return book if book is not None else books.get((venue, symbol_key(symbol)))
+        if book is None:
+            key = self._keys.get(symbol)
+            if key is None:
+                key = self._keys[symbol] = symbol_key(symbol)
+            book = books.get((venue, key))
+        return book
 
     def place_order(self, venue: str, symbol: str, side: str, type: str, volume, price=None, post_only: bool = False,
                     tif: str = "gtc") -> str:
@@ -154,7 +161,9 @@ class Context:
 
     def available(self, venue: str, asset: str) -> Decimal:
         """What is left of `asset` after open orders' reservations."""
-        return self.balance(venue, asset) - self._engine.account(venue).reserved.get(asset, Decimal(0))
+        engine = self._engine
+        broker = engine.brokers.get(venue) or engine.broker(venue)  # strategies ask on every message: no detours
+        return engine.heard[venue].get(asset, _ZERO) - broker.account.reserved.get(asset, _ZERO)
 
     def balances(self, venue: str) -> dict[str, Decimal]:
         self._engine.broker(venue)
@@ -373,35 +382,26 @@ class Engine:
                             Decimal(f.amount).scaleb(-o.amount_precision), f.liquidity, f.fee, f.timestamp,
                             f.local_timestamp, f.notify_ns)
 
-    def on_book(self, book: OrderBook) -> int | None:
-        """Returns `wake_ns()` (the replay driver's cue; live connectors ignore it)."""
+    def on_book(self, book: OrderBook) -> int:
+        """The live callback (several threads: one event at a time)."""
         with self.lock:
-            self._on_book(book)
-            return self.wake_ns()
+            return self.replay_book(book)
 
     def replay_book(self, book: OrderBook) -> int:
-        """`on_book` for a replay (one thread, so no lock); returns the replay's cue, when to
-        call `before` next (`ReplayConnector.before`)."""
-        self._on_book(book)
-        wake = self.wake_ns()
-        return _NEVER if wake is None else wake
-
-    def replay_trade(self, trade: Trade) -> int:
-        self._on_trade(trade)
-        wake = self.wake_ns()
-        return _NEVER if wake is None else wake
-
-    def _on_book(self, book: OrderBook) -> None:
+        """`on_book` for a replay (one thread, so no lock). Returns the replay's cue, when to
+        call `before` next (`ReplayConnector.before`; live connectors ignore it). The hot path
+        of every backtest: one call per book message."""
         now = book.local_timestamp
-        self.books[(book.venue, book.symbol)] = book  # live may hand a new view per call
+        venue, symbol = book.venue, book.symbol
+        self.books[(venue, symbol)] = book  # live may hand a new view per call
         if self.started and not self._dirty and (self._wake_at is None or now < self._wake_at) \
                 and (self._next_timer is None or now < self._next_timer):
             self.now = now  # no timer due, no report due: _advance would do only this
         else:
             self._advance(now)
         self.book_messages += 1
-        broker = self.brokers.get(book.venue)
-        if broker is not None and broker.has_live(book.symbol):
+        broker = self.brokers.get(venue)
+        if broker is not None and broker.has_live(symbol):
             if broker.on_book(book):
                 self._dirty = True
             self._deliver(now)  # zero response latency: heard at once
@@ -409,6 +409,15 @@ class Engine:
             self.sample(now)
             self._next_sample = now - now % self.sample_ns + self.sample_ns
         self.strategy.on_book(book)
+        if self._dirty:
+            self._refresh()
+        wake = self._wake_at
+        return _NEVER if wake is None else wake
+
+    def replay_trade(self, trade: Trade) -> int:
+        self._on_trade(trade)
+        wake = self.wake_ns()
+        return _NEVER if wake is None else wake
 
     def on_trade(self, trade: Trade) -> int | None:
         with self.lock:

@@ -120,7 +120,7 @@ class ReplayConnector:
         for (v, s), files in streams.items():
             for session, session_files in by_session(files).items():
                 try:
-                    books[(v, s, session)] = load_book(session_files, v, s, self.skipped)
+                    books[(v, s, session)] = load_book(session_files, v, s, self.skipped, checksums=False)
                 except CaptureError:
                     if not all(any(f == bad for bad, _ in self.skipped) for f in session_files):
                         raise
@@ -136,7 +136,9 @@ class ReplayConnector:
         keys = sorted(set(books) | set(trades))
         venue_rank = {v: i for i, v in enumerate(sorted({k[0] for k in keys}))}
         session_rank = {x: i for i, x in enumerate(sorted({k[2] for k in keys}))}
-        parts = []  # (local_ts, venue_rank, rec_id, kind, stream index, row index, session rank)
+        # the merged index, one column each: local_ts, venue rank, rec_id, kind, stream index,
+        # row index, session rank
+        cols: list[list[np.ndarray]] = [[] for _ in range(7)]
         for si, key in enumerate(keys):
             rank, srank = venue_rank[key[0]], session_rank[key[2]]
             if key in books:
@@ -144,22 +146,22 @@ class ReplayConnector:
                 ends = b.message_ends
                 # where a session's clock stepped back, its later messages still come after its
                 # earlier ones (each message applied is the next in row order anyway)
-                parts.append(_index(np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
-                                    rank, b.rec_id[ends], _BOOK, si, ends, srank))
+                _index(cols, np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
+                       rank, b.rec_id[ends], _BOOK, si, ends, srank)
             if key in trades:
                 t = trades[key]
-                n = t["num_rows"]
-                parts.append(_index(t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(n), srank))
+                _index(cols, t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(t["num_rows"]), srank)
         for i, (local_ts, rec_id, venue, symbol, _, session) in enumerate(events):
-            parts.append(_index(np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
-                                session_rank.get(session, 0)))
-        if not parts:
+            _index(cols, np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
+                   session_rank.get(session, 0))
+        if not cols[0]:
             self.summary = {"messages": 0, "trades": 0, "gaps": 0, "streams": {}, "skipped_files": [f for f, _ in self.skipped]}
             return self.summary
-        order = np.concatenate(parts, axis=1)
-        # Events sort before the rows of the same frame: a gap is known before the message after it.
-        perm = np.lexsort((order[3] != _EVENT, order[6], order[2], order[1], order[0]))
-        order = order[:, perm]
+        merged = [np.concatenate(c) for c in cols]
+        perm = merge_order(merged)
+        # what the loop reads, in merged order (1-D gathers; the sort keys are not needed after)
+        order = {i: np.take(merged[i], perm) for i in (0, 3, 4, 5)}
+        del merged, perm
         if self.start_ns is not None or self.end_ns is not None:
             lo = self.start_ns if self.start_ns is not None else np.iinfo(np.int64).min
             hi = self.end_ns if self.end_ns is not None else np.iinfo(np.int64).max
@@ -185,7 +187,7 @@ class ReplayConnector:
         t0_wall = time.monotonic()
         t0_data = None
         stop = self._stop
-        total = order.shape[1]
+        total = len(order[0])
         # everything at or past --to is left out, books included (the order is sorted by time)
         stop_at = total if self.end_ns is None else int(np.searchsorted(order[0], self.end_ns, side="left"))
         # The hot path in Rust: the book messages of streams one session recorded are applied and
@@ -193,7 +195,7 @@ class ReplayConnector:
         # sessions recorded and paced replays (--speed) stay in the loop below.
         driver = None
         if not self.speed:
-            driver = ReplayDriver(*(np.ascontiguousarray(order[i]) for i in (3, 4, 0, 5)),
+            driver = ReplayDriver(*(order[i] for i in (3, 4, 0, 5)),
                                   None if keep is None else np.ascontiguousarray(keep).view(np.uint8))
             for si, key in enumerate(keys):
                 if key in books and key[:2] in single:
@@ -384,17 +386,19 @@ def _seq_is_venue_wide(venue: str) -> bool:
         return True
 
 
-def _index(local_ts, rank, rec_id, kind, stream, rows, session_rank=0) -> np.ndarray:
+def merge_order(order) -> np.ndarray:
+    """The permutation that sorts the merged index (its columns: local_ts, venue rank, rec_id,
+    kind, stream, row, session rank) by (local_ts, venue rank, rec_id, events first, session
+    rank): events sort before the rows of the same frame, so a gap is known before the message
+    after it."""
+    return np.lexsort((order[3] != _EVENT, order[6], order[2], order[1], order[0]))
+
+
+def _index(cols: list[list[np.ndarray]], local_ts, rank, rec_id, kind, stream, rows, session_rank=0) -> None:
+    """Append one part of the merged index to its columns (int64: the driver reads them)."""
     n = len(rows)
-    out = np.empty((7, n), dtype=np.int64)
-    out[6] = session_rank
-    out[0] = local_ts
-    out[1] = rank
-    out[2] = rec_id
-    out[3] = kind
-    out[4] = stream
-    out[5] = rows
-    return out
+    for col, value in zip(cols, (local_ts, rank, rec_id, kind, stream, rows, session_rank)):
+        col.append(np.asarray(value, dtype=np.int64) if isinstance(value, np.ndarray) else np.full(n, value, dtype=np.int64))
 
 
 def _price(level) -> Decimal | None:

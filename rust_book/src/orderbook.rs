@@ -150,10 +150,10 @@ fn parse_wire_side(
 /// sends none); ValueError for an unknown name.
 #[pyclass(module = "lab.rust_book", subclass)]
 pub struct OrderBook {
-    #[pyo3(get, set)]
     pub(crate) venue: String,
-    #[pyo3(get, set)]
     pub(crate) symbol: String,
+    /// `venue` and `symbol` as Python strings, made once: a callback reads them on every message.
+    names: [PyOnceLock<Py<PyString>>; 2],
     /// Exchange time of the last applied message, ns since the epoch.
     #[pyo3(get, set)]
     pub(crate) timestamp: i64,
@@ -184,6 +184,7 @@ impl Clone for OrderBook {
         OrderBook {
             venue: self.venue.clone(),
             symbol: self.symbol.clone(),
+            names: [PyOnceLock::new(), PyOnceLock::new()],
             timestamp: self.timestamp,
             local_timestamp: self.local_timestamp,
             seq: self.seq,
@@ -288,6 +289,7 @@ impl OrderBook {
         Ok(OrderBook {
             venue,
             symbol,
+            names: [PyOnceLock::new(), PyOnceLock::new()],
             timestamp: 0,
             local_timestamp: 0,
             seq: 0,
@@ -303,6 +305,28 @@ impl OrderBook {
     }
 
     /// Maximum levels per side (0 = unbounded).
+    #[getter]
+    fn venue(&self, py: Python<'_>) -> Py<PyString> {
+        self.names[0].get_or_init(py, || PyString::new(py, &self.venue).unbind()).clone_ref(py)
+    }
+
+    #[setter]
+    fn set_venue(&mut self, venue: String) {
+        self.venue = venue;
+        self.names[0] = PyOnceLock::new();
+    }
+
+    #[getter]
+    fn symbol(&self, py: Python<'_>) -> Py<PyString> {
+        self.names[1].get_or_init(py, || PyString::new(py, &self.symbol).unbind()).clone_ref(py)
+    }
+
+    #[setter]
+    fn set_symbol(&mut self, symbol: String) {
+        self.symbol = symbol;
+        self.names[1] = PyOnceLock::new();
+    }
+
     #[getter]
     fn depth(&self) -> usize {
         self.book.depth
