@@ -718,6 +718,22 @@ def migrate(root, dry_run, as_json) -> None:
         sys.exit(1)
 
 
+def _offsets(specs: tuple[str, ...]) -> dict[str, int]:
+    """`--offset VENUE=DURATION` (a leading - for a negative one) -> {venue: ns}."""
+    out = {}
+    for spec in specs:
+        venue, sep, text = spec.partition("=")
+        sign = -1 if text.startswith("-") else 1
+        try:
+            seconds = parse_duration(text.lstrip("-+")) if sep and venue else None
+        except click.BadParameter as exc:
+            fail(f"--offset {spec!r}: {exc.message}")
+        if seconds is None:
+            fail(f"--offset {spec!r}: expected VENUE=DURATION, e.g. binance=20ms")
+        out[venue] = sign * round(seconds * 1e9)
+    return out
+
+
 def _ns_of(text: str | None, option: str = "--from") -> int | None:
     if text is None:
         return None
@@ -732,15 +748,18 @@ def _ns_of(text: str | None, option: str = "--from") -> int | None:
 @main.command(short_help='Replay a capture through the Rust book.',
               epilog=_examples('lab replay captures',
                                'lab replay captures --symbol XBT/USD --speed max --json',
-                               'lab replay captures --speed 1 --from 2026-11-24T10:00:00Z      # real time'))
+                               'lab replay captures --speed 1 --from 2026-11-24T10:00:00Z      # real time',
+                               'lab replay captures --offset binance=20ms   # as if 20 ms further from binance'))
 @click.argument("path", type=click.Path())
 @click.option("--venue", default=None)
 @click.option("--symbol", "symbols", multiple=True)
 @click.option("--from", "start", default=None, help="ISO time or date, exact to the ns (no zone = UTC): callbacks from here on.")
 @click.option("--to", "end", default=None, help="ISO time or date, exact to the ns: stop before this instant.")
 @click.option("--speed", default="max", show_default=True, help="max, or a multiple of real time (1, 10, ...).")
+@click.option("--offset", "offsets", multiple=True, metavar="VENUE=DURATION",
+              help="Add a latency to a venue's local times (e.g. binance=20ms, kraken=-5ms); repeat per venue.")
 @click.option("--json", "as_json", is_flag=True)
-def replay(path, venue, symbols, start, end, speed, as_json) -> None:
+def replay(path, venue, symbols, start, end, speed, offsets, as_json) -> None:
     """Replay a capture (one file, a folder, or a root) through the Rust book."""
     from lab.progress import callback, progress_bar
     from lab.replay.connector import ReplayConnector
@@ -756,7 +775,7 @@ def replay(path, venue, symbols, start, end, speed, as_json) -> None:
     try:
         with progress_bar("replay", unit="events") as bar:
             conn = ReplayConnector(path, venue=venue, symbols=list(symbols) or None, start_ns=start_ns, end_ns=end_ns, speed=pace,
-                                   progress=callback(bar))
+                                   progress=callback(bar), offsets=_offsets(offsets))
             conn.start_stream("*", lambda book: None)
             summary = conn.run()
     except CaptureError as exc:

@@ -162,3 +162,36 @@ def test_merge_order_equals_the_full_lexsort():
         assert got.tolist() == want.tolist()  # both stable: equal keys keep their input order
 
     check()
+
+
+def test_a_venue_offset_moves_its_times_in_the_merge_and_the_callbacks(tmp_path):
+    """`offsets={venue: ns}` (`lab replay --offset V=D`): that venue's books and trades come
+    `ns` later in the merge and say so in their local times; the other venue is untouched."""
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "cap")
+    with SimulatorThread("mock", seed=3, rate=400) as m, SimulatorThread("kraken", seed=3, rate=300) as k:
+        procs = [subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--venue", v, "--duration", "2s", "--out", root,
+                                   "--rest-url", s.url, "--ws-url", s.ws_url] + extra, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for v, s, extra in (("mock", m, ["--symbol", "BTC-USD"]), ("kraken", k, ["--symbol", "XBT/USD"]))]
+        for p in procs:
+            assert p.wait(120) == 0, p.stderr.read()
+
+    def seen(offsets):
+        out = []
+        c = ReplayConnector(root, offsets=offsets)
+        c.start_stream("*", lambda b: out.append(("book", b.venue, b.seq, b.local_timestamp)),
+                       lambda t: out.append(("trade", t.venue, t.id, t.local_timestamp)))
+        c.run()
+        return out
+
+    shift = 250_000_000  # far more than the gaps between messages: the merge must change
+    plain, moved = seen(None), seen({"kraken": shift})
+    assert {e[1] for e in plain} == {"mock", "kraken"}
+    # each venue's own sequence is unchanged, its times moved by exactly the offset
+    for venue, d in (("mock", 0), ("kraken", shift)):
+        a = [e for e in plain if e[1] == venue]
+        b = [e for e in moved if e[1] == venue]
+        assert [e[:3] for e in a] == [e[:3] for e in b] and all(y[3] - x[3] == d for x, y in zip(a, b))
+    assert plain != moved and [e[3] for e in moved] == sorted(e[3] for e in moved)  # merged in the shifted time

@@ -42,7 +42,7 @@ class ReplayConnector:
 
     def __init__(self, path: str, venue: str | None = None, symbols: list[str] | None = None,
                  start_ns: int | None = None, end_ns: int | None = None, speed: float | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, offsets: dict[str, int] | None = None):
         self.path = normalize_path(path) if os.path.exists(path) else path
         self.skipped: list[tuple[str, str]] = []  # (file, why) of unreadable files left out
         self.progress = progress  # progress(events done, total), about every 0.1 s
@@ -53,6 +53,10 @@ class ReplayConnector:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.speed = speed
+        # venue -> ns added to its local times (a latency offset: where the strategy would sit
+        # relative to that venue); the merge, the window, the pacing and the callbacks all see
+        # the shifted times
+        self.offsets = {v: int(ns) for v, ns in (offsets or {}).items() if ns}
         self._callbacks: dict[str, tuple[Callable, Callable | None]] = {}
         # before(local_ts, venue, symbol): called before a book message of that stream is applied
         # or a trade delivered (in the window): a backtest's timers and order arrivals that fall
@@ -120,7 +124,9 @@ class ReplayConnector:
         for (v, s), files in streams.items():
             for session, session_files in by_session(files).items():
                 try:
-                    books[(v, s, session)] = load_book(session_files, v, s, self.skipped, checksums=False)
+                    b = books[(v, s, session)] = load_book(session_files, v, s, self.skipped, checksums=False)
+                    if v in self.offsets:
+                        b.local_timestamp = b.local_timestamp + self.offsets[v]
                 except CaptureError:
                     if not all(any(f == bad for bad, _ in self.skipped) for f in session_files):
                         raise
@@ -128,7 +134,7 @@ class ReplayConnector:
         trades = {}
         for (v, s), files in trade_files.items():
             for session, session_files in by_session(files).items():
-                t = read_file_many(session_files, self.skipped)
+                t = read_file_many(session_files, self.skipped, self.offsets.get(v, 0))
                 if t is not None:
                     trades[(v, s, session)] = t
         events = self._load_events({(v, s) for v, s, _ in set(books) | set(trades)})
@@ -347,7 +353,7 @@ class ReplayConnector:
                 session = session_of(f)
                 for ts, rec, kind, sym in zip(t.column("local_timestamp").cast(pa.int64()).to_pylist(), t.column("rec_id").to_pylist(), t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
                     if kind in UNSYNC_EVENTS and (sym is None or (venue, sym) in keys):
-                        out.append((ts, rec, venue, sym, kind, session))
+                        out.append((ts + self.offsets.get(venue, 0), rec, venue, sym, kind, session))
         return out
 
 
@@ -405,8 +411,9 @@ def _price(level) -> Decimal | None:
     return None if level is None else level[0]
 
 
-def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = None) -> dict | None:
-    """One stream's trades files (in order) for replay; None when none is readable (with `skipped`)."""
+def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = None, offset_ns: int = 0) -> dict | None:
+    """One stream's trades files (in order) for replay, local times moved by `offset_ns`; None
+    when none is readable (with `skipped`)."""
     tables = read_readable(files, skipped)
     if not tables:
         return None
@@ -416,6 +423,8 @@ def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = Non
     venue, symbol = meta.get("lab.venue", "?"), meta.get("lab.symbol", "?")
     ts = table.column("timestamp").cast(pa.int64()).to_pylist()
     lts = table.column("local_timestamp").cast(pa.int64()).to_pylist()
+    if offset_ns:
+        lts = [t + offset_ns for t in lts]
     ids, sides = table.column("id").to_pylist(), table.column("side").to_pylist()
     prices, amounts = mantissas(table.column("price"), pp), mantissas(table.column("amount"), ap)
 
