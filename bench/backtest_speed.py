@@ -1,9 +1,11 @@
 """Backtest speed (issue 14 item 6): the cross-venue arbitrage example over a two-venue capture,
 matching included, in lab, in hftbacktest's plain-Python loop and in NautilusTrader's
-`BacktestEngine`, on the same data in the same run.
+`BacktestEngine`, on the same data in the same run. With `--strategy top`, the replay benchmark
+(issue 12 item 3): every book message into a Python callback that reads the top of book, no
+orders, in the same three engines.
 
     python bench/backtest_speed.py [--capture ROOT] [--seconds 280] [--peers-python /work/peers-venv/bin/python]
-        [--no-peers] [--json]
+        [--strategy arbitrage|top] [--no-peers] [--json]
 
 Without --capture it records `--seconds` of mock BTC-USD and binance BTC-USDT from their
 simulators on loopback into a temporary root (280 s give ~10 M book rows here). The peers run in
@@ -70,7 +72,15 @@ last = -10**18
 oid = 0
 INVALID_BID, INVALID_ASK = -2147483647, 2147483647
 t0, c0 = time.perf_counter(), time.process_time()
-while True:
+while spec["strategy"] == "top":  # the replay benchmark: read both tops on every wake-up
+    r = hbt.wait_next_feed(False, 3_600_000_000_000)
+    if r == 1:
+        break
+    if r == 2:
+        wakes += 1
+        da, db = hbt.depth(0), hbt.depth(1)
+        da.best_bid_tick, da.best_ask_tick, db.best_bid_tick, db.best_ask_tick
+while spec["strategy"] == "arbitrage":
     r = hbt.wait_next_feed(False, 3_600_000_000_000)
     if r == 1:
         break
@@ -167,7 +177,29 @@ def run_lab(root: str) -> dict:
             "loop_seconds": t1 - first[0][0], "loop_cpu_seconds": c1 - first[0][1]}
 
 
-def run_hftbacktest(root: str, peers: str) -> dict:
+def run_lab_top(root: str) -> dict:
+    """The replay benchmark: every book message into a Python callback that reads `top()`."""
+    from lab.replay.connector import ReplayConnector
+
+    seen = [0]
+    first = []
+
+    def on_book(book):
+        if not seen[0]:
+            first.append((time.perf_counter(), time.process_time()))
+        seen[0] += 1
+        book.top()
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    conn = ReplayConnector(root, venue=None, symbols=None)
+    conn.start_stream("*", on_book)
+    summary = conn.run()
+    t1, c1 = time.perf_counter(), time.process_time()
+    return {"engine": "lab (replay, on_book reads top())", "book_messages": summary["messages"], "callbacks": seen[0],
+            "run_seconds": t1 - t0, "cpu_seconds": c1 - c0, "loop_seconds": t1 - first[0][0], "loop_cpu_seconds": c1 - first[0][1]}
+
+
+def run_hftbacktest(root: str, peers: str, strategy: str = "arbitrage") -> dict:
     from lab.datasets.export import export
     from lab.venues.registry import adapter_class
 
@@ -182,7 +214,7 @@ def run_hftbacktest(root: str, peers: str) -> dict:
                      "taker": float(adapter_class(venue).fees[1])})
     export_s = time.perf_counter() - t0
     spec = {"legs": legs, "min_edge": float(PARAMS["min_edge_bps"]) / 10000, "size": float(PARAMS["size"]),
-            "cooldown_ns": int(PARAMS["cooldown_ms"]) * 1_000_000, "base_balance": float(BASE_BALANCE)}
+            "cooldown_ns": int(PARAMS["cooldown_ms"]) * 1_000_000, "base_balance": float(BASE_BALANCE), "strategy": strategy}
     p = subprocess.run([peers, "-c", HFT, json.dumps(spec)], capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         return {"engine": "hftbacktest", "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
@@ -191,12 +223,12 @@ def run_hftbacktest(root: str, peers: str) -> dict:
     return r
 
 
-def run_nautilus(root: str, peers: str) -> dict:
+def run_nautilus(root: str, peers: str, strategy: str = "arbitrage") -> dict:
     from lab.venues.registry import adapter_class
 
     spec = {"root": root, "legs": [{"venue": v, "symbol": s} for v, s in LEGS],
             "taker_fee": {v: str(adapter_class(v).fees[1]) for v, _ in LEGS}, "min_edge_bps": PARAMS["min_edge_bps"],
-            "size": PARAMS["size"], "cooldown_ms": int(PARAMS["cooldown_ms"]), "latency_ms": 0}
+            "size": PARAMS["size"], "cooldown_ms": int(PARAMS["cooldown_ms"]), "latency_ms": 0, "strategy": strategy}
     p = subprocess.run([peers, os.path.join(HERE, "peers", "nautilus_arbitrage.py"), json.dumps(spec)], capture_output=True, text=True,
                        timeout=7200)
     if p.returncode != 0:
@@ -218,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=280.0)
     ap.add_argument("--peers-python", default=os.environ.get("LAB_PEERS_PYTHON", DEFAULT_PEERS))
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--strategy", choices=("arbitrage", "top"), default="arbitrage",
+                    help="arbitrage: the backtest benchmark; top: the replay benchmark (a callback reading both tops, no orders)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     root = a.capture
@@ -230,11 +264,12 @@ def main(argv=None) -> int:
     messages = sum(v["book_messages"] for v in data.values())
     results = {"capture": root, "data": data, "book_rows": book_rows, "book_messages": messages,
                "rows_per_message": round(book_rows / max(messages, 1), 2), "engines": []}
-    results["engines"].append(run_lab(root))
+    results["strategy"] = a.strategy
+    results["engines"].append(run_lab(root) if a.strategy == "arbitrage" else run_lab_top(root))
     peers = not a.no_peers and os.path.exists(a.peers_python)
     if peers:
-        results["engines"].append(run_hftbacktest(root, a.peers_python))
-        results["engines"].append(run_nautilus(root, a.peers_python))
+        results["engines"].append(run_hftbacktest(root, a.peers_python, a.strategy))
+        results["engines"].append(run_nautilus(root, a.peers_python, a.strategy))
     # Rates on CPU time where the engine reports it (one thread each: robust to a busy machine),
     # else on wall time.
     for e in results["engines"]:
