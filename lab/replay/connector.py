@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
@@ -120,54 +121,12 @@ class ReplayConnector:
     def run(self) -> dict:
         wanted = set(self._callbacks) if self._callbacks and "*" not in self._callbacks else None
         streams = {k: v for k, v in self._book_streams.items() if wanted is None or k[1] in wanted}
-        books = {}  # (venue, symbol, session) -> BookStream
-        for (v, s), files in streams.items():
-            for session, session_files in by_session(files).items():
-                try:
-                    b = books[(v, s, session)] = load_book(session_files, v, s, self.skipped, checksums=False)
-                    if v in self.offsets:
-                        b.local_timestamp = b.local_timestamp + self.offsets[v]
-                except CaptureError:
-                    if not all(any(f == bad for bad, _ in self.skipped) for f in session_files):
-                        raise
         trade_files = streams_in(self.path, "trades", self.venue, sorted(wanted) if wanted else self.symbols, self.skipped)
-        trades = {}
-        for (v, s), files in trade_files.items():
-            for session, session_files in by_session(files).items():
-                t = read_file_many(session_files, self.skipped, self.offsets.get(v, 0))
-                if t is not None:
-                    trades[(v, s, session)] = t
-        events = self._load_events({(v, s) for v, s, _ in set(books) | set(trades)})
-
-        keys = sorted(set(books) | set(trades))
-        venue_rank = {v: i for i, v in enumerate(sorted({k[0] for k in keys}))}
-        session_rank = {x: i for i, x in enumerate(sorted({k[2] for k in keys}))}
-        # the merged index, one column each: local_ts, venue rank, rec_id, kind, stream index,
-        # row index, session rank
-        cols: list[list[np.ndarray]] = [[] for _ in range(7)]
-        for si, key in enumerate(keys):
-            rank, srank = venue_rank[key[0]], session_rank[key[2]]
-            if key in books:
-                b = books[key]
-                ends = b.message_ends
-                # where a session's clock stepped back, its later messages still come after its
-                # earlier ones (each message applied is the next in row order anyway)
-                _index(cols, np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
-                       rank, b.rec_id[ends], _BOOK, si, ends, srank)
-            if key in trades:
-                t = trades[key]
-                _index(cols, t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(t["num_rows"]), srank)
-        for i, (local_ts, rec_id, venue, symbol, _, session) in enumerate(events):
-            _index(cols, np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
-                   session_rank.get(session, 0))
-        if not cols[0]:
+        m = merged_index(self.path, streams, trade_files, self.offsets, self.skipped)
+        if m is None:
             self.summary = {"messages": 0, "trades": 0, "gaps": 0, "streams": {}, "skipped_files": [f for f, _ in self.skipped]}
             return self.summary
-        merged = [np.concatenate(c) for c in cols]
-        perm = merge_order(merged)
-        # what the loop reads, in merged order (1-D gathers; the sort keys are not needed after)
-        order = {i: np.take(merged[i], perm) for i in (0, 3, 4, 5)}
-        del merged, perm
+        books, trades, events, keys, order = m.books, m.trades, m.events, m.keys, m.order
         if self.start_ns is not None or self.end_ns is not None:
             lo = self.start_ns if self.start_ns is not None else np.iinfo(np.int64).min
             hi = self.end_ns if self.end_ns is not None else np.iinfo(np.int64).max
@@ -336,25 +295,93 @@ class ReplayConnector:
         }
         return self.summary
 
-    def _load_events(self, keys: set[tuple[str, str]]) -> list[tuple[int, int, str, str | None, str, str]]:
-        """(local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book."""
-        venues = {v for v, _ in keys}
-        out = []
-        root = self.path if not _is_file(self.path) else _root_of(self.path)
-        for (venue, _), files in streams_in(root, "events", None, None, self.skipped).items():
-            if venue not in venues:
+@dataclass
+class Merged:
+    """A capture's selected streams, loaded, and the merged order in which replay visits them:
+    `order[i]` (i = 0 local_ts, 3 kind, 4 stream index into `keys`, 5 row index) per entry, sorted
+    by `merge_order`. The one iterator's input for every consumer of a replay."""
+    books: dict  # (venue, symbol, session) -> BookStream
+    trades: dict  # (venue, symbol, session) -> read_file_many(...)
+    events: list  # (local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book
+    keys: list  # the streams, in stream-index order
+    order: dict[int, np.ndarray]
+
+
+def merged_index(path: str, streams: dict, trade_files: dict, offsets: dict[str, int],
+                 skipped: list[tuple[str, str]]) -> Merged | None:
+    """Load the book streams `streams` and trades `trade_files` ({(venue, symbol): files}) of the
+    capture at `path`, each session its own stream, `offsets` (venue -> ns) added to local times,
+    and merge them with the events that unsync their books (None: nothing to replay)."""
+    books = {}  # (venue, symbol, session) -> BookStream
+    for (v, s), files in streams.items():
+        for session, session_files in by_session(files).items():
+            try:
+                b = books[(v, s, session)] = load_book(session_files, v, s, skipped, checksums=False)
+                if v in offsets:
+                    b.local_timestamp = b.local_timestamp + offsets[v]
+            except CaptureError:
+                if not all(any(f == bad for bad, _ in skipped) for f in session_files):
+                    raise
+    trades = {}
+    for (v, s), files in trade_files.items():
+        for session, session_files in by_session(files).items():
+            t = read_file_many(session_files, skipped, offsets.get(v, 0))
+            if t is not None:
+                trades[(v, s, session)] = t
+    root = path if not _is_file(path) else _root_of(path)
+    events = load_events(root, {(v, s) for v, s, _ in set(books) | set(trades)}, offsets, skipped)
+
+    keys = sorted(set(books) | set(trades))
+    venue_rank = {v: i for i, v in enumerate(sorted({k[0] for k in keys}))}
+    session_rank = {x: i for i, x in enumerate(sorted({k[2] for k in keys}))}
+    # the merged index, one column each: local_ts, venue rank, rec_id, kind, stream index,
+    # row index, session rank
+    cols: list[list[np.ndarray]] = [[] for _ in range(7)]
+    for si, key in enumerate(keys):
+        rank, srank = venue_rank[key[0]], session_rank[key[2]]
+        if key in books:
+            b = books[key]
+            ends = b.message_ends
+            # where a session's clock stepped back, its later messages still come after its
+            # earlier ones (each message applied is the next in row order anyway)
+            _index(cols, np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
+                   rank, b.rec_id[ends], _BOOK, si, ends, srank)
+        if key in trades:
+            t = trades[key]
+            _index(cols, t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(t["num_rows"]), srank)
+    for i, (local_ts, rec_id, venue, symbol, _, session) in enumerate(events):
+        _index(cols, np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
+               session_rank.get(session, 0))
+    if not cols[0]:
+        return None
+    merged = [np.concatenate(c) for c in cols]
+    del cols
+    perm = merge_order(merged)
+    # what the loop reads, in merged order (1-D gathers; the sort keys are not needed after)
+    order = {i: np.take(merged[i], perm) for i in (0, 3, 4, 5)}
+    return Merged(books, trades, events, keys, order)
+
+
+def load_events(root: str, keys: set[tuple[str, str]], offsets: dict[str, int],
+                skipped: list[tuple[str, str]]) -> list[tuple[int, int, str, str | None, str, str]]:
+    """(local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book of
+    `keys` ((venue, symbol); local times moved by the venue's offset)."""
+    venues = {v for v, _ in keys}
+    out = []
+    for (venue, _), files in streams_in(root, "events", None, None, skipped).items():
+        if venue not in venues:
+            continue
+        for f in files:
+            try:
+                t = read_file(f)
+            except CaptureError as exc:
+                skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
                 continue
-            for f in files:
-                try:
-                    t = read_file(f)
-                except CaptureError as exc:
-                    self.skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
-                    continue
-                session = session_of(f)
-                for ts, rec, kind, sym in zip(t.column("local_timestamp").cast(pa.int64()).to_pylist(), t.column("rec_id").to_pylist(), t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
-                    if kind in UNSYNC_EVENTS and (sym is None or (venue, sym) in keys):
-                        out.append((ts + self.offsets.get(venue, 0), rec, venue, sym, kind, session))
-        return out
+            session = session_of(f)
+            for ts, rec, kind, sym in zip(t.column("local_timestamp").cast(pa.int64()).to_pylist(), t.column("rec_id").to_pylist(), t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
+                if kind in UNSYNC_EVENTS and (sym is None or (venue, sym) in keys):
+                    out.append((ts + offsets.get(venue, 0), rec, venue, sym, kind, session))
+    return out
 
 
 def _is_file(path: str) -> bool:
