@@ -98,3 +98,55 @@ def test_rust_buffer_protocol():
         pass
     else:
         raise AssertionError("RustBuffer must be read-only")
+
+
+@given(order=st.lists(st.binary(max_size=48), min_size=4, max_size=4), window=st.one_of(st.none(), st.binary(max_size=6)),
+       cols=st.lists(st.binary(max_size=48), min_size=7, max_size=7), widths=st.tuples(st.sampled_from([8, 16, 4]), st.sampled_from([8, 16, 0])),
+       index=st.integers(0, 5), start=st.integers(-2, 8), limit=st.integers(0, 9), wake=st.integers(-(2**63), 2**63 - 1),
+       ret=st.one_of(st.none(), st.integers(-(2**70), 2**70), st.text(max_size=3)))
+@settings(max_examples=500, deadline=None)
+def test_replay_driver_random_bytes(order, window, cols, widths, index, start, limit, wake, ret):
+    """Arbitrary index columns, stream buffers, stream indexes and callback answers: the driver
+    raises ValueError / TypeError / OverflowError or walks, never panics or reads past a buffer."""
+    d = call(rb.ReplayDriver, *order, window)
+    if d is None:
+        return
+    book = rb.OrderBook("v", "S", 2, 8)
+    call(d.add_stream, index, book, *cols[:4], *widths, *cols[4:], lambda b: (b.top(), ret)[1])
+    call(d.add_trades, index, "v", "S", lambda row: row, lambda t: ret)
+    d.wake = wake
+    call(d.run, start, limit, lambda ts, v, s: ret)
+    call(d.cursor, index)
+    call(d.synced_at_last, index)
+    book.kraken_checksum()
+
+
+@given(entries=st.lists(st.tuples(st.integers(-1, 3), st.integers(-2, 3), st.integers(-5, 20)), max_size=30),
+       rows=st.lists(st.tuples(st.integers(0, 2), st.integers(-3, 10**6), st.integers(-1, 10**9), st.integers(0, 3)), max_size=25),
+       limit=st.integers(0, 40), with_window=st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_replay_driver_random_streams(entries, rows, limit, with_window):
+    """Well-typed but arbitrary merged orders and book rows (bad sides, negative amounts, flags
+    without LAST, stream indexes out of range): clean errors or a walk that stays in the rows."""
+    import numpy as np
+
+    kinds = np.array([e[0] for e in entries], dtype=np.int64)
+    streams = np.array([e[1] for e in entries], dtype=np.int64)
+    rowix = np.array([e[2] for e in entries], dtype=np.int64)
+    local = np.arange(len(entries), dtype=np.int64)
+    window = np.array([i % 2 for i in range(len(entries))], dtype=np.uint8) if with_window else None
+    d = rb.ReplayDriver(kinds, streams, local, rowix, window)
+    book = rb.OrderBook("v", "S", 2, 8)
+    n = len(rows)
+    sides = np.array([r[0] for r in rows], dtype=np.int8)
+    prices = np.array([r[1] for r in rows], dtype=np.int64)
+    amounts = np.array([r[2] for r in rows], dtype=np.int64)
+    flags = np.array([r[3] for r in rows], dtype=np.uint8)
+    clocks = np.arange(n, dtype=np.int64)
+    seen = []
+    call(d.add_stream, 0, book, sides, prices, amounts, flags, 8, 8, clocks, clocks, clocks, lambda b: seen.append(b.seq))
+    call(d.add_trades, 1, "v", "S", lambda row: row, lambda t: seen.append(("t", t)))
+    j = call(d.run, 0, limit, lambda ts, v, s: None)
+    assert j is None or 0 <= j <= len(entries)
+    assert all(isinstance(x, tuple) or 0 <= x < max(n, 1) for x in seen)
+    book.kraken_checksum()
