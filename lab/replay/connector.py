@@ -346,6 +346,7 @@ def merged_index(path: str, streams: dict, trade_files: dict, offsets: dict[str,
             # earlier ones (each message applied is the next in row order anyway)
             _index(cols, np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
                    rank, b.rec_id[ends], _BOOK, si, ends, srank)
+            b.rec_id = None  # needed for the merge only
         if key in trades:
             t = trades[key]
             _index(cols, t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(t["num_rows"]), srank)
@@ -354,9 +355,12 @@ def merged_index(path: str, streams: dict, trade_files: dict, offsets: dict[str,
                session_rank.get(session, 0))
     if not cols[0]:
         return None
-    merged = [np.concatenate(c) for c in cols]
-    del cols
+    merged = []
+    for c in cols:  # one column at a time, its parts freed as it is built
+        merged.append(np.concatenate(c))
+        c.clear()
     perm = merge_order(merged)
+    merged[1] = merged[2] = merged[6] = None  # venue rank, rec_id, session rank: sort keys only
     # what the loop reads, in merged order (1-D gathers; the sort keys are not needed after)
     order = {i: np.take(merged[i], perm) for i in (0, 3, 4, 5)}
     return Merged(books, trades, events, keys, order)
@@ -427,11 +431,15 @@ def merge_order(order) -> np.ndarray:
     return np.lexsort((order[3] != _EVENT, order[6], order[2], order[1], order[0]))
 
 
+# local_ts, venue rank, rec_id, kind, stream, row, session rank: what the driver reads is int64
+_INDEX_TYPES = (np.int64, np.int16, np.int64, np.int64, np.int64, np.int64, np.int32)
+
+
 def _index(cols: list[list[np.ndarray]], local_ts, rank, rec_id, kind, stream, rows, session_rank=0) -> None:
-    """Append one part of the merged index to its columns (int64: the driver reads them)."""
+    """Append one part of the merged index to its columns."""
     n = len(rows)
-    for col, value in zip(cols, (local_ts, rank, rec_id, kind, stream, rows, session_rank)):
-        col.append(np.asarray(value, dtype=np.int64) if isinstance(value, np.ndarray) else np.full(n, value, dtype=np.int64))
+    for col, value, dtype in zip(cols, (local_ts, rank, rec_id, kind, stream, rows, session_rank), _INDEX_TYPES):
+        col.append(np.asarray(value, dtype=dtype) if isinstance(value, np.ndarray) else np.full(n, value, dtype=dtype))
 
 
 def _price(level) -> Decimal | None:
@@ -448,15 +456,14 @@ def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = Non
     table = pa.concat_tables([t.drop_columns([c for c in ("venue", "symbol", "date") if c in t.column_names]) for t in tables])
     pp, ap = int(meta.get("lab.price_precision", 0)), int(meta.get("lab.amount_precision", 0))
     venue, symbol = meta.get("lab.venue", "?"), meta.get("lab.symbol", "?")
-    ts = table.column("timestamp").cast(pa.int64()).to_pylist()
-    lts = table.column("local_timestamp").cast(pa.int64()).to_pylist()
-    if offset_ns:
-        lts = [t + offset_ns for t in lts]
+    # numpy, read one at a time: a Python int per row costs ~40 bytes a column on a long capture
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    lts = table.column("local_timestamp").cast(pa.int64()).to_numpy() + offset_ns
     ids, sides = table.column("id").to_pylist(), table.column("side").to_pylist()
     prices, amounts = mantissas(table.column("price"), pp), mantissas(table.column("amount"), ap)
 
     def trade(i: int) -> Trade:
-        return Trade(venue, symbol, ts[i], lts[i], ids[i], sides[i], Decimal(int(prices[i])).scaleb(-pp), Decimal(int(amounts[i])).scaleb(-ap))
+        return Trade(venue, symbol, int(ts[i]), int(lts[i]), ids[i], sides[i], Decimal(int(prices[i])).scaleb(-pp), Decimal(int(amounts[i])).scaleb(-ap))
 
-    return {"num_rows": table.num_rows, "local_ns": np.asarray(lts, dtype=np.int64), "rec_id": table.column("rec_id").to_numpy(), "trade": trade,
+    return {"num_rows": table.num_rows, "local_ns": lts, "rec_id": table.column("rec_id").to_numpy(), "trade": trade,
             "id": ids.__getitem__}
