@@ -149,22 +149,46 @@ def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str
     """One stream's book files (in order) as one BookStream; with `skipped`, a file whose
     footer parses but whose data does not is left out and listed there. `checksums=False`
     leaves the stored checksums out (replay recomputes them; a list of them per row costs)."""
-    tables = read_readable(files, skipped, None if checksums else _REPLAY_COLUMNS)
-    if not tables:
+    # file by file into numpy, each file's Arrow table freed before the next is read: the peak is
+    # the stream's columns plus one file, not two copies of the stream
+    parts: dict[str, list] = {k: [] for k in ("sides", "prices", "amounts", "flags", "timestamp", "local_timestamp", "last_seq",
+                                              "rec_id", "checksum")}
+    metas: list[dict] = []
+    names: list[str] = []
+    precisions = None
+    for f in files:
+        tables = read_readable([f], skipped, None if checksums else _REPLAY_COLUMNS)
+        if not tables:
+            continue
+        t = tables.pop()
+        metas.append(meta_of(t))
+        names.append(f)
+        if precisions is None:
+            precisions = stream_precisions(metas, names, f"{venue} {symbol}: files")
+        # ticks file by file: a stream may hold files of schema version 1 (DECIMAL(18, p)) and 2
+        # (DECIMAL(38, 18)), both read exactly
+        try:
+            parts["prices"].append(mantissas(t.column("price"), precisions[0]))
+            parts["amounts"].append(mantissas(t.column("amount"), precisions[1]))
+        except ValueError as exc:
+            raise CaptureError(f"{venue} {symbol}: {exc}") from None
+        parts["sides"].append(pc.equal(t.column("side"), "ask").combine_chunks().cast(pa.int8()).to_numpy(zero_copy_only=False))
+        parts["flags"].append(t.column("flags").combine_chunks().to_numpy(zero_copy_only=False).astype(np.uint8))
+        for col in ("timestamp", "local_timestamp"):
+            parts[col].append(t.column(col).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False))
+        for col in ("last_seq", "rec_id"):
+            parts[col].append(t.column(col).combine_chunks().to_numpy(zero_copy_only=False))
+        if checksums:
+            parts["checksum"].extend(t.column("checksum").to_pylist())
+        del t
+    if not metas:
         raise CaptureError(f"{venue} {symbol}: no readable book file")
-    metas = [meta_of(t) for t in tables]
-    price_precision, amount_precision = stream_precisions(metas, files, f"{venue} {symbol}: files")
-    # ticks file by file: a stream may hold files of schema version 1 (DECIMAL(18, p)) and 2
-    # (DECIMAL(38, 18)), both read exactly
-    try:
-        prices = np.concatenate([mantissas(t.column("price"), price_precision) for t in tables]) if tables else np.empty(0, np.int64)
-        amounts = np.concatenate([mantissas(t.column("amount"), amount_precision) for t in tables]) if tables else np.empty(0, np.int64)
-    except ValueError as exc:
-        raise CaptureError(f"{venue} {symbol}: {exc}") from None
-    table = pa.concat_tables([t.drop_columns([c for c in t.column_names if c in ("venue", "symbol", "date", "price", "amount")]) for t in tables])
+    price_precision, amount_precision = stream_precisions(metas, names, f"{venue} {symbol}: files")  # every file agrees
 
-    def ns(col: str) -> np.ndarray:
-        return table.column(col).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    def joined(col: str, dtype) -> np.ndarray:
+        out = np.concatenate(parts[col]) if parts[col] else np.empty(0, dtype)
+        parts[col].clear()
+        return out
 
     return BookStream(
         venue=venue,
@@ -173,15 +197,15 @@ def load_book(files: list[str], venue: str, symbol: str, skipped: list[tuple[str
         price_precision=price_precision,
         amount_precision=amount_precision,
         depth=int(metas[0].get("lab.depth", "0")),
-        sides=pc.equal(table.column("side"), "ask").combine_chunks().cast(pa.int8()).to_numpy(zero_copy_only=False),
-        prices=prices,
-        amounts=amounts,
-        flags=table.column("flags").combine_chunks().to_numpy(zero_copy_only=False).astype(np.uint8),
-        timestamp=ns("timestamp"),
-        local_timestamp=ns("local_timestamp"),
-        last_seq=table.column("last_seq").combine_chunks().to_numpy(zero_copy_only=False),
-        rec_id=table.column("rec_id").combine_chunks().to_numpy(zero_copy_only=False),
-        checksum=table.column("checksum").to_pylist() if checksums else [],
+        sides=joined("sides", np.int8),
+        prices=joined("prices", np.int64),
+        amounts=joined("amounts", np.int64),
+        flags=joined("flags", np.uint8),
+        timestamp=joined("timestamp", np.int64),
+        local_timestamp=joined("local_timestamp", np.int64),
+        last_seq=joined("last_seq", np.int64),
+        rec_id=joined("rec_id", np.int64),
+        checksum=parts["checksum"],
     )
 
 
