@@ -15,11 +15,22 @@ answers are the book as of the start, older than any buffer) and `shutdown_after
 `shutdown_grace=G`: the close G simulated seconds after the event, default 0, at once).
 A time-compressed 24 h cut: `time_scale=K` (`--time-scale`) runs the simulated clock K times
 faster, so `max_connection_age` (24 h simulated) cuts every connection after 86400/K wall seconds.
+
+Memory is bounded whatever the rate and run time: `/control/book?symbol=S&seq=U` (the book right
+after the diff with final id U) answers from a bounded window per symbol, option `book_history`
+(default 131072 diffs; whole chunks of 4096 diffs, each a book checkpoint plus packed diffs, are
+dropped from the front, so between `book_history` and `book_history + 4096` diffs are kept; an
+older U is a 404 naming the oldest id kept); the stale snapshots keep one copy of the starting book;
+a client more than `max_backlog` messages behind (default 100000, 0: off) is closed with 1008
+"slow consumer", which frees the rendered frames it pinned. Each option goes through
+`--option KEY=VALUE`.
 """
 from __future__ import annotations
 
 import random
 import time
+from array import array
+from collections import deque
 from urllib.parse import unquote
 
 import orjson
@@ -40,16 +51,82 @@ DEFAULT_SYMBOLS = (
 )
 
 
+#: diffs per history chunk: a chunk is a full copy of the book (its checkpoint) plus the diffs after it
+HISTORY_CHUNK = 4096
+#: default `book_history`: diffs kept per symbol for `/control/book?seq=` (older ids answer 404)
+BOOK_HISTORY = 32 * HISTORY_CHUNK
+#: default `max_backlog`: messages (all symbols) a client may fall behind before it is closed with
+#: 1008 "slow consumer", as Binance cuts a client that does not read; the framework's own `max_lag`
+#: (500000) let a stuck client pin ~600 MB of rendered frames at 60000 messages/s
+MAX_BACKLOG = 100_000
+
+
+def _flat(side: dict) -> array:
+    out = array("q")
+    for p, q in side.items():
+        out.append(p)
+        out.append(q)
+    return out
+
+
+def _unflat(flat: array) -> dict:
+    it = iter(flat)
+    return dict(zip(it, it))
+
+
+class _Chunk:
+    """The book right after update id `cp_u` (flat `price, qty` arrays) and the diffs that follow,
+    packed in one int64 array as `u, n_bids, n_asks, price, qty, ...` records."""
+
+    __slots__ = ("cp_u", "cp_bids", "cp_asks", "diffs", "n", "last_u")
+
+    def __init__(self, u: int, bids: dict, asks: dict):
+        self.cp_u = self.last_u = u
+        self.cp_bids, self.cp_asks = _flat(bids), _flat(asks)
+        self.diffs = array("q")
+        self.n = 0
+
+
 class _Book:
-    def __init__(self, spec, rng: random.Random, levels: int = 30):
+    """One symbol's book, with a bounded history for `at(u)`: the last `history` diffs (at least;
+    whole chunks of HISTORY_CHUNK diffs are dropped from the front), not every diff since the start
+    (at 60000 messages/s that was ~25 MB/s, without bound)."""
+
+    def __init__(self, spec, rng: random.Random, levels: int = 30, history: int = BOOK_HISTORY):
         self.symbol, self.base, self.quote, self.pp, self.ap, mid = spec
         self.mid = mid
         self.bids = {mid - i: rng.randint(1, 10 ** self.ap) for i in range(levels)}
         self.asks = {mid + 1 + i: rng.randint(1, 10 ** self.ap) for i in range(levels)}
         self.update_id = 1000 + rng.randint(0, 10 ** 6)
         self.trade_id = 1 + rng.randint(0, 10 ** 6)
-        self.initial = (self.update_id, dict(self.bids), dict(self.asks))
-        self.history: list[tuple[int, list, list]] = []  # (u, bids, asks) of every diff
+        self.initial = (self.update_id, dict(self.bids), dict(self.asks))  # for stale_snapshots
+        # chunks kept: enough that at least `history` diffs stay reachable, plus the one being filled
+        self.max_chunks = max(1, -(-max(0, int(history)) // HISTORY_CHUNK)) + 1
+        self.chunks: deque[_Chunk] = deque([_Chunk(self.update_id, self.bids, self.asks)])
+
+    def record(self, u: int, bids: list, asks: list) -> None:
+        """Append the diff that took the book (already updated) to final id `u`."""
+        c = self.chunks[-1]
+        rec = [u, len(bids), len(asks)]
+        for p, q in bids:
+            rec += (p, q)
+        for p, q in asks:
+            rec += (p, q)
+        c.diffs.extend(rec)
+        c.n += 1
+        c.last_u = u
+        if c.n >= HISTORY_CHUNK:
+            self.chunks.append(_Chunk(u, self.bids, self.asks))
+            while len(self.chunks) > self.max_chunks:
+                self.chunks.popleft()
+
+    @property
+    def oldest_id(self) -> int:
+        """The oldest update id `at()` still answers."""
+        return self.chunks[0].cp_u
+
+    def retained_diffs(self) -> int:
+        return sum(c.n for c in self.chunks)
 
     def snapshot(self, limit: int = 5000):
         bids = sorted(self.bids.items(), reverse=True)[:limit]
@@ -57,20 +134,33 @@ class _Book:
         return self.update_id, bids, asks
 
     def at(self, u: int):
-        """The book right after the diff whose final id is `u` (LookupError when unknown)."""
-        lid, bids, asks = self.initial
-        bids, asks = dict(bids), dict(asks)
-        if u < lid:
+        """The book right after the diff whose final id is `u` (LookupError when unknown or older
+        than the retained window)."""
+        if u < self.initial[0]:
             raise LookupError(f"{self.symbol}: id {u} is before the simulation")
-        for hu, hb, ha in self.history:
+        if u > self.update_id:
+            raise LookupError(f"{self.symbol}: no diff ends at id {u} (last {self.update_id})")
+        if u < self.chunks[0].cp_u:
+            raise LookupError(f"{self.symbol}: id {u} is older than the retained history (ids from "
+                              f"{self.chunks[0].cp_u} on, about the last {(self.max_chunks - 1) * HISTORY_CHUNK} diffs)")
+        chunk = next(c for c in reversed(self.chunks) if c.cp_u <= u)
+        bids, asks = _unflat(chunk.cp_bids), _unflat(chunk.cp_asks)
+        lid = chunk.cp_u
+        d = chunk.diffs
+        i, end = 0, len(d)
+        while i < end and lid != u:
+            hu, nb, na = d[i], d[i + 1], d[i + 2]
             if hu > u:
                 break
-            for side, levels in ((bids, hb), (asks, ha)):
-                for p, q in levels:
+            i += 3
+            for side, n in ((bids, nb), (asks, na)):
+                for j in range(i, i + 2 * n, 2):
+                    p, q = d[j], d[j + 1]
                     if q:
                         side[p] = q
                     else:
                         side.pop(p, None)
+                i += 2 * n
             lid = hu
         if lid != u:
             raise LookupError(f"{self.symbol}: no diff ends at id {u} (last {self.update_id})")
@@ -87,11 +177,11 @@ class BinanceVenue(VenuePlugin):
     def __init__(self, sim, symbols=None, *, trade_probability: float = 0.2, weight_limit: int = 6000,
                  ping_interval: float = 20.0, max_connection_age: float | None = P.MAX_CONNECTION_AGE,
                  stale_snapshots: int = 0, shutdown_after: float | None = None, shutdown_grace: float = 0.0,
-                 ban_after: int = 3):
+                 ban_after: int = 3, book_history: int = BOOK_HISTORY, max_backlog: int = MAX_BACKLOG):
         super().__init__(sim)
         self.rng = random.Random(sim.seed)
         specs = [s for s in DEFAULT_SYMBOLS if not symbols or s[0] in symbols]
-        self.books = {s[0]: _Book(s, self.rng) for s in specs}
+        self.books = {s[0]: _Book(s, self.rng, history=book_history) for s in specs}
         self.order = list(self.books)
         self.trade_probability = trade_probability
         self.interval_ns = max(1, int(1e9 * sim.clock.time_scale / sim.rate))  # `rate` per wall second
@@ -103,6 +193,7 @@ class BinanceVenue(VenuePlugin):
         self.shutdown_after = shutdown_after
         self.shutdown_grace = float(shutdown_grace)  # simulated seconds from serverShutdown to the close
         self.ban_after = ban_after
+        self.max_backlog = max_backlog  # messages a client may fall behind before it is cut (0: off)
         self.weight_used = 0
         self.weight_minute = -1
         self.after_429 = 0
@@ -157,7 +248,7 @@ class BinanceVenue(VenuePlugin):
         U = book.update_id + 1
         u = U + rng.randint(0, 4)  # one event folds several updates
         book.update_id = u
-        book.history.append((u, bids, asks))
+        book.record(u, bids, asks)
         args = (book.symbol, E, U, u, bids, asks, book.pp, book.ap)
         raw, comb = P.render_diff(*args), P.render_diff(*args, stream=True)
         return Item(ws_frame(raw), ("depth", book.symbol), "book", book.symbol, u, (raw, comb))
@@ -168,10 +259,17 @@ class BinanceVenue(VenuePlugin):
     def _service_connections(self) -> None:
         """Ping frames and `serverShutdown` (the framework has no timer for either)."""
         now = time.monotonic()
-        wall = self.sim.clock.wall_seconds
-        for conn in list(self.sim.connections.values()):
+        sim = self.sim
+        wall = sim.clock.wall_seconds
+        tape, base, produced = sim._tape, sim._tape_base, sim._produced
+        for conn in list(sim.connections.values()):
             if conn.closing:
                 continue
+            if self.max_backlog and tape and conn.next_batch - base < len(tape):
+                pending = produced - (tape[conn.next_batch - base].start + conn.offset)
+                if pending > self.max_backlog:
+                    conn.close(1008, "slow consumer")  # its backlog is trimmed off the tape
+                    continue
             st = conn.state
             if self.ping_interval and now - st.get("last_ping", conn.opened_mono) >= max(0.05, wall(self.ping_interval)):
                 st["last_ping"] = now
