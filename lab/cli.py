@@ -1004,12 +1004,14 @@ def _paper_strategy(strategy_file, params, venue, symbol, keys, rest_url, ws_url
 @click.option("--balance", "balances", multiple=True, metavar="[VENUE:]ASSET=AMOUNT", help="Starting balance; repeat (default: the strategy's `balances`).")
 @click.option("--margin", is_flag=True, help="Allow negative balances (no balance checks).")
 @click.option("--no-partial-fills", is_flag=True, help="A resting order fills whole or not at all.")
+@click.option("--offset", "offsets", multiple=True, metavar="VENUE=DURATION",
+              help="Feed latency added to a venue's local times (as lab replay --offset); repeat per venue.")
 @click.option("--sample", default="1s", show_default=True, help="Equity sampling interval (data time).")
 @click.option("--out", "results", default=None, type=click.Path(file_okay=False), help="Results folder (default backtests/<session>).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), help="Write a PNG: equity, mids with fills, position.")
 @click.option("--json", "as_json", is_flag=True)
 def backtest(strategy_file, path, class_name, params, venue, symbols, start, end, latency, queue, fees, balances, margin,
-             no_partial_fills, sample, results, plot_path, as_json) -> None:
+             no_partial_fills, offsets, sample, results, plot_path, as_json) -> None:
     """Run a strategy class (lab.replay.backtest.Strategy) on a capture: orders, fills, equity
     and positions tables in the results folder (queryable with `lab query --root`), a summary."""
     from lab.datasets.reader import CaptureError
@@ -1026,7 +1028,8 @@ def backtest(strategy_file, path, class_name, params, venue, symbols, start, end
     try:
         with progress_bar("backtest", unit="events") as bar:
             engine = bt.run_backtest(strategy, path, venue=venue, symbols=list(symbols) or None, start_ns=start_ns,
-                                     end_ns=end_ns, models=models, sample_ns=int(sample_s * 1e9), progress=callback(bar))
+                                     end_ns=end_ns, models=models, sample_ns=int(sample_s * 1e9), progress=callback(bar),
+                                     offsets=_offsets(offsets))
     except (CaptureError, bt.BacktestError) as exc:
         fail(str(exc))
     engine.results = results or os.path.join("backtests", engine.session)

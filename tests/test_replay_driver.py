@@ -195,3 +195,21 @@ def test_a_venue_offset_moves_its_times_in_the_merge_and_the_callbacks(tmp_path)
         b = [e for e in moved if e[1] == venue]
         assert [e[:3] for e in a] == [e[:3] for e in b] and all(y[3] - x[3] == d for x, y in zip(a, b))
     assert plain != moved and [e[3] for e in moved] == sorted(e[3] for e in moved)  # merged in the shifted time
+
+
+def test_backtest_offset_moves_the_venue_clock(capture):
+    """`run_backtest(offsets=)` / `lab backtest --offset`: the strategy sees the venue's data
+    later by exactly the offset (its clock, its fills' local times)."""
+    from lab.replay.backtest import Engine, parse_models, run_backtest
+
+    def run(offsets):
+        seen = []
+        s = _TimedMaker.make()
+        on_book = s.on_book
+        s.on_book = lambda book: (seen.append(s.ctx.now()), on_book(book))[1]
+        engine = run_backtest(s, capture, models=parse_models(latency="3ms", queue="conservative"), offsets=offsets)
+        return seen, [f.local_timestamp for b in engine.brokers.values() for f in b.fills]
+
+    (a, fa), (b, fb) = run(None), run({"mock": 7_000_000})
+    assert len(a) == len(b) > 100 and all(y - x == 7_000_000 for x, y in zip(a, b))
+    assert fa and len(fa) == len(fb) and all(y - x == 7_000_000 for x, y in zip(fa, fb))

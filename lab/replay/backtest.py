@@ -720,13 +720,15 @@ def parse_models(latency: str = "0", queue: str = "none", fees=(), balances=(), 
 
 def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, symbols: list[str] | None = None,
                  start_ns: int | None = None, end_ns: int | None = None, models: Models | None = None,
-                 sample_ns: int = 10**9, results: str | None = None, progress=None) -> Engine:
-    """Replay `root` into `strategy` with `models`; returns the finished engine (summary(),
-    write() for the tables)."""
+                 sample_ns: int = 10**9, results: str | None = None, progress=None,
+                 offsets: dict[str, int] | None = None) -> Engine:
+    """Replay `root` into `strategy` with `models` (`offsets`: venue -> ns of feed latency added
+    to its local times, as `ReplayConnector`); returns the finished engine (summary(), write()
+    for the tables)."""
     from lab.replay.connector import ReplayConnector
 
     engine = Engine(strategy, models or Models(), venue_fees, sample_ns, results)
-    conn = ReplayConnector(root, venue=venue, symbols=symbols, start_ns=start_ns, end_ns=end_ns, progress=progress)
+    conn = ReplayConnector(root, venue=venue, symbols=symbols, start_ns=start_ns, end_ns=end_ns, progress=progress, offsets=offsets)
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s
     conn.start_stream("*", engine.replay_book, engine.replay_trade)
