@@ -205,3 +205,100 @@ def test_bad_input_is_one_clear_line(tmp_path, case):
     assert expect in lines[0]
     if case == "venue not in capture":
         assert "venues there: mock" in lines[0]
+
+
+def assert_same_binance_capture(original, again) -> None:
+    want, got = books(original), books(again)
+    assert got == want and want and all(s["synced"] for s in got.values())
+    a, b = healthy(original), healthy(again)
+    for name, s in a["streams"].items():
+        assert b["streams"][name]["messages"] == s["messages"] > 0, name
+        assert b["streams"][name]["resyncs"] == s["resyncs"] == 0, name
+    ids = trades(original)
+    assert ids and trades(again) == ids
+
+
+def test_binance_capture_served_and_recorded_again(tmp_path):
+    original, again = tmp_path / "orig", tmp_path / "again"
+    with SimulatorThread("binance", seed=26, rate=600) as sim:
+        lab("record", "--venue", "binance", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT", "--ws-url", sim.ws_url,
+            "--rest-url", sim.url, "--duration", "8s", "--out", original)
+    [frames] = query(original, "select count(*) n from raw where kind = 'recv'")
+    with ReplayServer(original, "binance") as server:
+        server.ws_url = server.url.replace("http", "ws")  # the venue's root path is served too
+        summary = rerecord(server, again, "binance", "BTCUSDT", "ETHUSDT")
+        status = server.status()
+    assert status["frames_served"] == status["frames"] == frames["n"]
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    assert_same_binance_capture(original, again)
+    # the replayed client got the captured snapshots (same lastUpdateIds, same order)
+    sql = "select decode(payload) p from raw where kind = 'rest' and channel like '/api/v3/depth%' order by rec_id"
+    snaps = [json.loads(r["p"])["lastUpdateId"] for r in query(original, sql)]
+    assert len(snaps) == 2 and [json.loads(r["p"])["lastUpdateId"] for r in query(again, sql)] == snaps
+
+
+def test_binance_several_connections_matched_by_streams(tmp_path):
+    """3 symbols at 2 streams per connection: 3 concurrent connections, each played to the client
+    connection that subscribed the same streams (whatever order they open in), on `/stream`."""
+    original, again = tmp_path / "orig", tmp_path / "again"
+    symbols = ("BTCUSDT", "ETHUSDT", "ETHBTC")
+    opt = ("--opt", "streams_per_connection=2")
+    with SimulatorThread("binance", seed=27, rate=600) as sim:
+        args = ["record", "--venue", "binance", "--ws-url", sim.url.replace("http", "ws") + "/stream",
+                "--rest-url", sim.url, "--duration", "8s", "--out", original, *opt]
+        for s in symbols:
+            args += ["--symbol", s]
+        lab(*args)
+    [conns] = query(original, "select count(distinct conn_id) n from raw where kind = 'open'")
+    assert conns["n"] == 3
+    with ReplayServer(original, "binance") as server:
+        server.ws_url = server.url.replace("http", "ws") + "/stream"
+        summary = rerecord(server, again, "binance", *symbols, extra=opt)
+        status = server.status()
+    assert status["connections_served"] == status["connections"] == 3
+    assert status["frames_served"] == status["frames"]
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    assert_same_binance_capture(original, again)
+    # each served connection carried the streams of one symbol, the one it subscribed
+    sql = ("select conn_id, count(distinct regexp_extract(decode(payload), '\"stream\":\"([a-z]+)@', 1)) n "
+           "from raw where kind = 'recv' and decode(payload) like '{\"stream\"%' group by conn_id")
+    assert [r["n"] for r in query(again, sql)] == [1, 1, 1]
+
+
+def test_binance_streams_named_in_the_url(tmp_path):
+    """A capture whose client named its streams in the combined-stream URL: a client connecting
+    with the same URL is subscribed at connect time and gets every captured frame."""
+    original, again = tmp_path / "orig", tmp_path / "again"
+    streams = "btcusdt@depth@100ms/btcusdt@trade/ethusdt@depth@100ms/ethusdt@trade"
+    with SimulatorThread("binance", seed=28, rate=500) as sim:
+        lab("record", "--venue", "binance", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT",
+            "--ws-url", sim.url.replace("http", "ws") + "/stream?streams=" + streams,
+            "--rest-url", sim.url, "--duration", "5s", "--out", original)
+    with ReplayServer(original, "binance") as server:
+        server.ws_url = server.url.replace("http", "ws") + "/stream?streams=" + streams
+        summary = rerecord(server, again, "binance", "BTCUSDT", "ETHUSDT")
+        status = server.status()
+    assert status["frames_served"] == status["frames"]
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    assert_same_binance_capture(original, again)
+
+
+def test_binance_make_before_break_rotation_replayed(tmp_path):
+    """A capture whose recorder replaced its connection make-before-break (`max_connection_age=3`):
+    where each successor opened the replay sends `serverShutdown`, the client opens its own
+    successor, gets the captured one, and hands its books over: no resync, no snapshot beyond the
+    captured ones, the same books and trade ids."""
+    original, again = tmp_path / "orig", tmp_path / "again"
+    with SimulatorThread("binance", seed=29, rate=400) as sim:
+        lab("record", "--venue", "binance", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT", "--ws-url", sim.ws_url,
+            "--rest-url", sim.url, "--duration", "7s", "--out", original, "--opt", "max_connection_age=3", timeout=120)
+    [conns] = query(original, "select count(*) n from raw where kind = 'open'")
+    assert conns["n"] >= 3
+    with ReplayServer(original, "binance") as server:
+        summary = rerecord(server, again, "binance", "BTCUSDT", "ETHUSDT")
+        status = server.status()
+    assert status["connections_served"] == status["connections"] == conns["n"]
+    assert status["rest_served"] == 3  # exchangeInfo and one snapshot per book, as captured
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    assert summary["rotations"] == conns["n"] - 1 and summary["handovers"] == 2 * (conns["n"] - 1)
+    assert_same_binance_capture(original, again)

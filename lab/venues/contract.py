@@ -168,6 +168,14 @@ class Venue(DatasetRules):
         client's own request (a pong) that is not replayed."""
         return frozenset()
 
+    # WebSocket paths (aiohttp route syntax) served besides `/ws` and the captured ones
+    replay_ws_paths: ClassVar[tuple[str, ...]] = ()
+
+    def replay_url_keys(self, path: str, query: dict[str, str]) -> frozenset:
+        """The subscription keys a connection's URL names at connect time (a venue whose URL
+        names its streams); an empty set: the URL names none."""
+        return frozenset()
+
     def replay_request(self, payload: bytes) -> tuple[str, frozenset] | None:
         """A frame a replay client sent: ("subscribe" | "unsubscribe", keys), or None."""
         return None
@@ -176,6 +184,11 @@ class Venue(DatasetRules):
         """Frames the replay server itself answers a client frame with: a pong for a ping, the
         venue's error for keys the capture does not hold (`served`: every key it holds)."""
         return []
+
+    def replay_rotate_notice(self) -> bytes | None:
+        """A frame that asks the client to replace its connection (make-before-break), sent where
+        a captured connection's successor opened; None: a captured rotation plays as a disconnect."""
+        return None
 
     def replay_heartbeat(self, ws_path: str) -> bytes | None:
         """The payload sent once a second after a connection's captured frames have run out
