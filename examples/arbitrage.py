@@ -30,6 +30,7 @@ class Arbitrage(Strategy):
         self.signals = 0
 
     def on_start(self, ctx):
+        self.legs = [(v, ctx.symbol(s)) for v, s in self.legs]  # any spelling: BTCUSDT, btc-usdt, ...
         self.fee = {}
         self._factor = None  # per leg: the float that turns a best price in ticks into cost / proceeds
         self._base = {}  # leg -> its base currency

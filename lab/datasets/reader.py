@@ -223,6 +223,27 @@ def streams_in(path: str, table: str, venue: str | None = None, symbols: list[st
     return by_stream
 
 
+def venue_spellings(path: str, venue: str | None = None) -> dict[str, str]:
+    """{the venue's own spelling of a symbol, in its shared form (`BTCUSDT`): the canonical
+    partition symbol (`BTC-USDT`)} of the book and trades streams under `path`, from each stream's
+    first file's `lab.venue_symbol` (a footer read per stream). Where the canonical form is not
+    derivable from the venue's spelling (no separator), this is how the venue's spelling still
+    finds its partition."""
+    from lab.symbols import key
+
+    out: dict[str, str] = {}
+    for table in ("book", "trades"):
+        for (_, symbol), files in streams_in(path, table, venue, None, []).items():
+            try:
+                meta = pq.read_schema(files[0]).metadata or {}
+            except (OSError, pa.ArrowInvalid):
+                continue
+            spelled = meta.get(b"lab.venue_symbol")
+            if spelled:
+                out.setdefault(key(spelled.decode()), symbol)
+    return out
+
+
 def by_session(files: list[str]) -> dict[str, list[str]]:
     """A stream's files per recorder session, each session's files in order."""
     out: dict[str, list[str]] = {}

@@ -119,6 +119,11 @@ class Context:
         """The clock in ns: the capture's local time of the event being handled."""
         return self._engine.now
 
+    def symbol(self, symbol: str) -> str:
+        """The canonical spelling of `symbol` (what `book.symbol` says): `XBT/USD` -> `XBT-USD`,
+        `BTCUSDT` -> `BTC-USDT` where the capture records that spelling."""
+        return self._engine.symbol(symbol)
+
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         """The current book of (venue, symbol), or None before its first message."""
         books = self._engine.books
@@ -126,7 +131,7 @@ class Context:
         if book is None:
             key = self._keys.get(symbol)
             if key is None:
-                key = self._keys[symbol] = symbol_key(symbol)
+                key = self._keys[symbol] = self._engine.symbol(symbol)
             book = books.get((venue, key))
         return book
 
@@ -144,7 +149,7 @@ class Context:
         return self._engine.orders_by_id.get(order_id)
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[PaperOrder]:
-        sym = symbol_key(symbol) if symbol else None
+        sym = self._engine.symbol(symbol) if symbol else None
         return [o for b in self._engine.brokers.values() for o in b.orders
                 if o.live and (venue is None or o.venue == venue) and (sym is None or o.symbol == sym)]
 
@@ -152,7 +157,7 @@ class Context:
     # arrives (fill time + response latency), as a venue's private feed would.
     def position(self, venue: str, symbol: str) -> Decimal:
         """The base-currency balance of `symbol`'s account at `venue`."""
-        base, _ = split_symbol(symbol_key(symbol))
+        base, _ = split_symbol(self._engine.symbol(symbol))
         return self.balance(venue, base)
 
     def balance(self, venue: str, asset: str) -> Decimal:
@@ -208,6 +213,8 @@ class Engine:
         self.now = 0
         self.books: dict[tuple[str, str], OrderBook] = {}
         self.venue_symbols: dict[tuple[str, str], str] = {}
+        # venue spellings whose canonical form is not derivable (`BTCUSDT` -> `BTC-USDT`), from the capture
+        self.spellings: dict[str, str] = {}
         self.brokers: dict[str, PaperBroker] = {}
         self.orders_by_id: dict[str, PaperOrder] = {}
         self.heard: dict[str, dict[str, Decimal]] = {}  # venue -> balances as the strategy knows them
@@ -228,6 +235,11 @@ class Engine:
         self.book_messages = 0
         self.trades_seen = 0
         self.unsynced_skips = 0
+
+    def symbol(self, symbol: str) -> str:
+        """The canonical symbol a strategy's spelling names (`XBT/USD`, `xbt-usd`, `BTCUSDT`)."""
+        k = symbol_key(symbol)
+        return self.spellings.get(k, k)
 
     # -- accounts and brokers -----------------------------------------------------------------
     def broker(self, venue: str) -> PaperBroker:
@@ -252,7 +264,7 @@ class Engine:
         return self.broker(venue).account
 
     def place(self, venue, symbol, side, ordertype, volume, price, post_only, tif) -> PaperOrder:
-        sym = symbol_key(symbol)
+        sym = self.symbol(symbol)
         book = self.books.get((venue, sym))
         if book is None:
             raise BacktestError(f"place_order: no {venue} {symbol} book yet (known: "
@@ -731,6 +743,7 @@ def run_backtest(strategy: Strategy, root: str, *, venue: str | None = None, sym
     conn = ReplayConnector(root, venue=venue, symbols=symbols, start_ns=start_ns, end_ns=end_ns, progress=progress, offsets=offsets)
     for (v, s), files in conn._book_streams.items():
         engine.venue_symbols[(v, s)] = s
+    engine.spellings = conn.spellings()
     conn.start_stream("*", engine.replay_book, engine.replay_trade)
     conn.before = engine.before
     try:

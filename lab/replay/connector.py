@@ -31,7 +31,7 @@ from lab.rust_book import OrderBook, ReplayDriver
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
 from lab.datasets.reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
-                     streams_in)
+                     streams_in, venue_spellings)
 
 _BOOK, _TRADE, _EVENT = 0, 1, 2
 _ALWAYS = -(2**63)  # ReplayDriver.wake: call `before` for every entry
@@ -48,8 +48,14 @@ class ReplayConnector:
         self.skipped: list[tuple[str, str]] = []  # (file, why) of unreadable files left out
         self.progress = progress  # progress(events done, total), about every 0.1 s
         self.venue = venue
-        # venue (`XBT/USD`) or canonical (`XBT-USD`) spelling, any case: partitions are canonical
+        # venue (`XBT/USD`, `BTCUSDT`) or canonical (`XBT-USD`) spelling, any case: partitions are
+        # canonical; a venue spelling the canonical form cannot be derived from is found through
+        # the files' own record of it
+        self._spellings: dict[str, str] | None = None
         symbols = canonical_list(symbols)
+        if symbols is not None and os.path.exists(self.path):
+            present = {s for _, s in streams_in(self.path, "book", venue, None, [])} | {s for _, s in streams_in(self.path, "trades", venue, None, [])}
+            symbols = [s if s in present else self.spellings().get(s, s) for s in symbols]
         self.symbols = symbols
         self.start_ns = start_ns
         self.end_ns = end_ns
@@ -82,6 +88,12 @@ class ReplayConnector:
         state = "running" if self._thread is not None and self._thread.is_alive() else "done" if self.summary is not None else "ready"
         return f"<ReplayConnector {self.path!r}{opts}: {len(self._book_streams)} book streams [{streams}], {state}>"
 
+    def spellings(self) -> dict[str, str]:
+        """The capture's venue spellings (shared form) -> canonical symbols (`venue_spellings`)."""
+        if self._spellings is None:
+            self._spellings = venue_spellings(self.path, self.venue) if os.path.exists(self.path) else {}
+        return self._spellings
+
     # -- the live interface -------------------------------------------------------------------
     def list_symbols(self) -> list[str]:
         return sorted({s for _, s in self._book_streams})
@@ -91,7 +103,10 @@ class ReplayConnector:
         between calls and valid during the call (as live); `book.copy()` keeps one."""
         if symbol != "*":
             try:
-                symbol = resolve(symbol, self.list_symbols(), "the capture")
+                known = self.list_symbols()
+                if key(symbol) not in {key(s) for s in known}:
+                    symbol = self.spellings().get(key(symbol), symbol)
+                symbol = resolve(symbol, known, "the capture")
             except UnknownSymbol as exc:
                 raise CaptureError(str(exc)) from None
         self._callbacks[symbol] = (on_book, on_trade)
