@@ -160,13 +160,27 @@ class Venue(DatasetRules):
     # The replay server sends a captured frame to a client connection only while that connection
     # is subscribed to one of the frame's keys: tuples the venue chooses, ending with the venue
     # symbol (`(channel, symbol)`), so that a captured REST snapshot of a symbol is waited for only
-    # by connections subscribed to it. The defaults treat every frame as connection-level and answer nothing
-    # themselves: right for a venue whose URL names the streams, and a start for any other.
+    # by connections subscribed to it. A venue declares the module that answers these in
+    # `replay_protocol` (lab/venues/<venue>/replay.py: functions frame_keys, url_keys,
+    # request_keys, reply, rotate_notice, heartbeat, rest_missing, each optional); the defaults
+    # treat every frame as connection-level and answer nothing themselves: right for a venue whose
+    # URL names the streams, and a start for any other.
+    replay_protocol: ClassVar[str | None] = None
+
+    def _replay(self, name: str):
+        """The venue's replay function `name`, or None."""
+        if self.replay_protocol is None:
+            return None
+        import importlib
+
+        return getattr(importlib.import_module(self.replay_protocol), name, None)
+
     def replay_frame_keys(self, payload: bytes) -> frozenset | None:
         """The subscription keys of a captured received frame; an empty set: connection-level
         (greeting, heartbeat, status: every client gets it); None: an answer to the original
         client's own request (a pong) that is not replayed."""
-        return frozenset()
+        fn = self._replay("frame_keys")
+        return fn(payload) if fn else frozenset()
 
     # WebSocket paths (aiohttp route syntax) served besides `/ws` and the captured ones
     replay_ws_paths: ClassVar[tuple[str, ...]] = ()
@@ -174,29 +188,37 @@ class Venue(DatasetRules):
     def replay_url_keys(self, path: str, query: dict[str, str]) -> frozenset:
         """The subscription keys a connection's URL names at connect time (a venue whose URL
         names its streams); an empty set: the URL names none."""
-        return frozenset()
+        fn = self._replay("url_keys")
+        return fn(path, query) if fn else frozenset()
 
     def replay_request(self, payload: bytes) -> tuple[str, frozenset] | None:
         """A frame a replay client sent: ("subscribe" | "unsubscribe", keys), or None."""
-        return None
+        fn = self._replay("request_keys")
+        return fn(payload) if fn else None
 
     def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
         """Frames the replay server itself answers a client frame with: a pong for a ping, the
         venue's error for keys the capture does not hold (`served`: every key it holds)."""
-        return []
+        fn = self._replay("reply")
+        return fn(payload, served) if fn else []
 
     def replay_rotate_notice(self) -> bytes | None:
         """A frame that asks the client to replace its connection (make-before-break), sent where
         a captured connection's successor opened; None: a captured rotation plays as a disconnect."""
-        return None
+        fn = self._replay("rotate_notice")
+        return fn() if fn else None
 
     def replay_heartbeat(self, ws_path: str) -> bytes | None:
         """The payload sent once a second after a connection's captured frames have run out
         (so the client sees a quiet venue, not a stall); None: nothing."""
-        return None
+        fn = self._replay("heartbeat")
+        return fn(ws_path) if fn else None
 
     def replay_rest_missing(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
         """HTTP status and JSON body for a REST request the capture holds no body for."""
+        fn = self._replay("rest_missing")
+        if fn:
+            return fn(path, query)
         import orjson
 
         return 404, orjson.dumps({"error": f"not in the capture: {path}"})

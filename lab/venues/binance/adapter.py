@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from lab.venues.binance import feed
 from lab.venues.binance import protocol as P
-from lab.venues.binance import replay
 from lab.venues.contract import Option, Venue
 
 
@@ -112,22 +111,5 @@ class BinanceSpot(Venue):
 
 
     # -- wire-level replay (lab/venues/binance/replay.py; raw and combined streams) -------------------
+    replay_protocol = "lab.venues.binance.replay"
     replay_ws_paths = ("/ws", "/ws/{streams}", "/stream", "/")
-
-    def replay_frame_keys(self, payload: bytes):
-        return replay.frame_keys(payload)
-
-    def replay_request(self, payload: bytes):
-        return replay.request_keys(payload)
-
-    def replay_url_keys(self, path: str, query: dict[str, str]) -> frozenset:
-        return replay.url_keys(path, query)
-
-    def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
-        return replay.reply(payload, served)
-
-    def replay_rotate_notice(self) -> bytes:
-        return replay.rotate_notice()
-
-    def replay_rest_missing(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
-        return replay.rest_missing(path, query)

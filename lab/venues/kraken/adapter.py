@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from lab.core.errors import VenueError
 from lab.rust_book import kraken_wire_checksum
 from lab.venues.contract import Option, Venue
-from lab.venues.kraken import feed, replay
+from lab.venues.kraken import feed
 from lab.venues.kraken.protocol import DEFAULT_DEPTH, E_RATE_LIMIT, PAIRS, VALID_DEPTHS, v1_symbol, v2_symbol
 
 APIS = ("v1", "v2")
@@ -135,20 +135,7 @@ class KrakenV1(Venue):
         return checksum
 
     # -- wire-level replay (lab/venues/kraken/replay.py; v1 and v2 frames) --------------------------
-    def replay_frame_keys(self, payload: bytes):
-        return replay.frame_keys(payload)
-
-    def replay_request(self, payload: bytes):
-        return replay.request_keys(payload)
-
-    def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
-        return replay.reply(payload, served)
-
-    def replay_heartbeat(self, ws_path: str) -> bytes:
-        return replay.heartbeat(ws_path)
-
-    def replay_rest_missing(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
-        return replay.rest_missing(path, query)
+    replay_protocol = "lab.venues.kraken.replay"
 
     def describe(self) -> dict:
         return {"apis": list(APIS), "symbols": "fetched from AssetPairs at record time (default: every pair)",

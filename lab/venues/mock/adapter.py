@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from lab.venues.contract import Venue
-from lab.venues.mock import feed, replay
+from lab.venues.mock import feed
 
 
 class MockVenue(Venue):
@@ -38,17 +38,4 @@ class MockVenue(Venue):
         return feed.describe()
 
     # -- wire-level replay (lab/venues/mock/replay.py) ---------------------------------------------
-    def replay_frame_keys(self, payload: bytes):
-        return replay.frame_keys(payload)
-
-    def replay_request(self, payload: bytes):
-        return replay.request_keys(payload)
-
-    def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
-        return replay.reply(payload, served)
-
-    def replay_heartbeat(self, ws_path: str) -> bytes:
-        return replay.heartbeat()
-
-    def replay_rest_missing(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
-        return replay.rest_missing(path, query)
+    replay_protocol = "lab.venues.mock.replay"

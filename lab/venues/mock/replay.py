@@ -70,7 +70,7 @@ def reply(payload: bytes, served: frozenset) -> list[bytes]:
     return list(dict.fromkeys(out))
 
 
-def heartbeat() -> bytes:
+def heartbeat(ws_path: str = "/ws") -> bytes:
     return P.render_heartbeat(time.time_ns())
 
 
