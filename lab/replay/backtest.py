@@ -322,6 +322,11 @@ class Engine:
             self._refresh()
         return self._wake_at
 
+    def _cue(self) -> int:
+        """`wake_ns()` as the replay driver reads it (an int; `_NEVER`: nothing in flight)."""
+        wake = self.wake_ns()
+        return _NEVER if wake is None else wake
+
     def before(self, now: int, venue: str, symbol: str) -> int | None:
         """The replay is about to apply a message (or deliver a trade) of (venue, symbol) stamped
         `now`: what falls before it happens on the books as they are, i.e. timers due before
@@ -329,9 +334,7 @@ class Engine:
         Returns the replay's cue, as `replay_book`."""
         if not self.started:
             return None
-        if self._dirty:
-            self._refresh()
-        wake = self._wake_at
+        wake = self.wake_ns()
         if wake is None or now < wake:
             return _NEVER if wake is None else wake  # nothing falls before this message: the common case
         with self.lock:
@@ -342,8 +345,7 @@ class Engine:
                     self._dirty = True
                 self._deliver(now)
             self._dirty = True
-            wake = self.wake_ns()
-            return _NEVER if wake is None else wake
+            return self._cue()
 
     def _advance(self, now: int, strict: bool = False) -> None:
         """Time moves to `now`: timers that fell due fire (those at `now` too unless `strict`),
@@ -421,20 +423,15 @@ class Engine:
             self.sample(now)
             self._next_sample = now - now % self.sample_ns + self.sample_ns
         self.strategy.on_book(book)
-        if self._dirty:
-            self._refresh()
-        wake = self._wake_at
-        return _NEVER if wake is None else wake
+        return self._cue()
 
     def replay_trade(self, trade: Trade) -> int:
         self._on_trade(trade)
-        wake = self.wake_ns()
-        return _NEVER if wake is None else wake
+        return self._cue()
 
-    def on_trade(self, trade: Trade) -> int | None:
+    def on_trade(self, trade: Trade) -> int:
         with self.lock:
-            self._on_trade(trade)
-            return self.wake_ns()
+            return self.replay_trade(trade)
 
     def _on_trade(self, trade: Trade) -> None:
         self._advance(trade.local_timestamp)

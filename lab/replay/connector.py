@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
@@ -173,24 +174,28 @@ class ReplayConnector:
         # The hot path in Rust: the book messages of streams one session recorded are applied and
         # called back by the driver without a Python frame each; trades, events, streams several
         # sessions recorded and paced replays (--speed) stay in the loop below.
+        # streams whose trades several sessions recorded (and whose books too): each trade id is
+        # delivered once, by the Python loop
+        trade_sessions = Counter(k[:2] for k in trades)
+        dedupe = {vs for vs, n in trade_sessions.items() if n > 1 and vs not in single}
         driver = None
+        driven: set[int] = set()
+        driven_trades: set[int] = set()
         if not self.speed:
             driver = ReplayDriver(*(order[i] for i in (3, 4, 0, 5)),
                                   None if keep is None else np.ascontiguousarray(keep).view(np.uint8))
-            for si, key in enumerate(keys):
-                if key in books and key[:2] in single:
-                    b = books[key]
-                    cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
-                    driver.add_stream(si, self._books[key], *(np.ascontiguousarray(c) for c in (b.sides, b.prices, b.amounts, b.flags)), 8, 8,
-                                      *(np.ascontiguousarray(c, dtype=np.int64) for c in (b.timestamp, b.local_timestamp, b.last_seq)),
-                                      None if cb is None else cb[0])
-            for si, key in enumerate(keys):
-                if key in trades and (key[:2] in single or len({k[2] for k in trades if k[:2] == key[:2]}) == 1):
-                    cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
-                    driver.add_trades(si, key[0], key[1], trades[key]["trade"], None if cb is None else cb[1])
-        driven = {si for si, key in enumerate(keys) if driver is not None and key in books and key[:2] in single}
-        driven_trades = {si for si, key in enumerate(keys) if driver is not None and key in trades
-                         and (key[:2] in single or len({k[2] for k in trades if k[:2] == key[:2]}) == 1)}
+            driven = {si for si, key in enumerate(keys) if key in books and key[:2] in single}
+            driven_trades = {si for si, key in enumerate(keys) if key in trades and key[:2] not in dedupe}
+            for si in driven:
+                key, b = keys[si], books[keys[si]]
+                cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
+                driver.add_stream(si, self._books[key], *(np.ascontiguousarray(c) for c in (b.sides, b.prices, b.amounts, b.flags)), 8, 8,
+                                  *(np.ascontiguousarray(c, dtype=np.int64) for c in (b.timestamp, b.local_timestamp, b.last_seq)),
+                                  None if cb is None else cb[0])
+            for si in driven_trades:
+                key = keys[si]
+                cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
+                driver.add_trades(si, key[0], key[1], trades[key]["trade"], None if cb is None else cb[1])
         slow = [key for key in books if driver is None or key[:2] not in single]
         bufs = {key: (books[key].sides.tobytes(), books[key].prices.tobytes(), books[key].amounts.tobytes(), books[key].flags.tobytes()) for key in slow}
         # Python ints once, in bulk (numpy scalars read one at a time cost more than the rest of
@@ -265,7 +270,7 @@ class ReplayConnector:
                     if cb is not None:
                         cb[0](book)
             else:
-                if key[:2] not in single and len({k[2] for k in trades if k[:2] == key[:2]}) > 1:
+                if key[:2] in dedupe:
                     tid = trades[key]["id"](row)
                     seen = seen_trades.setdefault(key[:2], set())
                     if tid is None:
