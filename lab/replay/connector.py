@@ -1,7 +1,8 @@
 """Replay a capture through the same callback interface live connectors offer.
 
 Book messages and trades of every selected stream are merged in `(local_timestamp, venue, rec_id)`
-order; each book message is applied in the Rust book (`OrderBook.apply_rows`, rows up to LAST)
+order, window by window as `lab.replay.merge` streams them from the files (memory is bounded by
+the windows, not the capture); each book message is applied in the Rust book (`OrderBook.apply_rows`, rows up to LAST)
 and the callback receives the same reused `OrderBook` view a live connector gives. A CLEAR row
 resets the book; a gap, checksum mismatch or disconnect in `events` marks the book unsynced until
 the next CLEAR: replay never bridges a gap.
@@ -16,25 +17,22 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
 
 from lab.core.errors import UnknownVenue
-from lab.core.events import UNSYNC_EVENTS
 from lab.datasets.venue_rules import rules
 from lab.datasets import schema as S
 from lab.core.model import Trade
 from lab.rust_book import OrderBook, ReplayDriver
 from lab.symbols import UnknownSymbol, canonical_list, key, resolve
 
-from lab.datasets.reader import (CaptureError, SessionSelector, by_session, load_book, mantissas, normalize_path, read_file, read_readable, session_of,
-                     streams_in, venue_spellings)
+from lab.datasets.reader import CaptureError, SessionSelector, normalize_path, streams_in, venue_spellings
+from lab.replay.merge import BOOK as _BOOK, EVENT as _EVENT, TRADE as _TRADE, WINDOW_ROWS, MergePlan, Window, merge_order, plan_merge  # noqa: F401
 
-_BOOK, _TRADE, _EVENT = 0, 1, 2
+
 _ALWAYS = -(2**63)  # ReplayDriver.wake: call `before` for every entry
 
 
@@ -44,10 +42,12 @@ class ReplayConnector:
 
     def __init__(self, path: str, venue: str | None = None, symbols: list[str] | None = None,
                  start_ns: int | None = None, end_ns: int | None = None, speed: float | None = None,
-                 progress: Callable[[int, int], None] | None = None, offsets: dict[str, int] | None = None):
+                 progress: Callable[[int, int], None] | None = None, offsets: dict[str, int] | None = None,
+                 window_rows: int = WINDOW_ROWS):
         self.path = normalize_path(path) if os.path.exists(path) else path
         self.skipped: list[tuple[str, str]] = []  # (file, why) of unreadable files left out
-        self.progress = progress  # progress(events done, total), about every 0.1 s
+        self.progress = progress  # progress(events done, total as far as known), about every 0.1 s
+        self.window_rows = window_rows  # rows each stream keeps loaded (lab.replay.merge)
         self.venue = venue
         # venue (`XBT/USD`, `BTCUSDT`) or canonical (`XBT-USD`) spelling, any case: partitions are
         # canonical; a venue spelling the canonical form cannot be derived from is found through
@@ -138,52 +138,75 @@ class ReplayConnector:
         wanted = set(self._callbacks) if self._callbacks and "*" not in self._callbacks else None
         streams = {k: v for k, v in self._book_streams.items() if wanted is None or k[1] in wanted}
         trade_files = streams_in(self.path, "trades", self.venue, sorted(wanted) if wanted else self.symbols, self.skipped)
-        m = merged_index(self.path, streams, trade_files, self.offsets, self.skipped)
-        if m is None:
+        root = self.path if not _is_file(self.path) else _root_of(self.path)
+        plan = plan_merge(self.path, root, streams, trade_files, self.offsets, self.skipped)
+        if plan is None:
             self.summary = {"messages": 0, "trades": 0, "gaps": 0, "streams": {}, "skipped_files": [f for f, _ in self.skipped]}
             return self.summary
-        books, trades, events, keys, order = m.books, m.trades, m.events, m.keys, m.order
+        for key, info in plan.book_info.items():
+            book = OrderBook(key[0], key[1], info.price_precision, info.amount_precision, info.depth)
+            book.synced = False
+            self._books[key] = book
+        for v, s in sorted({(k[0], k[1]) for k in plan.book_info}):
+            sessions = {k[2]: self._books[k] for k in plan.book_info if k[:2] == (v, s)}
+            counts = {x: plan.message_count((v, s, x)) for x in sessions} if len(sessions) > 1 else {x: 1 << 62 for x in sessions}
+            self._selectors[(v, s)] = SessionSelector(sessions, counts, comparable_seq=_seq_is_venue_wide(v))
+        # streams whose trades several sessions recorded (and whose books too): each trade id is
+        # delivered once, by the Python loop
+        single = {k for k in self._selectors if len(self._selectors[k].books) == 1}
+        trade_sessions = Counter(k[:2] for k in plan.trade_sources)
+        state = _RunState(plan, single, {vs for vs, n in trade_sessions.items() if n > 1 and vs not in single})
+        for window in plan.windows(self.window_rows):
+            if not self._replay_window(window, state):
+                break
+        if self.progress is not None:
+            self.progress(state.done, state.done)
+        streams = {}
+        loaded = {k[:2] for k, src in plan.book_sources.items() if src.loaded_any}
+        for (v, s), sel in self._selectors.items():
+            if (v, s) not in loaded:
+                continue  # none of its files was readable: as if it were not there
+            session = sel.active or min(sel.books)
+            book = self._books[(v, s, session)]
+            streams[f"{v}/{s}"] = {
+                "venue": v, "symbol": s, "seq": book.seq, "synced": state.synced_at_last.get((v, s, session), False),
+                "best_bid": _price(book.best_bid()),
+                "best_ask": _price(book.best_ask()),
+                "checksum": _checksum(v, book),
+                "session": session, "sessions": len(sel.books), "session_switches": sel.switches,
+            }
+        self.summary = {
+            "messages": state.messages,
+            "trades": state.trades,
+            "gaps": state.gaps,
+            "streams": streams,
+            "skipped_files": [f for f, _ in self.skipped],
+        }
+        return self.summary
+
+    def _replay_window(self, w: Window, state: "_RunState") -> bool:
+        """Replay one window of the merged order; False when the replay ends in it (--to, stop)."""
+        books, trades, events, order = w.books, w.trades, w.events, w.order
+        keys, single, dedupe = state.plan.keys, state.single, state.dedupe
+        total_here = len(order[0])
         if self.start_ns is not None or self.end_ns is not None:
             lo = self.start_ns if self.start_ns is not None else np.iinfo(np.int64).min
             hi = self.end_ns if self.end_ns is not None else np.iinfo(np.int64).max
             keep = (order[0] >= lo) & (order[0] < hi)
         else:
             keep = None
-
-        for key, b in books.items():
-            book = OrderBook(key[0], key[1], b.price_precision, b.amount_precision, b.depth)
-            book.synced = False
-            self._books[key] = book
-        for v, s in sorted({(k[0], k[1]) for k in books}):
-            sessions = {k[2]: self._books[k] for k in books if k[:2] == (v, s)}
-            self._selectors[(v, s)] = SessionSelector(sessions, {k[2]: len(books[k].message_ends) for k in books if k[:2] == (v, s)},
-                                                      comparable_seq=_seq_is_venue_wide(v))
-        single = {k for k in self._selectors if len(self._selectors[k].books) == 1}
-        cursor = {key: 0 for key in books}
-        # Whether each book was in sync at its last message: the disconnect that ends every
-        # recording unsyncs the book afterwards, which says nothing about the data.
-        synced_at_last: dict[tuple[str, str, str], bool] = {}
-        seen_trades: dict[tuple[str, str], set] = {}  # trade ids delivered, where sessions overlap
-        messages = trade_count = gaps = 0
-        t0_wall = time.monotonic()
-        t0_data = None
-        stop = self._stop
-        total = len(order[0])
         # everything at or past --to is left out, books included (the order is sorted by time)
-        stop_at = total if self.end_ns is None else int(np.searchsorted(order[0], self.end_ns, side="left"))
+        stop_at = total_here if self.end_ns is None else int(np.searchsorted(order[0], self.end_ns, side="left"))
         # The hot path in Rust: the book messages of streams one session recorded are applied and
         # called back by the driver without a Python frame each; trades, events, streams several
         # sessions recorded and paced replays (--speed) stay in the loop below.
-        # streams whose trades several sessions recorded (and whose books too): each trade id is
-        # delivered once, by the Python loop
-        trade_sessions = Counter(k[:2] for k in trades)
-        dedupe = {vs for vs, n in trade_sessions.items() if n > 1 and vs not in single}
         driver = None
         driven: set[int] = set()
         driven_trades: set[int] = set()
         if not self.speed:
             driver = ReplayDriver(*(order[i] for i in (3, 4, 0, 5)),
                                   None if keep is None else np.ascontiguousarray(keep).view(np.uint8))
+            driver.wake = state.wake
             driven = {si for si, key in enumerate(keys) if key in books and key[:2] in single}
             driven_trades = {si for si, key in enumerate(keys) if key in trades and key[:2] not in dedupe}
             for si in driven:
@@ -195,9 +218,10 @@ class ReplayConnector:
             for si in driven_trades:
                 key = keys[si]
                 cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
-                driver.add_trades(si, key[0], key[1], trades[key]["trade"], None if cb is None else cb[1])
+                driver.add_trades(si, key[0], key[1], trades[key].trade, None if cb is None else cb[1])
         slow = [key for key in books if driver is None or key[:2] not in single]
         bufs = {key: (books[key].sides.tobytes(), books[key].prices.tobytes(), books[key].amounts.tobytes(), books[key].flags.tobytes()) for key in slow}
+        cursor = {key: 0 for key in slow}
         # Python ints once, in bulk (numpy scalars read one at a time cost more than the rest of
         # the loop): the merged order's columns, and each stream's per-row clocks and seqs
         if driver is None:
@@ -207,14 +231,18 @@ class ReplayConnector:
             local_col, kind_col, stream_col, row_col = order[0], order[3], order[4], order[5]
             keep_col = keep
         clocks = {key: (books[key].timestamp.tolist(), books[key].local_timestamp.tolist(), books[key].last_seq.tolist()) for key in slow}
-        progress, next_report = self.progress, time.monotonic()
+        synced_at_last, seen_trades = state.synced_at_last, state.seen_trades
+        stop, progress = self._stop, self.progress
+        base, total = state.done, state.estimate(total_here)
         j = 0
+        finished = True
         while j < stop_at:
             if stop.is_set():
+                finished = False
                 break
-            if progress is not None and (driver is not None or (j & 1023) == 0 or self.speed) and time.monotonic() >= next_report:
-                progress(j, total)
-                next_report = time.monotonic() + 0.1
+            if progress is not None and (driver is not None or (j & 1023) == 0 or self.speed) and time.monotonic() >= state.next_report:
+                progress(base + j, total)
+                state.next_report = time.monotonic() + 0.1
             if driver is not None:
                 j = driver.run(j, min(4096, stop_at - j), self.before)
                 if j >= stop_at:
@@ -228,7 +256,7 @@ class ReplayConnector:
             if kind == _EVENT:
                 _, _, venue, symbol, ev_kind, session = events[row]
                 if ev_kind == "gap":
-                    gaps += 1
+                    state.gaps += 1
                 for key, book in self._books.items():
                     if key[0] == venue and (symbol is None or key[1] == symbol) and (session is None or key[2] == session):
                         book.synced = False
@@ -236,15 +264,14 @@ class ReplayConnector:
             key = keys[si]
             in_window = keep_col is None or bool(keep_col[j - 1])
             if self.speed and in_window:
-                if t0_data is None:
-                    t0_data = local_ts
-                delay = (local_ts - t0_data) / 1e9 / self.speed - (time.monotonic() - t0_wall)
+                if state.t0_data is None:
+                    state.t0_data = local_ts
+                delay = (local_ts - state.t0_data) / 1e9 / self.speed - (time.monotonic() - state.t0_wall)
                 if delay > 0:
                     time.sleep(delay)
             if self.before is not None and in_window:
                 self.before(local_ts, key[0], key[1])
             if kind == _BOOK:
-                b = books[key]
                 book = self._books[key]
                 start = cursor[key]
                 sides, prices, amounts, flags = bufs[key]
@@ -264,14 +291,14 @@ class ReplayConnector:
                 deliver = self._selectors[key[:2]].deliver(key[2])
                 if key[:2] not in single and not deliver:
                     continue
-                messages += 1
+                state.messages += 1
                 if in_window:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
                     if cb is not None:
                         cb[0](book)
             else:
                 if key[:2] in dedupe:
-                    tid = trades[key]["id"](row)
+                    tid = trades[key].id(row)
                     seen = seen_trades.setdefault(key[:2], set())
                     if tid is None:
                         sel = self._selectors.get(key[:2])
@@ -281,131 +308,42 @@ class ReplayConnector:
                         continue
                     else:
                         seen.add(tid)
-                trade_count += 1
+                state.trades += 1
                 if in_window:
                     cb = self._callbacks.get(key[1]) or self._callbacks.get("*")
                     if cb is not None and cb[1] is not None:
-                        cb[1](trades[key]["trade"](row))
-        if progress is not None:
-            progress(total, total)
+                        cb[1](trades[key].trade(row))
+        state.done = base + j
         if driver is not None:
-            messages += driver.messages
-            trade_count += driver.trades
+            state.messages += driver.messages
+            state.trades += driver.trades
+            state.wake = driver.wake
             for si in driven:
                 at_last = driver.synced_at_last(si)
                 if at_last is not None:
                     synced_at_last[keys[si]] = at_last
-        streams = {}
-        for (v, s), sel in self._selectors.items():
-            session = sel.active or min(sel.books)
-            book = self._books[(v, s, session)]
-            streams[f"{v}/{s}"] = {
-                "venue": v, "symbol": s, "seq": book.seq, "synced": synced_at_last.get((v, s, session), False),
-                "best_bid": _price(book.best_bid()),
-                "best_ask": _price(book.best_ask()),
-                "checksum": _checksum(v, book),
-                "session": session, "sessions": len(sel.books), "session_switches": sel.switches,
-            }
-        self.summary = {
-            "messages": messages,
-            "trades": trade_count,
-            "gaps": gaps,
-            "streams": streams,
-            "skipped_files": [f for f, _ in self.skipped],
-        }
-        return self.summary
-
-@dataclass
-class Merged:
-    """A capture's selected streams, loaded, and the merged order in which replay visits them:
-    `order[i]` (i = 0 local_ts, 3 kind, 4 stream index into `keys`, 5 row index) per entry, sorted
-    by `merge_order`. The one iterator's input for every consumer of a replay."""
-    books: dict  # (venue, symbol, session) -> BookStream
-    trades: dict  # (venue, symbol, session) -> read_file_many(...)
-    events: list  # (local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book
-    keys: list  # the streams, in stream-index order
-    order: dict[int, np.ndarray]
+        return finished and stop_at == total_here
 
 
-def merged_index(path: str, streams: dict, trade_files: dict, offsets: dict[str, int],
-                 skipped: list[tuple[str, str]]) -> Merged | None:
-    """Load the book streams `streams` and trades `trade_files` ({(venue, symbol): files}) of the
-    capture at `path`, each session its own stream, `offsets` (venue -> ns) added to local times,
-    and merge them with the events that unsync their books (None: nothing to replay)."""
-    books = {}  # (venue, symbol, session) -> BookStream
-    for (v, s), files in streams.items():
-        for session, session_files in by_session(files).items():
-            try:
-                b = books[(v, s, session)] = load_book(session_files, v, s, skipped, checksums=False)
-                if v in offsets:
-                    b.local_timestamp = b.local_timestamp + offsets[v]
-            except CaptureError:
-                if not all(any(f == bad for bad, _ in skipped) for f in session_files):
-                    raise
-    trades = {}
-    for (v, s), files in trade_files.items():
-        for session, session_files in by_session(files).items():
-            t = read_file_many(session_files, skipped, offsets.get(v, 0))
-            if t is not None:
-                trades[(v, s, session)] = t
-    root = path if not _is_file(path) else _root_of(path)
-    events = load_events(root, {(v, s) for v, s, _ in set(books) | set(trades)}, offsets, skipped)
+class _RunState:
+    """What a replay carries from one window to the next."""
 
-    keys = sorted(set(books) | set(trades))
-    venue_rank = {v: i for i, v in enumerate(sorted({k[0] for k in keys}))}
-    session_rank = {x: i for i, x in enumerate(sorted({k[2] for k in keys}))}
-    # the merged index, one column each: local_ts, venue rank, rec_id, kind, stream index,
-    # row index, session rank
-    cols: list[list[np.ndarray]] = [[] for _ in range(7)]
-    for si, key in enumerate(keys):
-        rank, srank = venue_rank[key[0]], session_rank[key[2]]
-        if key in books:
-            b = books[key]
-            ends = b.message_ends
-            # where a session's clock stepped back, its later messages still come after its
-            # earlier ones (each message applied is the next in row order anyway)
-            _index(cols, np.maximum.accumulate(b.local_timestamp[ends]) if len(ends) else b.local_timestamp[ends],
-                   rank, b.rec_id[ends], _BOOK, si, ends, srank)
-            b.rec_id = None  # needed for the merge only
-        if key in trades:
-            t = trades[key]
-            _index(cols, t["local_ns"], rank, t["rec_id"], _TRADE, si, np.arange(t["num_rows"]), srank)
-    for i, (local_ts, rec_id, venue, symbol, _, session) in enumerate(events):
-        _index(cols, np.array([local_ts]), venue_rank.get(venue, 0), np.array([rec_id]), _EVENT, -1, np.array([i]),
-               session_rank.get(session, 0))
-    if not cols[0]:
-        return None
-    merged = []
-    for c in cols:  # one column at a time, its parts freed as it is built
-        merged.append(np.concatenate(c))
-        c.clear()
-    perm = merge_order(merged)
-    merged[1] = merged[2] = merged[6] = None  # venue rank, rec_id, session rank: sort keys only
-    # what the loop reads, in merged order (1-D gathers; the sort keys are not needed after)
-    order = {i: np.take(merged[i], perm) for i in (0, 3, 4, 5)}
-    return Merged(books, trades, events, keys, order)
+    def __init__(self, plan: MergePlan, single: set, dedupe: set):
+        self.plan, self.single, self.dedupe = plan, single, dedupe
+        self.messages = self.trades = self.gaps = 0
+        self.synced_at_last: dict[tuple[str, str, str], bool] = {}  # was each book synced at its last message
+        self.seen_trades: dict[tuple[str, str], set] = {}  # trade ids delivered, where sessions overlap
+        self.wake = _ALWAYS  # the driver's wake, window to window
+        self.t0_wall, self.t0_data = time.monotonic(), None  # pacing
+        self.done = 0  # entries replayed
+        self.next_report = time.monotonic()
 
-
-def load_events(root: str, keys: set[tuple[str, str]], offsets: dict[str, int],
-                skipped: list[tuple[str, str]]) -> list[tuple[int, int, str, str | None, str, str]]:
-    """(local_ts, rec_id, venue, symbol, kind, session) of the events that unsync a book of
-    `keys` ((venue, symbol); local times moved by the venue's offset)."""
-    venues = {v for v, _ in keys}
-    out = []
-    for (venue, _), files in streams_in(root, "events", None, None, skipped).items():
-        if venue not in venues:
-            continue
-        for f in files:
-            try:
-                t = read_file(f)
-            except CaptureError as exc:
-                skipped.append((f, str(exc).split("(", 1)[-1].rstrip(")")))
-                continue
-            session = session_of(f)
-            for ts, rec, kind, sym in zip(t.column("local_timestamp").cast(pa.int64()).to_pylist(), t.column("rec_id").to_pylist(), t.column("kind").to_pylist(), t.column("symbol").to_pylist()):
-                if kind in UNSYNC_EVENTS and (sym is None or (venue, sym) in keys):
-                    out.append((ts + offsets.get(venue, 0), rec, venue, sym, kind, session))
-    return out
+    def estimate(self, window_entries: int) -> int:
+        """The replay's total entries as far as can be told: exact in the last window; before,
+        the rows left scaled by the entries per row so far."""
+        done = self.done + window_entries
+        taken, total = self.plan.rows_taken, self.plan.rows_total
+        return done + int((total - taken) * done / max(taken, 1)) if total > taken else done
 
 
 def _is_file(path: str) -> bool:
@@ -443,47 +381,5 @@ def _seq_is_venue_wide(venue: str) -> bool:
         return True
 
 
-def merge_order(order) -> np.ndarray:
-    """The permutation that sorts the merged index (its columns: local_ts, venue rank, rec_id,
-    kind, stream, row, session rank) by (local_ts, venue rank, rec_id, events first, session
-    rank): events sort before the rows of the same frame, so a gap is known before the message
-    after it."""
-    return np.lexsort((order[3] != _EVENT, order[6], order[2], order[1], order[0]))
-
-
-# local_ts, venue rank, rec_id, kind, stream, row, session rank: what the driver reads is int64
-_INDEX_TYPES = (np.int64, np.int16, np.int64, np.int64, np.int64, np.int64, np.int32)
-
-
-def _index(cols: list[list[np.ndarray]], local_ts, rank, rec_id, kind, stream, rows, session_rank=0) -> None:
-    """Append one part of the merged index to its columns."""
-    n = len(rows)
-    for col, value, dtype in zip(cols, (local_ts, rank, rec_id, kind, stream, rows, session_rank), _INDEX_TYPES):
-        col.append(np.asarray(value, dtype=dtype) if isinstance(value, np.ndarray) else np.full(n, value, dtype=dtype))
-
-
 def _price(level) -> Decimal | None:
     return None if level is None else level[0]
-
-
-def read_file_many(files: list[str], skipped: list[tuple[str, str]] | None = None, offset_ns: int = 0) -> dict | None:
-    """One stream's trades files (in order) for replay, local times moved by `offset_ns`; None
-    when none is readable (with `skipped`)."""
-    tables = read_readable(files, skipped)
-    if not tables:
-        return None
-    meta = {k.decode(): v.decode() for k, v in (tables[0].schema.metadata or {}).items()}
-    table = pa.concat_tables([t.drop_columns([c for c in ("venue", "symbol", "date") if c in t.column_names]) for t in tables])
-    pp, ap = int(meta.get("lab.price_precision", 0)), int(meta.get("lab.amount_precision", 0))
-    venue, symbol = meta.get("lab.venue", "?"), meta.get("lab.symbol", "?")
-    # numpy, read one at a time: a Python int per row costs ~40 bytes a column on a long capture
-    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-    lts = table.column("local_timestamp").cast(pa.int64()).to_numpy() + offset_ns
-    ids, sides = table.column("id").to_pylist(), table.column("side").to_pylist()
-    prices, amounts = mantissas(table.column("price"), pp), mantissas(table.column("amount"), ap)
-
-    def trade(i: int) -> Trade:
-        return Trade(venue, symbol, int(ts[i]), int(lts[i]), ids[i], sides[i], Decimal(int(prices[i])).scaleb(-pp), Decimal(int(amounts[i])).scaleb(-ap))
-
-    return {"num_rows": table.num_rows, "local_ns": lts, "rec_id": table.column("rec_id").to_numpy(), "trade": trade,
-            "id": ids.__getitem__}
