@@ -295,7 +295,7 @@ def main(argv=None) -> int:
             if "error" in e:
                 print(f"  {e['engine']:<32} error: {e['error']}")
                 continue
-            extra = f", loop alone {e['loop_book_messages_per_s']:,} msg/s" if "loop_book_messages_per_s" in e else ""
+            extra = f", from the first event {e['loop_book_messages_per_s']:,} msg/s" if "loop_book_messages_per_s" in e else ""
             extra += f", {e['wakeups_per_s']:,} wake-ups/s" if "wakeups_per_s" in e else ""
             ratio = f"  lab is {e['lab_speedup']}x faster" if "lab_speedup" in e else ""
             print(f"  {e['engine']:<32} {e.get('cpu_seconds') or e['run_seconds']:8.2f} s  {e['book_messages_per_s']:>10,} book msg/s  "
