@@ -121,24 +121,28 @@ def test_memory_is_the_windows_not_the_capture(capture):
     assert plan.rows_taken == sum(s.rows_total for s in plan.sources())  # every row went through a window
 
 
-def test_an_unreadable_book_file_is_a_hole_not_a_bridge(capture, tmp_path):
+@pytest.mark.parametrize("damage", ["pages", "truncated"])
+def test_an_unreadable_book_file_is_a_hole_not_a_bridge(capture, tmp_path, damage):
     root = str(tmp_path / "cap")
     shutil.copytree(capture, root)
     victims = [f for f in _files(root, "book") if "symbol=BTC-USD" in f]
     victim = victims[len(victims) // 2]  # one in the middle of the session
+    after = pq.read_table(victims[victims.index(victim) + 1], columns=["last_seq"]).column("last_seq").to_pylist()
     data = open(victim, "rb").read()
-    # the footer parses, the data does not (as a disk error or a bad copy leaves a file)
-    meta = pq.read_metadata(victim)
-    start = meta.row_group(0).column(0).data_page_offset
+    if damage == "pages":
+        # the footer parses, the data does not (as a disk error or a bad copy leaves a file)
+        start = pq.read_metadata(victim).row_group(0).column(0).data_page_offset
+        data = data[:start] + bytes(b ^ 0xFF for b in data[start:start + 4096]) + data[start + 4096:]
+    else:  # a torn copy: no footer at all
+        data = data[: len(data) // 2]
     with open(victim, "wb") as fh:
-        fh.write(data[:start] + bytes(b ^ 0xFF for b in data[start:start + 4096]) + data[start + 4096:])
+        fh.write(data)
     books, _, summary = _replay(root)
     if not summary["skipped_files"]:
         pytest.skip("the damage happened to decode")  # (zstd frames rarely survive; keep the test honest)
     assert summary["skipped_files"] == [os.path.realpath(victim)] or summary["skipped_files"] == [victim]
     # right after the hole the book is unsynced, until a snapshot (CLEAR) syncs it again
     btc = [b for b in books if b[1] == "BTC-USD"]
-    after = pq.read_table(victims[victims.index(victim) + 1], columns=["last_seq"]).column("last_seq").to_pylist()
     first_after = next(i for i, b in enumerate(btc) if b[2] in set(after))
     assert btc[first_after][5] is False
     assert HOLE_EVENT == "unreadable_file"

@@ -14,7 +14,7 @@ A stream's merge key is its entries' local time, as a running maximum over the s
 session's clock stepped back, its later entries still come after its earlier ones (a book's
 messages are applied in row order anyway). Events (the few that unsync a book) are loaded whole.
 
-A book file that cannot be read (its footer parses, its data does not) is a hole in its stream:
+A book file that cannot be read (its footer or its data) is a hole in its stream:
 the rows of the message it cut are dropped, and an `unreadable_file` event before the next
 message unsyncs the book until its next CLEAR. Replay never bridges a hole.
 """
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from lab.core.events import UNSYNC_EVENTS
 from lab.core.model import Trade
 from lab.datasets import schema as S
-from lab.datasets.reader import CaptureError, by_session, load_book, mantissas, read_file, session_of, stream_precisions, streams_in
+from lab.datasets.reader import CaptureError, by_session, find_files, load_book, mantissas, read_file, session_of, stream_precisions, streams_in
 
 BOOK, TRADE, EVENT = 0, 1, 2  # kinds of merged entries
 HOLE_EVENT = "unreadable_file"  # a book file replay could not read: its book is unsynced after it
@@ -150,8 +150,9 @@ class _Source:
 
 
 class BookSource(_Source):
-    def __init__(self, key, files, offset_ns, skipped):
+    def __init__(self, key, files, offset_ns, skipped, unreadable: set[str] = frozenset()):
         super().__init__(key, files, offset_ns, skipped)
+        self.unreadable = unreadable  # files known unreadable already (listed in `skipped`)
         self.ends = np.empty(0, np.int64)  # buffer row of each whole message's LAST row
         self.holes: list[tuple] = []  # synthetic events not yet taken
         self._hole = False
@@ -159,9 +160,11 @@ class BookSource(_Source):
     def _read(self, path: str):
         v, s, session = self.key
         try:
+            if path in self.unreadable:
+                raise CaptureError(path)
             b = load_book([path], v, s, self.skipped, checksums=False)
         except CaptureError:
-            if not any(path == bad for bad, _ in self.skipped):
+            if path not in self.unreadable and not any(path == bad for bad, _ in self.skipped):
                 raise
             # a hole: the message it cut cannot be completed
             if self.rows:
@@ -362,6 +365,8 @@ def plan_merge(path: str, root: str, streams: dict, trade_files: dict, offsets: 
     events); CaptureError when a stream's files disagree on its instrument."""
     book_sources, book_info, trade_sources = {}, {}, {}
     for (v, s), files in streams.items():
+        # the stream's files whose footer does not even parse are holes too, where they sit
+        every = by_session(find_files(path, "book", v, [s]))
         for session, session_files in by_session(files).items():
             metas, names = [], []
             for f in session_files:
@@ -375,7 +380,9 @@ def plan_merge(path: str, root: str, streams: dict, trade_files: dict, offsets: 
             pp, ap = stream_precisions(metas, names, f"{v} {s}: files")
             key = (v, s, session)
             book_info[key] = StreamInfo(pp, ap, int(metas[0].get("lab.depth", "0")))
-            book_sources[key] = BookSource(key, session_files, offsets.get(v, 0), skipped)
+            readable = set(session_files)
+            book_sources[key] = BookSource(key, every.get(session, session_files), offsets.get(v, 0), skipped,
+                                           unreadable={f for f in every.get(session, ()) if f not in readable})
     for (v, s), files in trade_files.items():
         for session, session_files in by_session(files).items():
             key = (v, s, session)
