@@ -150,3 +150,44 @@ def test_replay_driver_random_streams(entries, rows, limit, with_window):
     assert j is None or 0 <= j <= len(entries)
     assert all(isinstance(x, tuple) or 0 <= x < max(n, 1) for x in seen)
     book.kraken_checksum()
+
+
+BINANCE_FRAMES = [
+    b'{"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}',
+    b'{"stream":"bnbbtc@trade","data":{"e":"trade","E":1,"s":"BNBBTC","t":12345,"p":"0.001","q":"100","T":1,"m":true}}',
+    b'{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}',
+]
+
+
+@given(data=st.one_of(st.binary(max_size=120), st.sampled_from(BINANCE_FRAMES)),
+       cut=st.integers(0, 130), flip=st.tuples(st.integers(0, 130), st.integers(0, 255)),
+       precisions=st.tuples(st.integers(-2, 40), st.integers(-2, 40)), depth=st.integers(0, 3),
+       ids=st.tuples(st.one_of(st.none(), big), big, big))
+@settings(max_examples=400, deadline=None)
+def test_binance_parsers_garbage(data, cut, flip, precisions, depth, ids):
+    """The Binance frame parsers (rust_book/src/binance.rs) and their messages' methods on
+    arbitrary and mutated frames, precisions and arguments: clean exceptions, never a panic."""
+    frames = [data, data[:cut]]
+    if flip[0] < len(data):
+        frames.append(data[:flip[0]] + bytes([flip[1]]) + data[flip[0] + 1:])
+    pp, ap = precisions
+    for frame in frames:
+        msgs = []
+        for parse in (rb.parse_binance_depth, rb.parse_binance_trade):
+            msgs += call(parse, frame) or []
+        snap = call(rb.parse_binance_snapshot, frame)
+        if snap is not None:
+            msgs.append(snap)
+        for m in msgs:
+            repr(m)
+            call(m.check, pp, ap)
+            if isinstance(m, rb.BinanceBook):
+                m.levels()
+                book = call(rb.OrderBook, "binance", "X", pp, ap, depth) or rb.OrderBook("binance", "X", 2, 8, depth)
+                call(m.apply, book, rb.BookRows(), ids[1], ids[2], 0)
+                call(m.apply, book, book, 0, 0, 0)
+                book.kraken_checksum()
+            else:
+                m.texts()
+                call(m.apply, rb.TradeRows(), pp, ap, ids[1], ids[2], ids[0])
+                call(m.apply, rb.TradeMemory(3), pp, ap, 0, 0)

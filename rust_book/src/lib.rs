@@ -12,10 +12,11 @@
 //! - `replay`: `ReplayDriver`, the replay loop's hot path over `OrderBook`s;
 //! - `frame`: `FrameParser`, the one entry every venue's frame parser implements;
 //! - `journal`: the raw-journal record encoder;
-//! - venue modules (`mock`, `kraken`): their checksum algorithms, parsers and extra methods.
+//! - venue modules (`mock`, `kraken`, `binance`): their checksum algorithms, parsers and extra methods.
 
 use pyo3::prelude::*;
 
+pub mod binance;
 pub mod book;
 pub mod bulk;
 pub mod checksum;
@@ -51,6 +52,8 @@ fn rust_book(m: &Bound<'_, PyModule>) -> PyResult<()> {
     workload::register(m)?;
     rfc3339::register(m)?;
     kraken::register(m)?;
+    binance::register(m)?;
+    mock::register(m)?;
     trades::register(m)?;
     replay::register(m)?;
     m.add("BID", 0)?;

@@ -12,6 +12,15 @@ and the book is handed over at the old connection's close without a snapshot (la
 docs/BINANCE.md "Connections"). The connections a symbol is on are read off the SUBSCRIBE frames
 (and `/ws/<stream>`, `/stream?streams=` URLs); the `{"result":null}` answer confirms them.
 A `serverShutdown` asks the live side to rotate that connection (REQUEST_ROTATE).
+
+The hot paths are Rust (rust_book/src/binance.rs, on the shared `FrameParser` contract): diff
+depth (`parse_binance_depth`), trades (`parse_binance_trade`) and the REST snapshot
+(`parse_binance_snapshot`), frame in, levels applied and rows appended in Rust (`BinanceBook`
+stands in for the bids/asks lists in the buffered-diff entries; `apply_wire` applies it). A frame
+they refuse (escapes, an odd shape, a value not exact at the precisions, an unknown symbol) goes
+through the Python reference path (`_on_frame_reference`, protocol.py), which reports it exactly as
+before; both share the state, and tests require identical rows, events and stats from either
+(`rust_parsers = False` selects the reference path alone).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import orjson
 
 from lab.core.events import REQUEST_ROTATE, REQUEST_SNAPSHOT
 from lab.core.model import Instrument, RawRow
+from lab.rust_book import BinanceBook, parse_binance_depth, parse_binance_snapshot, parse_binance_trade
 from lab.sync.buffered import BufferedDiffNormalizer
 from lab.venues.binance import protocol as P
 
@@ -27,6 +37,7 @@ MS = 1_000_000  # Binance times are milliseconds; lab's are nanoseconds
 
 class BinanceNormalizer(BufferedDiffNormalizer):
     venue = P.VENUE
+    rust_parsers = True  # False: every frame through the Python reference path (tests, benchmarks)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,6 +102,86 @@ class BinanceNormalizer(BufferedDiffNormalizer):
         self.add_instruments(row, "symbols", P.instrument, "exchangeInfo")
 
     def _on_frame(self, row: RawRow) -> None:
+        # The Rust path: parse, then handle the frame's one message; a refusal (ValueError), not
+        # this kind (None) or a False from the handler (nothing touched) leaves the frame to the
+        # reference path, which also reports what Rust refused.
+        if self.rust_parsers:
+            payload = row.payload
+            if b'"depthUpdate"' in payload:
+                try:
+                    msgs = parse_binance_depth(payload)
+                except ValueError:
+                    msgs = None
+                if msgs and len(msgs) == 1 and self._on_depth_fast(row, msgs[0]):
+                    return
+            elif b'"trade"' in payload:
+                try:
+                    msgs = parse_binance_trade(payload)
+                except ValueError:
+                    msgs = None
+                if msgs and len(msgs) == 1 and self._on_trade_fast(row, msgs[0]):
+                    return
+        self._on_frame_reference(row)
+
+    def _on_depth_fast(self, row: RawRow, m: BinanceBook) -> bool:
+        """A `depthUpdate` parsed by `parse_binance_depth`: the reference path's entry, with the
+        message in place of the bids / asks lists. False (nothing touched): an unknown symbol or
+        a level not exact at the precisions, which the reference path reports."""
+        symbol = m.symbol
+        inst = self.instruments.get(symbol)
+        if inst is None or m.check(inst.price_precision, inst.amount_precision) is not None:
+            return False
+        entry = ("diff", row, inst, m.first_id, m.last_id, m.timestamp, m, None, None)
+        if self.feeds(row, symbol):
+            self.replay_shadow(entry)
+        else:
+            self.shadow_entry(symbol, entry)
+        return True
+
+    def _on_trade_fast(self, row: RawRow, m) -> bool:
+        """A `trade` parsed by `parse_binance_trade`: `_on_trade`'s dedupe, gap event, row and
+        on_trade call, the row appended in Rust. False (nothing touched): an unknown symbol or
+        a price / qty not exact at the precisions."""
+        symbol = m.symbol
+        inst = self.instruments.get(symbol)
+        if inst is None or m.check(inst.price_precision, inst.amount_precision) is not None:
+            return False
+        t = m.id
+        if not self.feeds(row, symbol):
+            price, qty = m.values
+            self.shadow_entry(symbol, ("trade", row, inst, t, m.trade_time, m.side, price, qty))
+            return True
+        last = self.last_trade_id.get(symbol)
+        if last is None or t > last:  # else a duplicate after a reconnect
+            cols = self.trade_columns(inst)
+            start = len(cols)
+            if m.apply(cols, inst.price_precision, inst.amount_precision, row.local_ts, row.rec_id, last) > 0:
+                self.event(row, "trade_gap", symbol, f"trade ids {last + 1}..{t - 1} missing")
+            self.last_trade_id[symbol] = t
+            self.trades_appended(inst, cols, start)
+        if self.shadow:
+            self.prune_shadow(symbol)
+        return True
+
+    def apply_wire(self, inst, book, bids, asks, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot) -> bool:
+        """A Rust-parsed message (`BinanceBook` as `bids`, `asks` None) is applied by its own
+        `apply`, with the same rows, book metadata, stats and on_book call as the reference
+        lists through `Normalizer.apply_wire` (Binance sends no checksum)."""
+        if asks is not None or not isinstance(bids, BinanceBook):
+            return super().apply_wire(inst, book, bids, asks, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot)
+        if bids.apply(book, self.book_columns(inst), ts, local_ts, rec_id):
+            self._book_message(book)
+        else:  # an empty delta writes no rows, but the sequence moves on
+            book.seq = last_seq
+        return True
+
+    def describe_snapshot(self, snapshot_id: int, bids, asks, applied: int) -> str:
+        if isinstance(bids, BinanceBook):
+            bids, asks = range(bids.bid_count), range(bids.ask_count)  # what the text reads: the counts
+        return super().describe_snapshot(snapshot_id, bids, asks, applied)
+
+    def _on_frame_reference(self, row: RawRow) -> None:
+        """The Python reference path: every frame the Rust parsers do not take."""
         try:
             msg = P.unwrap(orjson.loads(row.payload))
         except orjson.JSONDecodeError as exc:
@@ -175,6 +266,15 @@ class BinanceNormalizer(BufferedDiffNormalizer):
         if inst is None:
             self.malformed(row, None, f"depth snapshot for unknown symbol {str(symbol)[:40]!r}")
             return
+        if self.rust_parsers:
+            try:
+                m = parse_binance_snapshot(row.payload)
+            except ValueError:
+                m = None
+            if m is not None and m.check(inst.price_precision, inst.amount_precision) is None:
+                self.requested.discard(symbol)
+                self.on_snapshot(row, inst, m.last_id, row.local_ts, m, None)
+                return
         try:
             snap = orjson.loads(row.payload)
             lid = P.check_snapshot(snap, inst.price_precision, inst.amount_precision)

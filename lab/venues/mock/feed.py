@@ -3,6 +3,11 @@
 Sync is Binance-style (docs/ARCHITECTURE.md): deltas are buffered until a REST depth snapshot
 arrives; deltas up to the snapshot's seq are dropped; the first kept delta must be seq + 1.
 A seq gap, a checksum mismatch or a reconnect is an `events` row, then CLEAR and a fresh snapshot.
+
+Book deltas and depth snapshots take the Rust hot path (rust_book/src/mock.rs, on the shared
+`FrameParser` contract: `parse_mock_book`, `parse_mock_depth`, `MockBook.apply`); a frame it
+refuses (or an unknown symbol, a level not exact at the precisions) goes through the Python
+reference path below, which reports it as before (`rust_parsers = False`: the reference alone).
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from lab.core.model import RawRow
 from lab.core.events import REQUEST_SNAPSHOT
 from lab.core.model import Instrument, wire_instrument
 from lab.sync.buffered import BufferedDiffNormalizer
-from lab.rust_book import parse_fixed
+from lab.rust_book import MockBook, parse_fixed, parse_mock_book, parse_mock_depth
 
 
 VENUE = "mock"
@@ -101,6 +106,7 @@ class MockNormalizer(BufferedDiffNormalizer):
     venue = VENUE
     checksum_kind = "mock"
     check_crossed = False
+    rust_parsers = True  # False: every frame through the Python reference path (tests)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -169,6 +175,47 @@ class MockNormalizer(BufferedDiffNormalizer):
         self.add_instruments(row, "instruments", _instrument, "instruments")
 
     def _on_frame(self, row: RawRow) -> None:
+        if self.rust_parsers and b'"book"' in row.payload:
+            try:
+                msgs = parse_mock_book(row.payload)
+            except ValueError:
+                msgs = None
+            if msgs and len(msgs) == 1 and self._on_delta_fast(row, msgs[0]):
+                return
+        self._on_frame_reference(row)
+
+    def _on_delta_fast(self, row: RawRow, m: MockBook) -> bool:
+        """A delta parsed by `parse_mock_book`: `_on_delta` with the message in place of the bids
+        / asks lists (and the reference's handling of what applying it raises). False (nothing
+        touched): an unknown symbol or a level not exact at the precisions."""
+        symbol = m.symbol
+        inst = self.instruments.get(symbol)
+        if inst is None or m.check(inst.price_precision, inst.amount_precision) is not None:
+            return False
+        try:
+            self.on_diff(row, inst, m.seq, m.seq, m.timestamp, m, None, m.checksum)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            known = symbol if symbol in self.books else None
+            self.malformed(row, known, f"book message: {type(exc).__name__}: {exc}")
+            if known is not None:
+                self._unsync(row, known, "", "")
+        return True
+
+    def apply_wire(self, inst, book, bids, asks, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot) -> bool:
+        """A Rust-parsed `MockBook` (as `bids`, `asks` None) is applied by its own `apply`, with
+        the same rows, book metadata, stats and on_book call as `Normalizer.apply_wire`."""
+        if asks is not None or not isinstance(bids, MockBook):
+            return super().apply_wire(inst, book, bids, asks, ts, local_ts, rec_id, first_seq, last_seq, checksum, snapshot)
+        status = bids.apply(book, self.book_columns(inst), ts, local_ts, rec_id)
+        if status < 0:
+            return False  # a checksum mismatch: nothing emitted, the book stays as applied
+        if status == 0:  # an empty delta writes no rows, but the sequence moves on
+            book.seq = last_seq
+        else:
+            self._book_message(book)
+        return True
+
+    def _on_frame_reference(self, row: RawRow) -> None:
         try:
             msg = orjson.loads(row.payload)
             mtype = msg["type"]
@@ -212,6 +259,15 @@ class MockNormalizer(BufferedDiffNormalizer):
         self.on_diff(row, inst, seq, seq, msg["timestamp"], msg["bids"], msg["asks"], msg.get("checksum"))
 
     def _on_snapshot(self, row: RawRow) -> None:
+        if self.rust_parsers:
+            try:
+                m = parse_mock_depth(row.payload)
+            except ValueError:
+                m = None
+            inst = self.instruments.get(m.symbol) if m is not None else None
+            if inst is not None and m.check(inst.price_precision, inst.amount_precision) is None:
+                self.on_snapshot(row, inst, m.seq, m.timestamp, m, None, m.checksum)
+                return
         try:
             snap = orjson.loads(row.payload)
             if not isinstance(snap, dict):
