@@ -76,6 +76,26 @@ def test_record_verify_replay_combined_and_raw(tmp_path):
     assert row["n"] == row["d"] > 0
 
 
+def test_a_base_url_gets_the_combined_stream_url(tmp_path):
+    """`--ws-url ws://host:port` (no path): the recorder opens `/stream?streams=...` naming each
+    symbol's depth and trade streams, sends no SUBSCRIBE, and the capture is whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "cap"
+    with SimulatorThread("binance", seed=7, rate=400) as sim:
+        summary = record(root, sim, ws_path="")
+        final_books_match(root, sim)
+    raw = pa.concat_tables([pq.read_table(f, columns=["kind", "payload"]) for f in sorted((root / "raw").rglob("*.parquet"))])
+    rows = [(k, p) for k, p in zip(raw.column("kind").to_pylist(), raw.column("payload").to_pylist())]
+    opened = [p.decode() for k, p in rows if k == "open"]
+    assert opened and all(u.endswith("/stream?streams=btcusdt@depth@100ms/btcusdt@trade/ethusdt@depth@100ms/ethusdt@trade") for u in opened)
+    assert not [p for k, p in rows if k == "send" and b"SUBSCRIBE" in p]
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    report = verify(root)
+    assert all(s["gaps"] == 0 and s["snapshots"] == 1 for s in report["streams"].values())
+
+
 def test_dropped_diffs_are_exactly_the_gaps(tmp_path):
     root = tmp_path / "cap"
     with SimulatorThread("binance", seed=6, rate=400, faults={"drop_every": 60}) as sim:

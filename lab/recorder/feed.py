@@ -293,19 +293,20 @@ class FeedClient:
         conn_id = next(self._conn_ids)
         conn_seq = itertools.count()
         try:
-            ws = await websocket.connect(self.ws_url, headers={"User-Agent": "lab-recorder/0.1"}, max_message=self.max_message)
+            url, frames = self.venue.ws_connection(self.ws_url, slot.symbols, self.depth)
+            ws = await websocket.connect(url, headers={"User-Agent": "lab-recorder/0.1"}, max_message=self.max_message)
         except (OSError, asyncio.TimeoutError, websocket.HandshakeError) as exc:
             self.last_failure = str(exc) or type(exc).__name__
             if isinstance(exc, ConnectionRefusedError):
                 self.last_failure = "connection refused (nothing listening there?)"
-            self.note("connect_failed", f"{self.ws_url}: {type(exc).__name__}: {exc}")
+            self.note("connect_failed", f"{url}: {type(exc).__name__}: {exc}")
             return None
         conn = _Conn(conn_id, conn_seq, ws, slot)
         self._open[conn_id] = conn
         self.connections += 1
         slot.backoff.healthy()
         stamp = self.stamp
-        stamp(conn_id, next(conn_seq), "open", "ws", None, self.ws_url.encode())
+        stamp(conn_id, next(conn_seq), "open", "ws", None, url.encode())
 
         def on_message(payload: bytes, is_text: bool) -> None:
             # The read loop: stamp and hand over, nothing else.
@@ -315,7 +316,7 @@ class FeedClient:
             self.bytes += len(payload)
 
         ws.start(on_message)
-        for frame in self.venue.subscribe_frames(slot.symbols, self.depth):
+        for frame in frames:
             ws.send_text(frame)  # every venue's subscribe is a JSON text frame
             stamp(conn_id, next(conn_seq), "send", "ws", None, frame)
         if self.ping_idle and self.venue.ping_frame is not None:

@@ -141,6 +141,12 @@ class Venue(DatasetRules):
         """User spellings -> venue symbols (beyond the canonical spelling every venue accepts)."""
         return symbols
 
+    def ws_connection(self, ws_url: str, symbols: list[str], depth: int = 0) -> tuple[str, list[bytes]]:
+        """The URL one connection of the plan opens and the frames it sends once open, for the
+        `--ws-url` the user gave: that URL and `subscribe_frames` unless the venue builds its
+        own from a base URL (Binance: `ws://host:port` becomes a combined-stream URL)."""
+        return ws_url, self.subscribe_frames(symbols, depth)
+
     def connection_plan(self, symbols: list[str]) -> list[list[str]]:
         """Symbols per WebSocket connection: one connection unless the venue caps streams."""
         cap = self.max_streams_per_connection

@@ -76,6 +76,12 @@ class BinanceSpot(Venue):
     def subscribe_frames(self, symbols: list[str], depth: int = 0) -> list[bytes]:
         return [P.subscribe_frame(symbols, 1)]
 
+    def ws_connection(self, ws_url: str, symbols: list[str], depth: int = 0) -> tuple[str, list[bytes]]:
+        """A base URL (`ws://host:port`, no path) gets the connection's streams in a combined-stream
+        URL (`/stream?streams=btcusdt@depth@100ms/btcusdt@trade/...`, nothing to send); a URL
+        with a path (`/ws`, the default, or `/stream`) is opened as given and SUBSCRIBEs."""
+        return P.connection_url(ws_url, symbols), [] if P.is_base_url(ws_url) else self.subscribe_frames(symbols, depth)
+
     def parse_instruments(self, payload: bytes):
         return P.parse_exchange_info(payload)
 

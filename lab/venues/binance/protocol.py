@@ -56,6 +56,25 @@ def stream_names(symbol: str) -> list[str]:
     return [f"{s}@depth@100ms", f"{s}@trade"]
 
 
+def is_base_url(ws_url: str) -> bool:
+    """`ws://host:port` (or with a bare `/`): a URL that names no endpoint."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ws_url)
+    return parts.path in ("", "/") and not parts.query
+
+
+def connection_url(ws_url: str, symbols: list[str]) -> str:
+    """The URL a connection for `symbols` opens: a base URL gets the combined-stream endpoint
+    naming the symbols' streams; any other URL is used as given."""
+    if not is_base_url(ws_url):
+        return ws_url
+    if not symbols:
+        return ws_url.rstrip("/") + "/ws"
+    streams = "/".join(name for symbol in symbols for name in stream_names(symbol))
+    return f"{ws_url.rstrip('/')}/stream?streams={streams}"
+
+
 def subscribe_frame(symbols: list[str], req_id: int = 1, method: str = "SUBSCRIBE") -> bytes:
     params = [n for s in symbols for n in stream_names(s)]
     return orjson.dumps({"method": method, "params": params, "id": req_id})
