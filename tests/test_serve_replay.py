@@ -4,6 +4,7 @@ capture must hold the same final books, verified checksums, trade ids (and disco
 first. Plus subscriptions honoured per connection, the captured pacing, and bad input."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -266,21 +267,47 @@ def test_binance_several_connections_matched_by_streams(tmp_path):
 
 
 def test_binance_streams_named_in_the_url(tmp_path):
-    """A capture whose client named its streams in the combined-stream URL: a client connecting
-    with the same URL is subscribed at connect time and gets every captured frame."""
+    """A capture whose client named its streams in the combined-stream URL (the recorder builds
+    it from a base `--ws-url`): a client connecting with the same URL is subscribed at connect
+    time and gets every captured frame; LIST_SUBSCRIPTIONS lists a connection's own streams."""
     original, again = tmp_path / "orig", tmp_path / "again"
-    streams = "btcusdt@depth@100ms/btcusdt@trade/ethusdt@depth@100ms/ethusdt@trade"
     with SimulatorThread("binance", seed=28, rate=500) as sim:
         lab("record", "--venue", "binance", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT",
-            "--ws-url", sim.url.replace("http", "ws") + "/stream?streams=" + streams,
-            "--rest-url", sim.url, "--duration", "5s", "--out", original)
+            "--ws-url", sim.url.replace("http", "ws"), "--rest-url", sim.url, "--duration", "5s", "--out", original)
     with ReplayServer(original, "binance") as server:
-        server.ws_url = server.url.replace("http", "ws") + "/stream?streams=" + streams
+        server.ws_url = server.url.replace("http", "ws")
         summary = rerecord(server, again, "binance", "BTCUSDT", "ETHUSDT")
         status = server.status()
+        listed = asyncio.run(_list_subscriptions(server.url.replace("http", "ws") + "/stream?streams=btcusdt@trade"))
     assert status["frames_served"] == status["frames"]
     assert summary["gaps"] == 0 and summary["resyncs"] == 0
     assert_same_binance_capture(original, again)
+    assert listed == [{"result": ["btcusdt@trade"], "id": 7},
+                      {"result": ["btcusdt@trade", "ethusdt@depth@100ms"], "id": 8}]
+
+
+async def _list_subscriptions(url: str) -> list:
+    from lab.net import websocket
+
+    got: list = []
+    ws = await websocket.connect(url)
+    ws.start(lambda payload, _: got.append(json.loads(payload)))
+
+    async def answer(req_id):
+        for _ in range(200):
+            hit = [m for m in got if isinstance(m, dict) and m.get("id") == req_id and "result" in m]
+            if hit:
+                return hit[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no answer to request {req_id}: {got[-5:]}")
+
+    ws.send_text(b'{"method":"LIST_SUBSCRIPTIONS","id":7}')
+    first = await answer(7)
+    ws.send_text(b'{"method":"SUBSCRIBE","params":["ethusdt@depth@100ms"],"id":1}')
+    ws.send_text(b'{"method":"LIST_SUBSCRIPTIONS","id":8}')
+    second = await answer(8)
+    ws.close()
+    return [first, second]
 
 
 def test_binance_make_before_break_rotation_replayed(tmp_path):

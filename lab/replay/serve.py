@@ -381,7 +381,7 @@ class ReplayPlugin(VenuePlugin):
                 conn.state["requests"] += 1
             else:
                 conn.unsubscribe(keys)
-        for frame in self.adapter.replay_reply(payload, self.capture.keys):
+        for frame in self.adapter.replay_reply(payload, self.capture.keys, frozenset(conn.subscriptions)):
             conn.send(frame)
 
     def heartbeat(self, conn) -> bytes | None:

@@ -202,11 +202,12 @@ class Venue(DatasetRules):
         fn = self._replay("request_keys")
         return fn(payload) if fn else None
 
-    def replay_reply(self, payload: bytes, served: frozenset) -> list[bytes]:
+    def replay_reply(self, payload: bytes, served: frozenset, subscribed: frozenset = frozenset()) -> list[bytes]:
         """Frames the replay server itself answers a client frame with: a pong for a ping, the
-        venue's error for keys the capture does not hold (`served`: every key it holds)."""
+        venue's error for keys the capture does not hold (`served`: every key it holds), the
+        connection's subscriptions where the venue lists them (`subscribed`: its keys now)."""
         fn = self._replay("reply")
-        return fn(payload, served) if fn else []
+        return fn(payload, served, subscribed) if fn else []
 
     def replay_rotate_notice(self) -> bytes | None:
         """A frame that asks the client to replace its connection (make-before-break), sent where

@@ -18,6 +18,7 @@ from lab.venues.binance import protocol as P
 
 _KINDS = {"depth": "depth", "depth@100ms": "depth", "depth@1000ms": "depth", "trade": "trade"}
 _EVENTS = {"depthUpdate": "depth", "trade": "trade"}
+_STREAM_NAMES = {"depth": "depth@100ms", "trade": "trade"}  # a key's stream, as the recorder names it
 
 
 def stream_key(name: str) -> tuple[str, str] | None:
@@ -70,16 +71,18 @@ def url_keys(path: str, query: dict[str, str]) -> frozenset:
     return frozenset(k for k in map(stream_key, names) if k is not None)
 
 
-def reply(payload: bytes, served: frozenset) -> list[bytes]:
+def reply(payload: bytes, served: frozenset, subscribed: frozenset = frozenset()) -> list[bytes]:
     """Binance's answers to what the capture cannot answer: invalid JSON, an unknown method, a
     SUBSCRIBE naming a symbol the capture does not hold (the simulator's `Invalid request:
-    unknown stream`; the streams it does hold are played with their captured ack)."""
+    unknown stream`; the streams it does hold are played with their captured ack), and
+    LIST_SUBSCRIPTIONS (`{"result":[streams],"id":N}`, the connection's own)."""
     msg = _loads(payload)
     if not isinstance(msg, dict) or "method" not in msg:
         return [P.render_error(3, "Invalid JSON: expected {\"method\":...,\"params\":[...],\"id\":N}")]
     method, req_id = msg.get("method"), msg.get("id")
-    if method == "LIST_SUBSCRIPTIONS":
-        return []  # the connection's streams are the captured ones; not answered by the replay
+    if method == "LIST_SUBSCRIPTIONS":  # this connection's streams, as Binance names them
+        names = sorted(f"{k[1].lower()}@{_STREAM_NAMES[k[0]]}" for k in subscribed if isinstance(k, tuple) and k[0] in _STREAM_NAMES)
+        return [orjson.dumps({"result": names, "id": req_id})]
     if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
         return [orjson.dumps({"error": {"code": 1, "msg": f"Unknown method {str(method)[:40]}"}, "id": req_id})]
     params = msg.get("params") if isinstance(msg.get("params"), list) else None

@@ -83,7 +83,7 @@ def request_keys(payload: bytes) -> tuple[str, frozenset] | None:
     return None
 
 
-def reply(payload: bytes, served: frozenset) -> list[bytes]:
+def reply(payload: bytes, served: frozenset, subscribed: frozenset = frozenset()) -> list[bytes]:
     """A pong for a ping (v1 and v2); for a subscription the capture does not hold, Kraken's
     `subscriptionStatus` error (v1) / `success: false` answer (v2)."""
     msg = _loads(payload)

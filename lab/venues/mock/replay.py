@@ -53,7 +53,7 @@ def request_keys(payload: bytes) -> tuple[str, frozenset] | None:
     return msg["op"], frozenset((c, s) for c in channels for s in symbols)
 
 
-def reply(payload: bytes, served: frozenset) -> list[bytes]:
+def reply(payload: bytes, served: frozenset, subscribed: frozenset = frozenset()) -> list[bytes]:
     """The venue's `error` frame for a symbol or channel the capture does not hold (the real venue
     then subscribes to nothing; the replay server sends the captured frames of the keys it has)."""
     req = request_keys(payload)
