@@ -96,6 +96,36 @@ def test_a_base_url_gets_the_combined_stream_url(tmp_path):
     assert all(s["gaps"] == 0 and s["snapshots"] == 1 for s in report["streams"].values())
 
 
+def test_quotes_in_usdt_btc_eur_and_ticks_down_to_1e8(tmp_path):
+    """Symbols priced in USDT, BTC and EUR, ticks from 0.1 down to 0.00000001 and whole-unit lots
+    (SHIBUSDT: "0.00001234" x "1523.00000000"), over one combined-stream connection: every book
+    syncs with zero gaps, precisions come from the filters, and replay ends at the simulator's books."""
+    symbols = ("BTCUSDT", "ETHBTC", "BNBEUR", "SHIBUSDT")
+    root = tmp_path / "cap"
+    with SimulatorThread("binance", seed=8, rate=600, symbols=list(symbols)) as sim:
+        args = ["record", "--venue", "binance", "--ws-url", sim.url.replace("http", "ws"), "--rest-url", sim.url,
+                "--duration", "4s", "--out", root, "--json"]
+        for s in symbols:
+            args += ["--symbol", s]
+        summary = json.loads(lab(*args).stdout)
+        last = get(sim.url + "/control/stats")["connections"][-1]["last_seq"]
+        replay = json.loads(lab("replay", root, "--json").stdout)
+        for sym in symbols:
+            want = get(f"{sim.url}/control/book?symbol={sym}&seq={last[sym]}")
+            name = {"BTCUSDT": "BTC-USDT", "ETHBTC": "ETH-BTC", "BNBEUR": "BNB-EUR", "SHIBUSDT": "SHIB-USDT"}[sym]
+            stream = replay["streams"][f"binance/{name}"]
+            assert stream["synced"] and stream["seq"] == want["lastUpdateId"], sym
+            assert stream["best_bid"] == exact(want["bids"][0][0]) and stream["best_ask"] == exact(want["asks"][0][0]), sym
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
+    report = verify(root)
+    assert all(s["gaps"] == 0 and s["snapshots"] == 1 for s in report["streams"].values())
+    precisions = {r["venue_symbol"]: (r["price_precision"], r["amount_precision"])
+                  for r in query(root, "select venue_symbol, price_precision, amount_precision from instruments")}
+    assert precisions == {"BTCUSDT": (2, 5), "ETHBTC": (5, 4), "BNBEUR": (1, 3), "SHIBUSDT": (8, 0)}
+    [shib] = query(root, "select min(price) lo, max(amount) hi from book where symbol = 'SHIB-USDT' and amount > 0")
+    assert 0 < float(shib["lo"]) < 0.0001 and float(shib["hi"]) >= 1000
+
+
 def test_dropped_diffs_are_exactly_the_gaps(tmp_path):
     root = tmp_path / "cap"
     with SimulatorThread("binance", seed=6, rate=400, faults={"drop_every": 60}) as sim:

@@ -49,6 +49,10 @@ DEFAULT_SYMBOLS = (
     ("ETHBTC", "ETH", "BTC", 5, 4, 5593),
     ("BNBEUR", "BNB", "EUR", 1, 3, 5821),
 )
+# served only when asked for (`symbols=`): every default symbol shares the message rate
+EXTRA_SYMBOLS = (
+    ("SHIBUSDT", "SHIB", "USDT", 8, 0, 1234),  # tick 1e-8, whole lots: "0.00001234" x "1523.00000000"
+)
 
 
 #: diffs per history chunk: a chunk is a full copy of the book (its checkpoint) plus the diffs after it
@@ -95,8 +99,10 @@ class _Book:
     def __init__(self, spec, rng: random.Random, levels: int = 30, history: int = BOOK_HISTORY):
         self.symbol, self.base, self.quote, self.pp, self.ap, mid = spec
         self.mid = mid
-        self.bids = {mid - i: rng.randint(1, 10 ** self.ap) for i in range(levels)}
-        self.asks = {mid + 1 + i: rng.randint(1, 10 ** self.ap) for i in range(levels)}
+        # quantities up to 1 unit in lots (up to 10^6 units where the lot is a whole unit)
+        self.max_lots = 10 ** self.ap if self.ap else 10 ** 6
+        self.bids = {mid - i: rng.randint(1, self.max_lots) for i in range(levels)}
+        self.asks = {mid + 1 + i: rng.randint(1, self.max_lots) for i in range(levels)}
         self.update_id = 1000 + rng.randint(0, 10 ** 6)
         self.trade_id = 1 + rng.randint(0, 10 ** 6)
         self.initial = (self.update_id, dict(self.bids), dict(self.asks))  # for stale_snapshots
@@ -180,7 +186,7 @@ class BinanceVenue(VenuePlugin):
                  ban_after: int = 3, book_history: int = BOOK_HISTORY, max_backlog: int = MAX_BACKLOG):
         super().__init__(sim)
         self.rng = random.Random(sim.seed)
-        specs = [s for s in DEFAULT_SYMBOLS if not symbols or s[0] in symbols]
+        specs = [s for s in DEFAULT_SYMBOLS + EXTRA_SYMBOLS if s[0] in symbols] if symbols else list(DEFAULT_SYMBOLS)
         self.books = {s[0]: _Book(s, self.rng, history=book_history) for s in specs}
         self.order = list(self.books)
         self.trade_probability = trade_probability
@@ -219,7 +225,7 @@ class BinanceVenue(VenuePlugin):
             book.trade_id += 1
             maker_buyer = rng.random() < 0.5
             price = max(book.bids) if maker_buyer else min(book.asks)
-            qty = rng.randint(1, 10 ** book.ap)
+            qty = rng.randint(1, book.max_lots)
             args = (book.symbol, E, book.trade_id, price, qty, maker_buyer, book.pp, book.ap)
             raw, comb = P.render_trade(*args), P.render_trade(*args, stream=True)
             return Item(ws_frame(raw), ("trade", book.symbol), "trade", book.symbol, None, (raw, comb))
@@ -234,7 +240,7 @@ class BinanceVenue(VenuePlugin):
                 bids.append((book.mid + 1, 0))
         for _ in range(rng.randint(1, 3)):
             off = rng.randint(0, 40)
-            qty = 0 if rng.random() < 0.3 else rng.randint(1, 10 ** book.ap)
+            qty = 0 if rng.random() < 0.3 else rng.randint(1, book.max_lots)
             if rng.random() < 0.5:
                 bids.append((book.mid - off, qty))
             else:
