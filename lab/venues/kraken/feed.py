@@ -36,9 +36,8 @@ import json
 import orjson
 
 from lab.core.model import RawRow
-from lab.core.events import REQUEST_RESUBSCRIBE
 from lab.core.model import Instrument, wire_instrument
-from lab.sync.normalizer import Normalizer
+from lab.sync.snapshot import SnapshotChecksumNormalizer
 from lab.rust_book import (
     KRAKEN_MISMATCH,
     KRAKEN_PRECISION,
@@ -141,7 +140,7 @@ class _Resync(Exception):
         self.detail = detail
 
 
-class KrakenNormalizer(Normalizer):
+class KrakenNormalizer(SnapshotChecksumNormalizer):
     venue = VENUE
     checksum_kind = "kraken"  # the v1 and v2 rule at the pair's precisions (rust_book/src/kraken.rs)
     TRADE_MEMORY = 20_000  # ids remembered per pair for de-duplication
@@ -152,9 +151,6 @@ class KrakenNormalizer(Normalizer):
         self.by_internal: dict[str, str] = {}  # XXBTZUSD -> XBT/USD
         self.by_altname: dict[str, str] = {}  # XBTUSD -> XBT/USD
         self.by_v2: dict[str, str] = {}  # BTC/USD -> XBT/USD
-        self.resyncing: set[str] = set()
-        self.streaming: set[str] = set()  # pairs with a live WS book subscription
-        self.msg_seq: dict[str, int] = {}
         self.wire_pad: dict[str, tuple[int, int]] = {}  # pair -> wire decimals beyond precision
         self.seen_trades: dict[str, TradeMemory] = {}  # pair -> ids of its last TRADE_MEMORY trades
         self.stats.setdefault("trades", 0)
@@ -198,26 +194,9 @@ class KrakenNormalizer(Normalizer):
                 parts.append(str(a * fa) if a else "")
         return zlib.crc32("".join(parts).encode()), local
 
-    def _resync(self, row: RawRow, symbol: str, kind: str, detail: str) -> None:
-        book = self.books[symbol]
-        if kind:
-            self.event(row, kind, symbol, detail)
-        book.synced = False
-        book.clear()
-        if symbol in self.resyncing:
-            return
-        self.resyncing.add(symbol)
-        self.stats["resyncs"] += 1
-        self.event(row, "resync", symbol, "resubscribing the book for a fresh snapshot")
-        self.request(REQUEST_RESUBSCRIBE, symbol)
-
-    def _unsync_all(self) -> None:
-        for book in self.books.values():
-            book.synced = False
-            book.clear()
+    def unsync_all(self) -> None:
+        super().unsync_all()
         self.channels.clear()
-        self.streaming.clear()
-        self.resyncing.clear()
 
     def symbol_of(self, row: RawRow) -> str | None:
         """The pair a frame is about: v1 `[..., name, pair]`, v2 `data[0].symbol`, else the row's."""
@@ -238,9 +217,6 @@ class KrakenNormalizer(Normalizer):
                     return msg["pair"]
         return row.symbol
 
-    def resync_book(self, row: RawRow, symbol: str) -> None:
-        self._resync(row, symbol, "", "")
-
     # -- input --------------------------------------------------------------------------------
     def _feed(self, row: RawRow) -> None:
         kind = row.kind
@@ -256,10 +232,10 @@ class KrakenNormalizer(Normalizer):
                        f"{row.channel}: {row.payload[:200].decode(errors='replace')}")
         elif kind == "open":
             self.event(row, "connect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
-            self._unsync_all()
+            self.unsync_all()
         elif kind == "close":
             self.event(row, "disconnect", None, f"conn {row.conn_id} {row.payload.decode(errors='replace')}")
-            self._unsync_all()
+            self.unsync_all()
         elif kind == "send":
             try:
                 msg = orjson.loads(row.payload)
@@ -336,7 +312,7 @@ class KrakenNormalizer(Normalizer):
             return False
         book = self.books[symbol]
         cols = self.book_columns(inst)
-        seq = self.msg_seq.get(symbol, 0) + 1
+        seq = self.next_seq(symbol)
         pad = self.wire_pad.get(symbol, (0, 0))
         status, _, _, pad_p, pad_a, added, _ = m.apply(book, cols, row.local_ts, row.rec_id, seq, pad[0], pad[1])
         if status:
@@ -344,7 +320,7 @@ class KrakenNormalizer(Normalizer):
         if len(m) and ((pad_p, pad_a) != pad or symbol not in self.wire_pad):
             self.wire_pad[symbol] = (pad_p, pad_a)
         book.synced = True
-        self.msg_seq[symbol] = seq
+        self.commit_seq(symbol, seq)
         self.event(row, "snapshot", symbol, f"{book.bid_count} bids, {book.ask_count} asks")
         if added:  # (a snapshot always adds rows)
             self.stats["messages"] += 1
@@ -458,11 +434,10 @@ class KrakenNormalizer(Normalizer):
                     self._parse_levels(inst, 1, d.get("as", []), levels, pads),
                     self._parse_levels(inst, 0, d.get("bs", []), levels, pads),
                 )
-                self.resyncing.discard(pair)
-                self.streaming.add(pair)
+                self.snapshot_started(pair)
                 self._apply_snapshot(row, inst, levels, pads, newest or row.local_ts, None)
                 return
-            if not book.synced:
+            if not self.accepts_update(pair):
                 return  # updates before the (re)subscription's snapshot
             levels = []
             pads = []
@@ -483,11 +458,11 @@ class KrakenNormalizer(Normalizer):
         except _Resync as exc:
             if exc.kind == "malformed":
                 self.stats["malformed"] += 1
-            self._resync(row, pair, exc.kind, exc.detail)
+            self.resync(row, pair, exc.kind, exc.detail)
             return
         except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
             self.stats["malformed"] += 1
-            self._resync(row, pair, "malformed", f"book update: {type(exc).__name__}: {exc}")
+            self.resync(row, pair, "malformed", f"book update: {type(exc).__name__}: {exc}")
             return
         self._learn_pad(pair, pads)
         for side, price, amount in levels:
@@ -495,11 +470,10 @@ class KrakenNormalizer(Normalizer):
         book.truncate()
         wire, local = self._checksum(pair)
         if wire != checksum:
-            self.stats["checksum_mismatches"] += 1
-            self._resync(row, pair, "checksum_mismatch", f"venue {checksum}, local {wire}")
+            self.checksum_mismatch(row, pair, f"venue {checksum}, local {wire}")
             return
-        seq = self.msg_seq.get(pair, 0) + 1
-        self.msg_seq[pair] = seq
+        seq = self.next_seq(pair)
+        self.commit_seq(pair, seq)
         self.emit_levels(
             inst, book, levels, ts=newest or row.local_ts, local_ts=row.local_ts, rec_id=row.rec_id,
             first_seq=seq, last_seq=seq, checksum=wire, snapshot=False,
@@ -554,30 +528,27 @@ class KrakenNormalizer(Normalizer):
             return
         book = self.books[pair]
         if m.snapshot:
-            self.resyncing.discard(pair)
-            self.streaming.add(pair)
-        elif not book.synced:
+            self.snapshot_started(pair)
+        elif not self.accepts_update(pair):
             return  # updates before the (re)subscription's snapshot
         cols = self.out.book.get(inst.symbol)
         if cols is None:
             cols = self.book_columns(inst)
-        seq = self.msg_seq.get(pair, 0) + 1
+        seq = self.next_seq(pair)
         pad = self.wire_pad.get(pair, (0, 0))
         status, ts, _, pad_p, pad_a, added, detail = m.apply(book, cols, row.local_ts, row.rec_id, seq, pad[0], pad[1])
         if (pad_p, pad_a) != pad or pair not in self.wire_pad:
             self.wire_pad[pair] = (pad_p, pad_a)
         if status:
             if status == KRAKEN_MISMATCH:
-                self.stats["checksum_mismatches"] += 1
-                self._resync(row, pair, "checksum_mismatch", detail)
+                self.checksum_mismatch(row, pair, detail)
             elif status == KRAKEN_PRECISION:
-                self._resync(row, pair, "precision", detail)
+                self.resync(row, pair, "precision", detail)
             return
         if m.snapshot:
-            book.synced = True
-            self.event(row, "snapshot", pair, f"{book.bid_count} bids, {book.ask_count} asks")
+            self.snapshot_applied(row, pair)
         if added:
-            self.msg_seq[pair] = seq
+            self.commit_seq(pair, seq)
             self.stats["messages"] += 1
             if self.on_book is not None and book.synced:
                 self.on_book(book)
@@ -624,7 +595,7 @@ class KrakenNormalizer(Normalizer):
                 known = symbol_pair if symbol_pair in self.books else None
             self.malformed(row, known, f"v2 {str(channel)[:20]!r} message: data is not a list")
             if known is not None and channel == "book":
-                self._resync(row, known, "", "")
+                self.resync(row, known, "", "")
             return
         if channel == "status":
             for d in msg.get("data") or []:
@@ -641,7 +612,7 @@ class KrakenNormalizer(Normalizer):
             pair = self.by_v2.get(symbol) if isinstance(symbol, str) else None
             detail = f"book message: {row.payload[:120]!r}"
             if pair in self.books:
-                self._resync(row, pair, "malformed", detail)
+                self.resync(row, pair, "malformed", detail)
             else:
                 self.event(row, "malformed", None, detail)
             return
@@ -714,10 +685,9 @@ class KrakenNormalizer(Normalizer):
         for side, price, amount in levels:
             book.apply(side, price, amount)
         book.truncate()
-        book.synced = True
-        seq = self.msg_seq.get(pair, 0) + 1
-        self.msg_seq[pair] = seq
-        self.event(row, "snapshot", pair, f"{book.bid_count} bids, {book.ask_count} asks")
+        self.snapshot_applied(row, pair)
+        seq = self.next_seq(pair)
+        self.commit_seq(pair, seq)
         self.emit_levels(
             inst, book, levels, ts=ts, local_ts=row.local_ts, rec_id=row.rec_id,
             first_seq=seq, last_seq=seq, checksum=checksum, snapshot=True,  # v1 snapshots carry none
