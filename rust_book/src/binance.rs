@@ -30,6 +30,7 @@ use crate::json::{get, has, parse_json, plain, R, V};
 use crate::orderbook::OrderBook;
 use crate::rows::BookRows;
 use crate::trades::TradeRows;
+use crate::wire_levels::{apply_levels, check_precisions, levels_of, WireLevels};
 
 /// Binance times are milliseconds; lab's are nanoseconds.
 const MS: i64 = 1_000_000;
@@ -129,38 +130,11 @@ fn no_escapes(payload: &[u8]) -> R<()> {
 
 // ------------------------------------------------------------------------------ books
 
-struct Level {
-    side: u8,
-    price: (usize, usize),
-    amount: (usize, usize),
-}
-
-/// `[[price, qty], ...]` of one side (exactly two plain strings per level).
-fn levels_of(v: Option<&V>, side: u8, out: &mut Vec<Level>, what: &str) -> R<usize> {
-    let Some(V::Arr(items)) = v else {
-        return Err(format!("{what} is not a list"));
-    };
-    for item in items {
-        let V::Arr(f) = item else {
-            return Err(format!("a {what} level is not a list"));
-        };
-        let [V::Str(a, b, false), V::Str(c, d, false)] = &f[..] else {
-            return Err(format!("a {what} level is not [price, qty] strings"));
-        };
-        out.push(Level { side, price: (*a, *b), amount: (*c, *d) });
-    }
-    Ok(items.len())
-}
-
 /// One book message: a `depthUpdate` (first_id `U`, last_id `u`) or a REST snapshot (both
 /// `lastUpdateId`), levels as exact wire text, bids first then asks, each in wire order.
 #[pyclass(module = "lab.rust_book")]
 pub struct BinanceBook {
-    payload: Vec<u8>,
-    levels: Vec<Level>,
-    /// the levels parsed at `parsed_at` precisions by `check`
-    parsed: Vec<(u8, i64, i64)>,
-    parsed_at: Option<(u32, u32)>,
+    wire: WireLevels,
     /// The symbol as on the wire (`s`); empty for a REST snapshot (the body names none).
     #[pyo3(get)]
     symbol: String,
@@ -206,13 +180,10 @@ fn parse_depth_frame(payload: &[u8]) -> R<Option<Vec<BinanceBook>>> {
     }
     let (event_time, timestamp) = time_of(payload, get(payload, ev, b"E"), "depthUpdate E")?;
     let mut levels = Vec::new();
-    let bid_count = levels_of(get(payload, ev, b"b"), 0, &mut levels, "depthUpdate b")?;
-    let ask_count = levels_of(get(payload, ev, b"a"), 1, &mut levels, "depthUpdate a")?;
+    let bid_count = levels_of(get(payload, ev, b"b"), 0, &mut levels, "depthUpdate b", "qty")?;
+    let ask_count = levels_of(get(payload, ev, b"a"), 1, &mut levels, "depthUpdate a", "qty")?;
     Ok(Some(vec![BinanceBook {
-        payload: payload.to_vec(),
-        levels,
-        parsed: Vec::new(),
-        parsed_at: None,
+        wire: WireLevels::new(payload, levels),
         symbol,
         snapshot: false,
         first_id: first,
@@ -232,13 +203,10 @@ fn parse_snapshot_body(payload: &[u8]) -> R<BinanceBook> {
     };
     let id = uint_of(payload, get(payload, doc, b"lastUpdateId"), "depth lastUpdateId")?;
     let mut levels = Vec::new();
-    let bid_count = levels_of(get(payload, doc, b"bids"), 0, &mut levels, "depth bids")?;
-    let ask_count = levels_of(get(payload, doc, b"asks"), 1, &mut levels, "depth asks")?;
+    let bid_count = levels_of(get(payload, doc, b"bids"), 0, &mut levels, "depth bids", "qty")?;
+    let ask_count = levels_of(get(payload, doc, b"asks"), 1, &mut levels, "depth asks", "qty")?;
     Ok(BinanceBook {
-        payload: payload.to_vec(),
-        levels,
-        parsed: Vec::new(),
-        parsed_at: None,
+        wire: WireLevels::new(payload, levels),
         symbol: String::new(),
         snapshot: true,
         first_id: id,
@@ -250,70 +218,22 @@ fn parse_snapshot_body(payload: &[u8]) -> R<BinanceBook> {
     })
 }
 
-fn check_precisions(pp: u32, ap: u32) -> PyResult<()> {
-    if pp > fixed::MAX_PRECISION || ap > fixed::MAX_PRECISION {
-        return Err(PyValueError::new_err(format!(
-            "precisions must be between 0 and {}, got {pp} / {ap}",
-            fixed::MAX_PRECISION
-        )));
-    }
-    Ok(())
-}
-
-impl BinanceBook {
-    fn text(&self, r: (usize, usize)) -> &[u8] {
-        &self.payload[r.0..r.1]
-    }
-
-    /// The levels at the precisions, with `OrderBook.apply_wire_message`'s errors (a price or
-    /// amount that is not exact there, a negative amount); `strict` also refuses a negative
-    /// price (the reference `check_levels`).
-    fn parse_levels(&self, pp: u32, ap: u32, strict: bool) -> R<Vec<(u8, i64, i64)>> {
-        let mut out = Vec::with_capacity(self.levels.len());
-        for l in &self.levels {
-            let (pt, at) = (self.text(l.price), self.text(l.amount));
-            let p = fixed::parse_fixed(pt, pp).map_err(|e| e.message(&String::from_utf8_lossy(pt), pp))?;
-            let a = fixed::parse_fixed(at, ap).map_err(|e| e.message(&String::from_utf8_lossy(at), ap))?;
-            if a < 0 {
-                return Err(format!("amount_lots must be >= 0, got {a}"));
-            }
-            if strict && p < 0 {
-                return Err(format!("price_ticks must be >= 0, got {p}"));
-            }
-            out.push((l.side, p, a));
-        }
-        Ok(out)
-    }
-}
-
 #[pymethods]
 impl BinanceBook {
     fn __len__(&self) -> usize {
-        self.levels.len()
+        self.wire.len()
     }
 
     /// The levels as (side 0 bid / 1 ask, price text, qty text): bids then asks (tests).
     fn levels(&self) -> Vec<(u8, String, String)> {
-        let t = |r: (usize, usize)| String::from_utf8_lossy(&self.payload[r.0..r.1]).into_owned();
-        self.levels.iter().map(|l| (l.side, t(l.price), t(l.amount))).collect()
+        self.wire.texts()
     }
 
     /// Validate every level at the instrument's precisions as the reference path does (exact
     /// there, not negative) and keep the parsed levels for `apply`. None when the message can
     /// be applied, else the reason (the caller then hands the frame to its reference path).
     fn check(&mut self, price_precision: u32, amount_precision: u32) -> PyResult<Option<String>> {
-        check_precisions(price_precision, amount_precision)?;
-        if self.parsed_at == Some((price_precision, amount_precision)) {
-            return Ok(None);
-        }
-        match self.parse_levels(price_precision, amount_precision, true) {
-            Ok(p) => {
-                self.parsed = p;
-                self.parsed_at = Some((price_precision, amount_precision));
-                Ok(None)
-            }
-            Err(e) => Ok(Some(e)),
-        }
+        self.wire.check(price_precision, amount_precision, true)
     }
 
     /// Apply to `book` and append the rows to `rows`, as `OrderBook.apply_wire_message` does
@@ -333,26 +253,10 @@ impl BinanceBook {
         rec_id: i64,
     ) -> PyResult<bool> {
         let mut ob = book.try_borrow_mut()?;
-        let (pp, ap) = (ob.price_precision, ob.amount_precision);
-        let fresh;
-        let levels: &[(u8, i64, i64)] = if self.parsed_at == Some((pp, ap)) {
-            &self.parsed
-        } else {
-            fresh = self.parse_levels(pp, ap, false).map_err(PyValueError::new_err)?;
-            &fresh
-        };
+        let levels = self.wire.at(ob.price_precision, ob.amount_precision)?;
         let mut rows = rows.try_borrow_mut()?;
-        {
-            let b = &mut ob.book;
-            if self.snapshot {
-                b.clear();
-            }
-            for &(s, p, a) in levels {
-                b.side_mut(s == 1).set(p, a);
-            }
-            b.truncate();
-        }
-        let added = rows.push_message(levels, ts, local_ts, rec_id, self.first_id, self.last_id, None, self.snapshot);
+        apply_levels(&mut ob.book, &levels, self.snapshot);
+        let added = rows.push_message(&levels, ts, local_ts, rec_id, self.first_id, self.last_id, None, self.snapshot);
         if added {
             ob.timestamp = ts;
             ob.local_timestamp = local_ts;

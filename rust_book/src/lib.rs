@@ -34,6 +34,7 @@ pub mod rng;
 pub mod rows;
 pub mod side;
 pub mod trades;
+pub mod wire_levels;
 pub mod workload;
 
 pub use orderbook::OrderBook;

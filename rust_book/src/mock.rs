@@ -19,11 +19,12 @@ use pyo3::types::PyList;
 
 use crate::book::Book;
 use crate::checksum::{Algorithm, Checksum};
-use crate::fixed::{self, push_fixed};
+use crate::fixed::push_fixed;
 use crate::frame::{parse_to_py, FrameParser, Message};
 use crate::json::{get, parse_json, plain, R, V};
 use crate::orderbook::OrderBook;
 use crate::rows::BookRows;
+use crate::wire_levels::{apply_levels, levels_of, WireLevels};
 
 pub static CHECKSUM: Algorithm = Algorithm { name: "mock", compute: checksum };
 
@@ -76,36 +77,11 @@ fn int_of(s: &[u8], v: Option<&V>, what: &str, lo: i128, hi: i128) -> R<i64> {
     Ok(x as i64)
 }
 
-struct Level {
-    side: u8,
-    price: (usize, usize),
-    amount: (usize, usize),
-}
-
-fn levels_of(v: Option<&V>, side: u8, out: &mut Vec<Level>, what: &str) -> R<()> {
-    let Some(V::Arr(items)) = v else {
-        return Err(format!("{what} is not a list"));
-    };
-    for item in items {
-        let V::Arr(f) = item else {
-            return Err(format!("a {what} level is not a list"));
-        };
-        let [V::Str(a, b, false), V::Str(c, d, false)] = &f[..] else {
-            return Err(format!("a {what} level is not [price, amount] strings"));
-        };
-        out.push(Level { side, price: (*a, *b), amount: (*c, *d) });
-    }
-    Ok(())
-}
-
 /// One mock book message: a WebSocket delta or a REST depth snapshot (`snapshot`), levels as
 /// exact wire text, bids first then asks, each in wire order.
 #[pyclass(module = "lab.rust_book")]
 pub struct MockBook {
-    payload: Vec<u8>,
-    levels: Vec<Level>,
-    parsed: Vec<(u8, i64, i64)>,
-    parsed_at: Option<(u32, u32)>,
+    wire: WireLevels,
     #[pyo3(get)]
     symbol: String,
     #[pyo3(get)]
@@ -149,13 +125,10 @@ fn parse_book_like(payload: &[u8], snapshot: bool) -> R<Option<MockBook>> {
     let timestamp = int_of(payload, get(payload, o, b"timestamp"), "timestamp", I64.0, I64.1)?;
     let checksum = int_of(payload, get(payload, o, b"checksum"), "checksum", 0, i128::from(u32::MAX))? as u32;
     let mut levels = Vec::new();
-    levels_of(get(payload, o, b"bids"), 0, &mut levels, "bids")?;
-    levels_of(get(payload, o, b"asks"), 1, &mut levels, "asks")?;
+    levels_of(get(payload, o, b"bids"), 0, &mut levels, "bids", "amount")?;
+    levels_of(get(payload, o, b"asks"), 1, &mut levels, "asks", "amount")?;
     Ok(Some(MockBook {
-        payload: payload.to_vec(),
-        levels,
-        parsed: Vec::new(),
-        parsed_at: None,
+        wire: WireLevels::new(payload, levels),
         symbol,
         snapshot,
         seq,
@@ -164,59 +137,25 @@ fn parse_book_like(payload: &[u8], snapshot: bool) -> R<Option<MockBook>> {
     }))
 }
 
-impl MockBook {
-    /// The levels at the precisions, with `OrderBook.apply_wire_message`'s errors.
-    fn parse_levels(&self, pp: u32, ap: u32) -> R<Vec<(u8, i64, i64)>> {
-        let mut out = Vec::with_capacity(self.levels.len());
-        for l in &self.levels {
-            let (pt, at) = (&self.payload[l.price.0..l.price.1], &self.payload[l.amount.0..l.amount.1]);
-            let p = fixed::parse_fixed(pt, pp).map_err(|e| e.message(&String::from_utf8_lossy(pt), pp))?;
-            let a = fixed::parse_fixed(at, ap).map_err(|e| e.message(&String::from_utf8_lossy(at), ap))?;
-            if a < 0 {
-                return Err(format!("amount_lots must be >= 0, got {a}"));
-            }
-            out.push((l.side, p, a));
-        }
-        Ok(out)
-    }
-}
-
 /// apply() outcomes
 pub const MISMATCH: i8 = -1;
 
 #[pymethods]
 impl MockBook {
     fn __len__(&self) -> usize {
-        self.levels.len()
+        self.wire.len()
     }
 
     /// The levels as (side 0 bid / 1 ask, price text, amount text): bids then asks (tests).
     fn levels(&self) -> Vec<(u8, String, String)> {
-        let t = |r: (usize, usize)| String::from_utf8_lossy(&self.payload[r.0..r.1]).into_owned();
-        self.levels.iter().map(|l| (l.side, t(l.price), t(l.amount))).collect()
+        self.wire.texts()
     }
 
     /// Validate the levels at the instrument's precisions as the reference path does (exact,
     /// amounts not negative) and keep them for `apply`. None when the message can be applied,
     /// else the reason (the caller then hands the frame to its reference path).
     fn check(&mut self, price_precision: u32, amount_precision: u32) -> PyResult<Option<String>> {
-        if price_precision > fixed::MAX_PRECISION || amount_precision > fixed::MAX_PRECISION {
-            return Err(PyValueError::new_err(format!(
-                "precisions must be between 0 and {}, got {price_precision} / {amount_precision}",
-                fixed::MAX_PRECISION
-            )));
-        }
-        if self.parsed_at == Some((price_precision, amount_precision)) {
-            return Ok(None);
-        }
-        match self.parse_levels(price_precision, amount_precision) {
-            Ok(p) => {
-                self.parsed = p;
-                self.parsed_at = Some((price_precision, amount_precision));
-                Ok(None)
-            }
-            Err(e) => Ok(Some(e)),
-        }
+        self.wire.check(price_precision, amount_precision, false)
     }
 
     /// `OrderBook.apply_wire_message` of this message (first_seq = last_seq = `seq`, the
@@ -235,29 +174,14 @@ impl MockBook {
             ));
         }
         let (pp, ap) = (ob.price_precision, ob.amount_precision);
-        let fresh;
-        let levels: &[(u8, i64, i64)] = if self.parsed_at == Some((pp, ap)) {
-            &self.parsed
-        } else {
-            fresh = self.parse_levels(pp, ap).map_err(PyValueError::new_err)?;
-            &fresh
-        };
+        let levels = self.wire.at(pp, ap)?;
         let mut rows = rows.try_borrow_mut()?;
         let algorithm = ob.checksum;
-        {
-            let b = &mut ob.book;
-            if self.snapshot {
-                b.clear();
-            }
-            for &(s, p, a) in levels {
-                b.side_mut(s == 1).set(p, a);
-            }
-            b.truncate();
-            if algorithm.compute(b, pp, ap).unwrap_or_default() != self.checksum {
-                return Ok(MISMATCH);
-            }
+        apply_levels(&mut ob.book, &levels, self.snapshot);
+        if algorithm.compute(&ob.book, pp, ap).unwrap_or_default() != self.checksum {
+            return Ok(MISMATCH);
         }
-        let added = rows.push_message(levels, ts, local_ts, rec_id, self.seq, self.seq, Some(self.checksum), self.snapshot);
+        let added = rows.push_message(&levels, ts, local_ts, rec_id, self.seq, self.seq, Some(self.checksum), self.snapshot);
         if added {
             ob.timestamp = ts;
             ob.local_timestamp = local_ts;
@@ -272,7 +196,7 @@ impl MockBook {
             self.symbol,
             self.seq,
             self.snapshot,
-            self.levels.len()
+            self.wire.len()
         )
     }
 }
@@ -332,7 +256,7 @@ mod tests {
     fn frames() {
         let f = br#"{"type":"book","symbol":"BTC-USD","seq":7,"timestamp":-5,"bids":[["100.00","1.5"]],"asks":[],"checksum":4294967295}"#;
         let [m] = &BookParser.parse(f).unwrap().unwrap()[..] else { panic!() };
-        assert_eq!((m.seq, m.timestamp, m.checksum, m.levels.len()), (7, -5, u32::MAX, 1));
+        assert_eq!((m.seq, m.timestamp, m.checksum, m.wire.len()), (7, -5, u32::MAX, 1));
         assert!(BookParser.parse(br#"{"type":"trade"}"#).unwrap().is_none());
         assert!(BookParser.parse(&f[..]).is_ok());
         let bad = br#"{"type":"book","symbol":"X","seq":1,"timestamp":1,"bids":[],"asks":[],"checksum":4294967296}"#;
