@@ -76,6 +76,7 @@ class ReplayConnector:
         self._books: dict[tuple[str, str, str], OrderBook] = {}  # (venue, symbol, session)
         self._selectors: dict[tuple[str, str], SessionSelector] = {}
         self._stop = threading.Event()
+        self._stop_flag = bytearray(1)  # the same, for the Rust driver: seen right after the callback that set it
         self._thread: threading.Thread | None = None
         self.summary: dict | None = None
         self._book_streams = streams_in(self.path, "book", venue, symbols, self.skipped)
@@ -120,6 +121,7 @@ class ReplayConnector:
 
     def stop_stream(self) -> None:
         self._stop.set()
+        self._stop_flag[0] = 1
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -151,11 +153,11 @@ class ReplayConnector:
             sessions = {k[2]: self._books[k] for k in plan.book_info if k[:2] == (v, s)}
             counts = {x: plan.message_count((v, s, x)) for x in sessions} if len(sessions) > 1 else {x: 1 << 62 for x in sessions}
             self._selectors[(v, s)] = SessionSelector(sessions, counts, comparable_seq=_seq_is_venue_wide(v))
-        # streams whose trades several sessions recorded (and whose books too): each trade id is
-        # delivered once, by the Python loop
+        # streams whose trades several sessions recorded: each trade id is delivered once, by the
+        # Python loop
         single = {k for k in self._selectors if len(self._selectors[k].books) == 1}
         trade_sessions = Counter(k[:2] for k in plan.trade_sources)
-        state = _RunState(plan, single, {vs for vs, n in trade_sessions.items() if n > 1 and vs not in single})
+        state = _RunState(plan, single, {vs for vs, n in trade_sessions.items() if n > 1})
         for window in plan.windows(self.window_rows):
             if not self._replay_window(window, state):
                 break
@@ -186,6 +188,12 @@ class ReplayConnector:
 
     def _replay_window(self, w: Window, state: "_RunState") -> bool:
         """Replay one window of the merged order; False when the replay ends in it (--to, stop)."""
+        for key, src in state.plan.book_sources.items():
+            if src.lost_messages:  # in files found unreadable: they will never be applied
+                sel = self._selectors.get(key[:2])
+                if sel is not None and len(sel.books) > 1:
+                    sel.remaining[key[2]] -= src.lost_messages
+                src.lost_messages = 0
         books, trades, events, order = w.books, w.trades, w.events, w.order
         keys, single, dedupe = state.plan.keys, state.single, state.dedupe
         total_here = len(order[0])
@@ -205,7 +213,7 @@ class ReplayConnector:
         driven_trades: set[int] = set()
         if not self.speed:
             driver = ReplayDriver(*(order[i] for i in (3, 4, 0, 5)),
-                                  None if keep is None else np.ascontiguousarray(keep).view(np.uint8))
+                                  None if keep is None else np.ascontiguousarray(keep).view(np.uint8), self._stop_flag)
             driver.wake = state.wake
             driven = {si for si, key in enumerate(keys) if key in books and key[:2] in single}
             driven_trades = {si for si, key in enumerate(keys) if key in trades and key[:2] not in dedupe}

@@ -153,6 +153,8 @@ class BookSource(_Source):
     def __init__(self, key, files, offset_ns, skipped, unreadable: set[str] = frozenset()):
         super().__init__(key, files, offset_ns, skipped)
         self.unreadable = unreadable  # files known unreadable already (listed in `skipped`)
+        self.file_messages: dict[str, int] = {}  # whole messages per file, where counted (MergePlan.message_count)
+        self.lost_messages = 0  # counted messages of files found unreadable since the consumer last looked
         self.ends = np.empty(0, np.int64)  # buffer row of each whole message's LAST row
         self.holes: list[tuple] = []  # synthetic events not yet taken
         self._hole = False
@@ -163,9 +165,11 @@ class BookSource(_Source):
             if path in self.unreadable:
                 raise CaptureError(path)
             b = load_book([path], v, s, self.skipped, checksums=False)
-        except CaptureError:
-            if path not in self.unreadable and not any(path == bad for bad, _ in self.skipped):
-                raise
+        except CaptureError as exc:
+            # unreadable in any way (pages, a value that is no whole tick): a hole, listed
+            if not any(path == bad for bad, _ in self.skipped):
+                self.skipped.append((path, str(exc).split(": ", 1)[-1]))
+            self.lost_messages += self.file_messages.get(path, 0)
             # a hole: the message it cut cannot be completed
             if self.rows:
                 keep = int(self.ends[-1]) + 1 if len(self.ends) else 0
@@ -225,8 +229,9 @@ class TradeSource(_Source):
         pp, ap = self.precisions
         try:
             prices, amounts = mantissas(t.column("price"), pp), mantissas(t.column("amount"), ap)
-        except ValueError as exc:
-            raise CaptureError(f"{path}: {exc}") from None
+        except ValueError as exc:  # damaged data (no whole tick): the file is skipped, listed
+            self.skipped.append((path, str(exc)))
+            return None
         local = t.column("local_timestamp").cast(pa.int64()).to_numpy() + self.offset_ns
         cols = {
             "timestamp": t.column("timestamp").cast(pa.int64()).to_numpy(),
@@ -300,12 +305,13 @@ class MergePlan:
 
     def message_count(self, key: tuple[str, str, str]) -> int:
         """The whole messages of a book stream (its LAST rows; a flags-only read of its files)."""
-        n = 0
-        for f in self.book_sources[key].files:
+        source, n = self.book_sources[key], 0
+        for f in source.files:
             try:
-                n += int(np.count_nonzero(read_file(f, ["flags"]).column("flags").to_numpy() & S.FLAG_LAST))
+                source.file_messages[f] = int(np.count_nonzero(read_file(f, ["flags"]).column("flags").to_numpy() & S.FLAG_LAST))
             except CaptureError:
                 continue
+            n += source.file_messages[f]
         return n
 
     def windows(self, window_rows: int = WINDOW_ROWS):

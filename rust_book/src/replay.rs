@@ -10,7 +10,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyByteArray, PyString};
 
 use crate::bulk::{self, InBuf};
 use crate::orderbook::OrderBook;
@@ -77,6 +77,9 @@ pub struct ReplayDriver {
     /// itself, resets it to the minimum: call every time.
     #[pyo3(get, set)]
     wake: i64,
+    /// A one-byte bytearray: non-zero stops `run` after the callback that set it (a stop asked
+    /// from a callback or another thread is seen at once, not at the end of the chunk).
+    stop: Option<Py<PyByteArray>>,
 }
 
 /// A hook's or callback's answer as the next `wake`.
@@ -87,14 +90,18 @@ fn wake_of(ret: &Bound<'_, PyAny>) -> i64 {
 #[pymethods]
 impl ReplayDriver {
     #[new]
-    #[pyo3(signature = (kinds, streams, local_timestamps, rows, window = None))]
+    #[pyo3(signature = (kinds, streams, local_timestamps, rows, window = None, stop = None))]
     fn new(
         kinds: &Bound<'_, PyAny>,
         streams: &Bound<'_, PyAny>,
         local_timestamps: &Bound<'_, PyAny>,
         rows: &Bound<'_, PyAny>,
         window: Option<&Bound<'_, PyAny>>,
+        stop: Option<Bound<'_, PyByteArray>>,
     ) -> PyResult<Self> {
+        if stop.as_ref().is_some_and(|b| b.len() != 1) {
+            return Err(PyValueError::new_err("stop must be a bytearray of one byte"));
+        }
         let kinds = InBuf::get(kinds, "kinds")?;
         let streams = InBuf::get(streams, "streams")?;
         let local = InBuf::get(local_timestamps, "local_timestamps")?;
@@ -128,6 +135,7 @@ impl ReplayDriver {
             messages: 0,
             trades: 0,
             wake: i64::MIN,
+            stop: stop.map(Bound::unbind),
         })
     }
 
@@ -256,6 +264,9 @@ impl ReplayDriver {
                         if before.is_some() {
                             self.wake = wake_of(&ret);
                         }
+                        if self.stopped(py) {
+                            return Ok(j);
+                        }
                     }
                 }
                 continue;
@@ -315,6 +326,9 @@ impl ReplayDriver {
                     if before.is_some() {
                         self.wake = wake_of(&ret);
                     }
+                    if self.stopped(py) {
+                        return Ok(j);
+                    }
                 }
             }
         }
@@ -345,6 +359,11 @@ impl ReplayDriver {
 }
 
 impl ReplayDriver {
+    fn stopped(&self, py: Python<'_>) -> bool {
+        // SAFETY: a one-byte read; nothing holds a slice of the bytearray across Python code.
+        self.stop.as_ref().is_some_and(|b| unsafe { b.bind(py).as_bytes() }.first().is_some_and(|&x| x != 0))
+    }
+
     fn slot(&self, index: usize) -> PyResult<&Stream> {
         match self.slots.get(index) {
             Some(Some(s)) => Ok(s),
